@@ -1,0 +1,210 @@
+#include "parse.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Accumulate one decimal number at *p; -EINVAL if none, -ERANGE on overflow. */
+static int
+parse_digits(const char **p, int64_t *ret)
+{
+	const char *s = *p;
+	int64_t v = 0;
+
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	while (*s >= '0' && *s <= '9') {
+		int d = *s - '0';
+		if (v > (INT64_MAX - d) / 10)
+			return -ERANGE;
+		v = v * 10 + d;
+		s++;
+	}
+	*p = s;
+	*ret = v;
+	return 0;
+}
+
+static int
+mul_add(int64_t *acc, int64_t v, int64_t unit)
+{
+	if (v > INT64_MAX / unit)
+		return -ERANGE;
+	v *= unit;
+	if (*acc > INT64_MAX - v)
+		return -ERANGE;
+	*acc += v;
+	return 0;
+}
+
+static const struct {
+	const char *suffix;
+	int64_t ms;
+} duration_units[] = {
+	/* Longest suffix first where one is a prefix of another ("ms", "m"). */
+	{ "ms", 1 },
+	{ "s", 1000 },
+	{ "m", 60 * 1000 },
+	{ "h", 60 * 60 * 1000 },
+	{ "d", 24 * 60 * 60 * 1000 },
+};
+
+int
+parse_duration_ms(const char *s, int64_t *ret_ms)
+{
+	int64_t total = 0;
+	int64_t last_unit = INT64_MAX;
+	int r;
+
+	if (s == NULL || *s == '\0')
+		return -EINVAL;
+	while (*s != '\0') {
+		int64_t v;
+		size_t i;
+
+		if ((r = parse_digits(&s, &v)) < 0)
+			return r;
+		for (i = 0; i < sizeof(duration_units) / sizeof(duration_units[0]); i++) {
+			size_t n = strlen(duration_units[i].suffix);
+			if (strncmp(s, duration_units[i].suffix, n) == 0 &&
+			    (s[n] == '\0' || (s[n] >= '0' && s[n] <= '9')))
+				break;
+		}
+		if (i == sizeof(duration_units) / sizeof(duration_units[0]))
+			return -EINVAL; /* missing or unknown unit */
+		/* Components go from the largest unit down, each unit once. */
+		if (duration_units[i].ms >= last_unit)
+			return -EINVAL;
+		last_unit = duration_units[i].ms;
+		if ((r = mul_add(&total, v, duration_units[i].ms)) < 0)
+			return r;
+		s += strlen(duration_units[i].suffix);
+	}
+	*ret_ms = total;
+	return 0;
+}
+
+static const struct {
+	const char *suffix;
+	int64_t bytes;
+} size_units[] = {
+	{ "", 1 },
+	{ "B", 1 },
+	{ "KB", 1000LL },
+	{ "MB", 1000LL * 1000 },
+	{ "GB", 1000LL * 1000 * 1000 },
+	{ "TB", 1000LL * 1000 * 1000 * 1000 },
+	{ "KiB", 1LL << 10 },
+	{ "MiB", 1LL << 20 },
+	{ "GiB", 1LL << 30 },
+	{ "TiB", 1LL << 40 },
+};
+
+int
+parse_size(const char *s, int64_t *ret_bytes)
+{
+	int64_t v, total = 0;
+	int r;
+
+	if (s == NULL)
+		return -EINVAL;
+	if ((r = parse_digits(&s, &v)) < 0)
+		return r;
+	for (size_t i = 0; i < sizeof(size_units) / sizeof(size_units[0]); i++) {
+		if (strcmp(s, size_units[i].suffix) == 0) {
+			if ((r = mul_add(&total, v, size_units[i].bytes)) < 0)
+				return r;
+			*ret_bytes = total;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+int
+parse_int64(const char *s, int64_t *ret)
+{
+	int neg = 0;
+	int64_t v;
+	int r;
+
+	if (s == NULL)
+		return -EINVAL;
+	if (*s == '-') {
+		neg = 1;
+		s++;
+	}
+	if ((r = parse_digits(&s, &v)) < 0)
+		return r;
+	if (*s != '\0')
+		return -EINVAL;
+	*ret = neg ? -v : v;
+	return 0;
+}
+
+int
+parse_bool(const char *s, int *ret)
+{
+	static const char *const yes[] = { "true", "yes", "on" };
+	static const char *const no[] = { "false", "no", "off" };
+
+	if (s == NULL)
+		return -EINVAL;
+	for (size_t i = 0; i < 3; i++) {
+		if (strcmp(s, yes[i]) == 0) {
+			*ret = 1;
+			return 0;
+		}
+		if (strcmp(s, no[i]) == 0) {
+			*ret = 0;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+char *
+format_duration_ms(int64_t ms, char *buf, size_t len)
+{
+	size_t off = 0;
+
+	if (len == 0)
+		return buf;
+	buf[0] = '\0';
+	if (ms <= 0) {
+		snprintf(buf, len, "%s", ms == 0 ? "0s" : "-");
+		return buf;
+	}
+	for (size_t i = sizeof(duration_units) / sizeof(duration_units[0]); i-- > 0;) {
+		int64_t unit = duration_units[i].ms;
+		if (ms >= unit) {
+			int n = snprintf(buf + off, len - off, "%lld%s",
+			    (long long)(ms / unit), duration_units[i].suffix);
+			if (n < 0 || (size_t)n >= len - off)
+				return buf;
+			off += (size_t)n;
+			ms %= unit;
+		}
+	}
+	return buf;
+}
+
+char *
+format_size(int64_t bytes, char *buf, size_t len)
+{
+	static const char *const bin[] = { "TiB", "GiB", "MiB", "KiB" };
+	static const int shift[] = { 40, 30, 20, 10 };
+
+	if (bytes > 0) {
+		for (size_t i = 0; i < 4; i++) {
+			int64_t unit = 1LL << shift[i];
+			if (bytes % unit == 0) {
+				snprintf(buf, len, "%lld%s",
+				    (long long)(bytes / unit), bin[i]);
+				return buf;
+			}
+		}
+	}
+	snprintf(buf, len, "%lld", (long long)bytes);
+	return buf;
+}
