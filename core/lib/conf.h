@@ -1,6 +1,6 @@
 /*
  * Agent configuration: the main YAML file plus a drop-in directory of check
- * files (conf.d/*.yaml, read in name order). Every key is known: an unknown
+ * files (every conf.d/NAME.yaml, read in name order). Every key is known: an unknown
  * key, a wrong type or an out-of-range value is an error naming
  * file:line:column and what was expected. Plugin options are validated
  * against the option declarations of the plugin (struct troika_option), so

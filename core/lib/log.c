@@ -126,6 +126,16 @@ log_warn(const char *fmt, ...)
 }
 
 void
+log_msg(int level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vlog(level, fmt, ap);
+	va_end(ap);
+}
+
+void
 log_warnx(const char *fmt, ...)
 {
 	va_list ap;

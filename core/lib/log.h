@@ -27,6 +27,9 @@ void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Log at a given syslog level. */
+void log_msg(int level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 /* Log at a given level; the building block of the others. */
 void log_vlog(int level, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));

@@ -253,7 +253,12 @@ struct troika_plugin {
 	int (*instance_new)(const struct troika_host *host,
 	    struct troika_instance *inst, void **ret_state);
 
-	/* Free an instance. The host cancelled any running task before. */
+	/*
+	 * Free an instance. If a task is still out, the host called cancel()
+	 * for it first; a plugin without cancel() must abandon such a task
+	 * here and never call check_done() for it afterwards. Blocking
+	 * plugins are freed only after their running check() returned.
+	 */
 	void (*instance_free)(void *state);
 
 	/*

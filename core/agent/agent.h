@@ -1,0 +1,58 @@
+/*
+ * troika-agent: the configuration, the loaded plugins, the check host and
+ * the HTTP endpoint of one node, and the reload that ties them together.
+ */
+#ifndef TROIKA_AGENT_H
+#define TROIKA_AGENT_H
+
+#include <stddef.h>
+
+#include "plugin_set.h"
+
+struct event_base;
+struct agent_conf;
+struct check_host;
+struct agent_http;
+
+struct agent {
+	struct event_base *base;
+	char *config_path;
+	char **plugin_dirs_override; /* --plugin-dir, or NULL */
+	size_t nplugin_dirs_override;
+
+	struct agent_conf *conf;
+	struct plugin_set plugins;
+	struct check_host *checks;
+	struct agent_http *http;
+
+	int last_reload_ok;
+	double last_reload_success_time;
+	double start_time;
+};
+
+/*
+ * Load the configuration and plugins and start checking. Configuration
+ * errors are printed (file:line:col) and make this fail; refused plugins
+ * do not. Returns 0 or -1.
+ */
+int agent_start(struct agent *a);
+
+/*
+ * SIGHUP: reload plugins (new, changed, removed) and configuration,
+ * keeping unchanged checks as they are. A bad configuration is rejected
+ * with its errors logged, and the running one stays.
+ */
+void agent_reload(struct agent *a);
+
+void agent_stop(struct agent *a);
+
+/* The whole /metrics page. */
+struct evbuffer;
+void agent_metrics(const struct agent *a, struct evbuffer *out);
+
+/* agent_http.c */
+struct agent_http *agent_http_start(struct agent *a, const char *listen);
+const char *agent_http_listen(const struct agent_http *h);
+void agent_http_free(struct agent_http *h);
+
+#endif

@@ -1,0 +1,1240 @@
+#include "check_host.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "conf.h"
+#include "curlm.h"
+#include "emit.h"
+#include "log.h"
+#include "metrics.h"
+#include "plugin_set.h"
+#include "spawn.h"
+#include "status.h"
+#include "worker.h"
+
+/* Bounds on what one result may carry; more is cut and counted. */
+#define RESULT_MAX_SAMPLES 1000
+#define RESULT_MAX_LABELS 16
+#define RESULT_MAX_MESSAGE 1024
+#define WORKER_QUEUE_MAX 4096
+
+static const double check_duration_bounds[] = {
+	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+	1, 2.5, 5, 10, 30,
+};
+
+struct sample_copy {
+	char *name;
+	char *help;
+	enum troika_metric_type type;
+	double value;
+	struct troika_label *labels; /* names and values owned */
+	size_t nlabels;
+};
+
+struct result_copy {
+	enum troika_status status;
+	enum troika_evidence evidence;
+	char *message;
+	struct sample_copy *samples;
+	size_t nsamples;
+	size_t ndropped; /* samples refused (bad names, over the limit) */
+};
+
+/* A check's own copy of its options (the agent_conf may go away). */
+struct opt_copy {
+	char *name;
+	enum troika_option_type type;
+	int isset;
+	int hasvalue;
+	char *str;
+	int64_t num;
+	char **list;
+	size_t nlist;
+	char **keys;
+	char **vals;
+	size_t nmap;
+};
+
+enum task_state {
+	TASK_RUNNING,
+	/* Past its deadline, result recorded; waiting for the late end. */
+	TASK_ABANDONED,
+};
+
+struct troika_task {
+	struct troika_instance *check; /* NULL once the check is gone */
+	struct check_host *host;
+	enum task_state state;
+	int blocking;
+	int64_t started_us;  /* monotonic */
+	int64_t deadline_us; /* monotonic */
+	struct event *deadline;
+	/*
+	 * Blocking plugins: check_done() on the worker thread fills this;
+	 * the loop reads it after the job's done callback. When the check
+	 * was freed while the job ran, the task keeps what instance_free
+	 * needs.
+	 */
+	int has_result;
+	struct result_copy result;
+	struct plugin *orphan_plugin;
+	void *orphan_state;
+};
+
+struct troika_instance {
+	struct check_host *host;
+	char *name;
+	char *plugin_name;
+	char *canonical;
+	int64_t interval_ms;
+	int64_t timeout_ms;
+	struct opt_copy *opts;
+	size_t nopts;
+
+	struct plugin *plugin; /* referenced; NULL when not loaded */
+	void *state;           /* plugin instance; NULL if not created */
+	int runnable;
+
+	struct event *timer;
+	int64_t next_us; /* monotonic time of the next run */
+	struct troika_task *task;
+
+	int has_result;
+	struct result_copy last;
+	uint64_t runs[CHECK_RESULT_COUNT];
+	uint64_t overruns;
+	uint64_t samples_dropped;
+	int warned_samples;
+	double last_run_time; /* wall clock, seconds */
+	struct metrics_histogram duration;
+};
+
+struct check_host {
+	struct event_base *base;
+	struct worker_pool *pool;
+	struct curlm *curlm;
+	struct troika_instance **checks; /* in configuration order */
+	size_t nchecks;
+};
+
+static const struct troika_host host_table;
+/* The host's curlm, for curl_remove(), whose ABI carries no instance. */
+static struct curlm *current_curlm;
+static atomic_size_t tasks_alive;
+
+static const char *const check_result_names[CHECK_RESULT_COUNT] = {
+	"ok", "warning", "critical", "unknown", "timeout",
+};
+
+static int64_t
+now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static double
+wall_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static struct timeval
+us_to_tv(int64_t us)
+{
+	struct timeval tv;
+
+	if (us < 0)
+		us = 0;
+	tv.tv_sec = us / 1000000;
+	tv.tv_usec = us % 1000000;
+	return tv;
+}
+
+/* ---- result copies ---- */
+
+static void
+result_clear(struct result_copy *r)
+{
+	free(r->message);
+	for (size_t i = 0; i < r->nsamples; i++) {
+		struct sample_copy *s = &r->samples[i];
+		free(s->name);
+		free(s->help);
+		for (size_t j = 0; j < s->nlabels; j++) {
+			free((char *)(uintptr_t)s->labels[j].name);
+			free((char *)(uintptr_t)s->labels[j].value);
+		}
+		free(s->labels);
+	}
+	free(r->samples);
+	memset(r, 0, sizeof(*r));
+}
+
+static int
+sample_name_allowed(const char *name)
+{
+	return name != NULL && metrics_name_valid(name) &&
+	    strncmp(name, "troika_check_", 13) != 0 &&
+	    strncmp(name, "troika_plugin_", 14) != 0;
+}
+
+static int
+sample_labels_allowed(const struct troika_sample *s)
+{
+	if (s->nlabels > RESULT_MAX_LABELS || (s->nlabels > 0 && s->labels == NULL))
+		return 0;
+	for (size_t i = 0; i < s->nlabels; i++) {
+		const char *n = s->labels[i].name;
+		if (n == NULL || s->labels[i].value == NULL ||
+		    !metrics_label_name_valid(n) || strcmp(n, "check") == 0 ||
+		    strcmp(n, "plugin") == 0)
+			return 0;
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(n, s->labels[j].name) == 0)
+				return 0;
+	}
+	return s->type == TROIKA_METRIC_GAUGE || s->type == TROIKA_METRIC_COUNTER;
+}
+
+/* The first line of a message, at most RESULT_MAX_MESSAGE bytes. */
+static char *
+message_copy(const char *m)
+{
+	size_t n;
+
+	if (m == NULL)
+		return NULL;
+	n = strcspn(m, "\r\n");
+	if (n > RESULT_MAX_MESSAGE)
+		n = RESULT_MAX_MESSAGE;
+	return strndup(m, n);
+}
+
+/*
+ * Copy a plugin's result. Reads only the fields the plugin's struct has.
+ * Safe on any thread. Returns 0 or -ENOMEM (r then holds what was copied).
+ */
+static int
+result_copy_from(struct result_copy *r, const struct troika_result *res)
+{
+	size_t have = res != NULL ? res->size : 0;
+
+	memset(r, 0, sizeof(*r));
+	if (res == NULL || have < offsetof(struct troika_result, message) +
+	    sizeof(res->message)) {
+		r->status = TROIKA_STATUS_UNKNOWN;
+		r->message = strdup("plugin returned an unreadable result");
+		return r->message != NULL ? 0 : -ENOMEM;
+	}
+	r->status = res->status;
+	if (r->status < TROIKA_STATUS_OK || r->status > TROIKA_STATUS_UNKNOWN)
+		r->status = TROIKA_STATUS_UNKNOWN;
+	r->evidence = res->evidence;
+	if (r->evidence < TROIKA_EVIDENCE_NONE ||
+	    r->evidence > TROIKA_EVIDENCE_AMBIGUOUS)
+		r->evidence = TROIKA_EVIDENCE_NONE;
+	if (res->message != NULL && (r->message = message_copy(res->message)) == NULL)
+		return -ENOMEM;
+	if (have < offsetof(struct troika_result, nsamples) + sizeof(res->nsamples) ||
+	    res->nsamples == 0 || res->samples == NULL)
+		return 0;
+
+	size_t n = res->nsamples;
+	if (n > RESULT_MAX_SAMPLES) {
+		r->ndropped += n - RESULT_MAX_SAMPLES;
+		n = RESULT_MAX_SAMPLES;
+	}
+	if ((r->samples = calloc(n, sizeof(*r->samples))) == NULL)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		const struct troika_sample *s = &res->samples[i];
+		struct sample_copy *d = &r->samples[r->nsamples];
+
+		if (!sample_name_allowed(s->name) || !sample_labels_allowed(s)) {
+			r->ndropped++;
+			continue;
+		}
+		d->type = s->type;
+		d->value = s->value;
+		if ((d->name = strdup(s->name)) == NULL)
+			return -ENOMEM;
+		r->nsamples++;
+		if (s->help != NULL && (d->help = message_copy(s->help)) == NULL)
+			return -ENOMEM;
+		if (s->nlabels == 0)
+			continue;
+		if ((d->labels = calloc(s->nlabels, sizeof(*d->labels))) == NULL)
+			return -ENOMEM;
+		for (size_t j = 0; j < s->nlabels; j++) {
+			d->labels[j].name = strdup(s->labels[j].name);
+			d->labels[j].value = strdup(s->labels[j].value);
+			d->nlabels++;
+			if (d->labels[j].name == NULL || d->labels[j].value == NULL)
+				return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+/* ---- options ---- */
+
+static void
+opts_free(struct opt_copy *opts, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(opts[i].name);
+		free(opts[i].str);
+		conf_strv_free(opts[i].list, opts[i].nlist);
+		conf_strv_free(opts[i].keys, opts[i].nmap);
+		conf_strv_free(opts[i].vals, opts[i].nmap);
+	}
+	free(opts);
+}
+
+static char **
+strv_dup(char *const *v, size_t n)
+{
+	char **d;
+
+	if (n == 0)
+		return NULL;
+	if ((d = calloc(n, sizeof(*d))) == NULL)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		if ((d[i] = strdup(v[i])) == NULL) {
+			conf_strv_free(d, i);
+			return NULL;
+		}
+	}
+	return d;
+}
+
+static int
+opts_copy(const struct conf_check *cc, struct opt_copy **ret, size_t *ret_n)
+{
+	struct opt_copy *o;
+
+	*ret = NULL;
+	*ret_n = 0;
+	if (cc->nopts == 0)
+		return 0;
+	if ((o = calloc(cc->nopts, sizeof(*o))) == NULL)
+		return -ENOMEM;
+	for (size_t i = 0; i < cc->nopts; i++) {
+		const struct conf_value *v = &cc->opts[i];
+		o[i].type = v->type;
+		o[i].isset = v->isset;
+		o[i].hasvalue = v->hasvalue;
+		o[i].num = v->num;
+		o[i].nlist = v->nlist;
+		o[i].nmap = v->nmap;
+		o[i].name = strdup(v->name);
+		o[i].str = v->str ? strdup(v->str) : NULL;
+		o[i].list = strv_dup(v->list, v->nlist);
+		o[i].keys = strv_dup(v->keys, v->nmap);
+		o[i].vals = strv_dup(v->vals, v->nmap);
+		if (o[i].name == NULL || (v->str && o[i].str == NULL) ||
+		    (v->nlist && o[i].list == NULL) ||
+		    (v->nmap && (o[i].keys == NULL || o[i].vals == NULL))) {
+			/* Partially copied arrays are freed with their sizes. */
+			if (o[i].list == NULL)
+				o[i].nlist = 0;
+			if (o[i].keys == NULL || o[i].vals == NULL) {
+				conf_strv_free(o[i].keys, o[i].keys ? o[i].nmap : 0);
+				conf_strv_free(o[i].vals, o[i].vals ? o[i].nmap : 0);
+				o[i].keys = o[i].vals = NULL;
+				o[i].nmap = 0;
+			}
+			opts_free(o, i + 1);
+			return -ENOMEM;
+		}
+	}
+	*ret = o;
+	*ret_n = cc->nopts;
+	return 0;
+}
+
+static const struct opt_copy *
+opt_find(const struct troika_instance *c, const char *name, enum troika_option_type type)
+{
+	for (size_t i = 0; i < c->nopts; i++)
+		if (strcmp(c->opts[i].name, name) == 0)
+			return c->opts[i].hasvalue && c->opts[i].type == type ?
+			    &c->opts[i] : NULL;
+	return NULL;
+}
+
+/* ---- the host table ---- */
+
+static void
+host_log(struct troika_instance *c, enum troika_log_level level, const char *fmt, ...)
+{
+	char line[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	/* Plugins may log from worker threads; the name is immutable. */
+	if (c != NULL)
+		log_msg((int)level, "check=%s plugin=%s: %s", c->name,
+		    c->plugin_name, line);
+	else
+		log_msg((int)level, "plugin: %s", line);
+}
+
+static struct event_base *
+host_event_base(struct troika_instance *c)
+{
+	return c->host->base;
+}
+
+static const char *
+host_instance_name(struct troika_instance *c)
+{
+	return c->name;
+}
+
+static int
+host_opt_isset(struct troika_instance *c, const char *name)
+{
+	for (size_t i = 0; i < c->nopts; i++)
+		if (strcmp(c->opts[i].name, name) == 0)
+			return c->opts[i].isset;
+	return 0;
+}
+
+static const char *
+host_opt_string(struct troika_instance *c, const char *name)
+{
+	const struct opt_copy *o = opt_find(c, name, TROIKA_OPT_STRING);
+
+	return o ? o->str : NULL;
+}
+
+static int64_t
+host_opt_num(struct troika_instance *c, const char *name, enum troika_option_type type)
+{
+	const struct opt_copy *o = opt_find(c, name, type);
+
+	return o ? o->num : 0;
+}
+
+static int64_t
+host_opt_int(struct troika_instance *c, const char *name)
+{
+	return host_opt_num(c, name, TROIKA_OPT_INT);
+}
+
+static int
+host_opt_bool(struct troika_instance *c, const char *name)
+{
+	return (int)host_opt_num(c, name, TROIKA_OPT_BOOL);
+}
+
+static int64_t
+host_opt_duration_ms(struct troika_instance *c, const char *name)
+{
+	return host_opt_num(c, name, TROIKA_OPT_DURATION);
+}
+
+static int64_t
+host_opt_size(struct troika_instance *c, const char *name)
+{
+	return host_opt_num(c, name, TROIKA_OPT_SIZE);
+}
+
+static size_t
+host_opt_list_len(struct troika_instance *c, const char *name)
+{
+	const struct opt_copy *o = opt_find(c, name, TROIKA_OPT_STRING_LIST);
+
+	return o ? o->nlist : 0;
+}
+
+static const char *
+host_opt_list_at(struct troika_instance *c, const char *name, size_t i)
+{
+	const struct opt_copy *o = opt_find(c, name, TROIKA_OPT_STRING_LIST);
+
+	return o && i < o->nlist ? o->list[i] : NULL;
+}
+
+static size_t
+host_opt_map_len(struct troika_instance *c, const char *name)
+{
+	const struct opt_copy *o = opt_find(c, name, TROIKA_OPT_STRING_MAP);
+
+	return o ? o->nmap : 0;
+}
+
+static const char *
+host_opt_map_key(struct troika_instance *c, const char *name, size_t i)
+{
+	const struct opt_copy *o = opt_find(c, name, TROIKA_OPT_STRING_MAP);
+
+	return o && i < o->nmap ? o->keys[i] : NULL;
+}
+
+static const char *
+host_opt_map_value(struct troika_instance *c, const char *name, size_t i)
+{
+	const struct opt_copy *o = opt_find(c, name, TROIKA_OPT_STRING_MAP);
+
+	return o && i < o->nmap ? o->vals[i] : NULL;
+}
+
+static void task_finish(struct troika_task *t, struct result_copy *r, int timed_out);
+static void task_free(struct troika_task *t);
+
+static void
+host_check_done(struct troika_task *t, const struct troika_result *res)
+{
+	if (t->blocking) {
+		/* Worker thread: keep it until the job's done callback. */
+		if (!t->has_result) {
+			result_copy_from(&t->result, res);
+			t->has_result = 1;
+		}
+		return;
+	}
+	if (t->state == TASK_ABANDONED) {
+		/* A late end of a timed-out run of a plugin without cancel(). */
+		if (t->check != NULL && t->check->task == t)
+			t->check->task = NULL;
+		task_free(t);
+		return;
+	}
+	struct result_copy r;
+	result_copy_from(&r, res);
+	task_finish(t, &r, 0);
+}
+
+static int64_t
+host_task_remaining_ms(struct troika_task *t)
+{
+	int64_t left = t->deadline_us - now_us();
+
+	return left > 0 ? (left + 999) / 1000 : 0;
+}
+
+static void *
+host_spawn(struct troika_instance *c, const char *const *argv, int64_t timeout_ms,
+    size_t max_output, troika_spawn_done_cb done, void *arg)
+{
+	return spawn_start(c->host->base, argv, timeout_ms, max_output, done, arg);
+}
+
+static void
+host_spawn_cancel(void *handle)
+{
+	spawn_cancel(handle);
+}
+
+static int
+host_curl_add(struct troika_instance *c, void *easy, troika_curl_done_cb done, void *arg)
+{
+	return curlm_add(c->host->curlm, easy, done, arg);
+}
+
+static void
+host_curl_remove(void *easy)
+{
+	if (current_curlm != NULL)
+		curlm_remove(current_curlm, easy);
+}
+
+static const struct troika_host host_table = {
+	.abi_major = TROIKA_PLUGIN_ABI_MAJOR,
+	.abi_minor = TROIKA_PLUGIN_ABI_MINOR,
+	.size = sizeof(struct troika_host),
+	.log = host_log,
+	.event_base = host_event_base,
+	.instance_name = host_instance_name,
+	.opt_isset = host_opt_isset,
+	.opt_string = host_opt_string,
+	.opt_int = host_opt_int,
+	.opt_bool = host_opt_bool,
+	.opt_duration_ms = host_opt_duration_ms,
+	.opt_size = host_opt_size,
+	.opt_list_len = host_opt_list_len,
+	.opt_list_at = host_opt_list_at,
+	.opt_map_len = host_opt_map_len,
+	.opt_map_key = host_opt_map_key,
+	.opt_map_value = host_opt_map_value,
+	.check_done = host_check_done,
+	.task_remaining_ms = host_task_remaining_ms,
+	.spawn = host_spawn,
+	.spawn_cancel = host_spawn_cancel,
+	.curl_add = host_curl_add,
+	.curl_remove = host_curl_remove,
+};
+
+/* ---- results ---- */
+
+static void
+check_record(struct troika_instance *c, struct result_copy *r, int timed_out,
+    double duration)
+{
+	int old = c->has_result ? (int)c->last.status : -1;
+	enum check_result kind;
+
+	kind = timed_out ? CHECK_RESULT_TIMEOUT : (enum check_result)r->status;
+	c->runs[kind]++;
+	c->samples_dropped += r->ndropped;
+	if (r->ndropped > 0 && !c->warned_samples) {
+		/* Once per check: a plugin bug, not worth a line per run. */
+		log_warnx("check=%s plugin=%s: dropped %zu invalid metric "
+		    "samples (bad or reserved names, bad labels, too many)",
+		    c->name, c->plugin_name, r->ndropped);
+		c->warned_samples = 1;
+	}
+	metrics_histogram_observe(&c->duration, duration);
+	c->last_run_time = wall_seconds();
+	result_clear(&c->last);
+	c->last = *r;
+	memset(r, 0, sizeof(*r));
+	c->has_result = 1;
+	if (old != (int)c->last.status) {
+		struct troika_event ev = {
+			.kind = EVENT_CHECK_STATUS, .check = c->name,
+			.plugin = c->plugin_name, .old_status = old,
+			.new_status = (int)c->last.status,
+			.message = c->last.message,
+		};
+		event_emit(&ev);
+	}
+}
+
+/* Record a status the host decided itself (not loaded, refused, ...). */
+static void
+check_set_host_status(struct troika_instance *c, const char *fmt, ...)
+{
+	struct result_copy r = { .status = TROIKA_STATUS_UNKNOWN };
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	r.message = strdup(msg);
+	check_record(c, &r, 0, 0);
+	result_clear(&r);
+}
+
+/* ---- tasks ---- */
+
+static void
+task_free(struct troika_task *t)
+{
+	if (t == NULL)
+		return;
+	if (t->deadline != NULL)
+		event_free(t->deadline);
+	result_clear(&t->result);
+	free(t);
+	atomic_fetch_sub(&tasks_alive, 1);
+}
+
+static void
+task_finish(struct troika_task *t, struct result_copy *r, int timed_out)
+{
+	struct troika_instance *c = t->check;
+	double duration = (double)(now_us() - t->started_us) / 1e6;
+
+	if (c != NULL) {
+		if (c->task == t)
+			c->task = NULL;
+		check_record(c, r, timed_out, duration);
+	}
+	result_clear(r);
+	task_free(t);
+}
+
+static void
+task_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct troika_task *t = arg;
+	struct troika_instance *c = t->check;
+	const struct troika_plugin *d = c->plugin->desc;
+	struct result_copy r = {
+		.status = TROIKA_STATUS_UNKNOWN,
+		.evidence = TROIKA_EVIDENCE_AMBIGUOUS,
+	};
+	char msg[128];
+
+	(void)fd;
+	(void)what;
+	snprintf(msg, sizeof(msg), "timed out after %.3fs",
+	    (double)c->timeout_ms / 1000);
+	struct troika_event ev = {
+		.kind = EVENT_CHECK_TIMEOUT, .check = c->name,
+		.plugin = c->plugin_name, .old_status = -1, .new_status = -1,
+		.message = msg,
+	};
+	event_emit(&ev);
+	r.message = strdup(msg);
+	check_record(c, &r, 1, (double)(now_us() - t->started_us) / 1e6);
+	result_clear(&r);
+
+	if (!t->blocking && d->size >= offsetof(struct troika_plugin, cancel) +
+	    sizeof(d->cancel) && d->cancel != NULL) {
+		d->cancel(c->state, t);
+		c->task = NULL;
+		task_free(t);
+		return;
+	}
+	/* Keep c->task: the check must not run again until this one ends. */
+	t->state = TASK_ABANDONED;
+}
+
+static void
+task_work(void *arg)
+{
+	struct troika_task *t = arg;
+
+	/* Worker thread: the check and its state outlive the job (see
+	 * check_free), and nothing else touches t until done. */
+	t->orphan_plugin->desc->check(t->orphan_state, t);
+}
+
+static void
+task_work_done(void *arg, int cancelled)
+{
+	struct troika_task *t = arg;
+	struct troika_instance *c = t->check;
+
+	if (c == NULL) {
+		/* The check was freed while this ran: free its instance now. */
+		t->orphan_plugin->desc->instance_free(t->orphan_state);
+		plugin_unref(t->orphan_plugin);
+		task_free(t);
+		return;
+	}
+	if (t->state == TASK_ABANDONED || cancelled) {
+		if (c->task == t)
+			c->task = NULL;
+		task_free(t);
+		return;
+	}
+	if (!t->has_result) {
+		t->result.status = TROIKA_STATUS_UNKNOWN;
+		t->result.message = strdup("plugin returned without reporting a result");
+	}
+	struct result_copy r = t->result;
+	memset(&t->result, 0, sizeof(t->result));
+	task_finish(t, &r, 0);
+}
+
+static int
+check_start(struct troika_instance *c)
+{
+	struct troika_task *t;
+
+	if (!c->runnable)
+		return -ENOENT;
+	if (c->task != NULL) {
+		c->overruns++;
+		return -EBUSY;
+	}
+	if ((t = calloc(1, sizeof(*t))) == NULL) {
+		log_warn("check=%s: starting a run", c->name);
+		return -ENOMEM;
+	}
+	atomic_fetch_add(&tasks_alive, 1);
+	t->check = c;
+	t->host = c->host;
+	t->blocking = c->plugin->desc->exec_model == TROIKA_EXEC_BLOCKING;
+	t->started_us = now_us();
+	t->deadline_us = t->started_us + c->timeout_ms * 1000;
+	/* What the worker thread needs, so it never reads the check. */
+	t->orphan_plugin = c->plugin;
+	t->orphan_state = c->state;
+	t->deadline = evtimer_new(c->host->base, task_deadline_cb, t);
+	if (t->deadline == NULL) {
+		task_free(t);
+		return -ENOMEM;
+	}
+	struct timeval tv = us_to_tv(c->timeout_ms * 1000);
+	evtimer_add(t->deadline, &tv);
+	c->task = t;
+
+	if (!t->blocking) {
+		c->plugin->desc->check(c->state, t);
+		return 0;
+	}
+	if (worker_pool_submit(c->host->pool, task_work, task_work_done, t) < 0) {
+		struct result_copy r = { .status = TROIKA_STATUS_UNKNOWN };
+		r.message = strdup("worker queue full; run skipped");
+		task_finish(t, &r, 0);
+		return -EAGAIN;
+	}
+	return 0;
+}
+
+/* ---- scheduling ---- */
+
+int64_t
+check_spread_offset_ms(const char *name, int64_t interval_ms)
+{
+	uint64_t h = 14695981039346656037ULL; /* FNV-1a */
+
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+		h ^= *p;
+		h *= 1099511628211ULL;
+	}
+	if (interval_ms <= 0)
+		return 0;
+	return (int64_t)(h % (uint64_t)interval_ms);
+}
+
+static void
+check_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct troika_instance *c = arg;
+	int64_t now = now_us(), period = c->interval_ms * 1000;
+	struct timeval tv;
+
+	(void)fd;
+	(void)what;
+	check_start(c);
+	/*
+	 * Next run on the fixed grid, so runs do not drift; if the loop was
+	 * held up past whole periods, skip them rather than run in a burst.
+	 */
+	c->next_us += period;
+	if (c->next_us <= now)
+		c->next_us += ((now - c->next_us) / period + 1) * period;
+	tv = us_to_tv(c->next_us - now);
+	evtimer_add(c->timer, &tv);
+}
+
+static void
+check_schedule(struct troika_instance *c)
+{
+	int64_t now = now_us();
+	struct timeval tv;
+
+	c->next_us = now + check_spread_offset_ms(c->name, c->interval_ms) * 1000;
+	tv = us_to_tv(c->next_us - now);
+	evtimer_add(c->timer, &tv);
+}
+
+/* ---- checks ---- */
+
+static void
+check_free(struct troika_instance *c)
+{
+	struct troika_task *t;
+
+	if (c == NULL)
+		return;
+	if (c->timer != NULL)
+		event_free(c->timer);
+	t = c->task;
+	if (c->state != NULL) {
+		const struct troika_plugin *d = c->plugin->desc;
+		int has_cancel = d->size >= offsetof(struct troika_plugin, cancel) +
+		    sizeof(d->cancel) && d->cancel != NULL;
+
+		if (t != NULL && t->blocking) {
+			/* The worker still runs check(): hand it the instance. */
+			t->check = NULL;
+			if (t->deadline != NULL) {
+				event_free(t->deadline);
+				t->deadline = NULL;
+			}
+			plugin_ref(c->plugin);
+			c->state = NULL;
+			t = NULL;
+		} else {
+			if (t != NULL && has_cancel && t->state == TASK_RUNNING)
+				d->cancel(c->state, t);
+			d->instance_free(c->state);
+		}
+	}
+	task_free(t);
+	plugin_unref(c->plugin);
+	result_clear(&c->last);
+	opts_free(c->opts, c->nopts);
+	metrics_histogram_free(&c->duration);
+	free(c->name);
+	free(c->plugin_name);
+	free(c->canonical);
+	free(c);
+}
+
+static struct troika_instance *
+check_new(struct check_host *h, const struct conf_check *cc, struct plugin_set *ps)
+{
+	struct troika_instance *c;
+	struct plugin *p;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return NULL;
+	c->host = h;
+	c->interval_ms = cc->interval_ms;
+	c->timeout_ms = cc->timeout_ms;
+	c->name = strdup(cc->name);
+	c->plugin_name = strdup(cc->plugin);
+	c->canonical = strdup(cc->canonical ? cc->canonical : "");
+	if (c->name == NULL || c->plugin_name == NULL || c->canonical == NULL ||
+	    opts_copy(cc, &c->opts, &c->nopts) < 0 ||
+	    metrics_histogram_init(&c->duration, check_duration_bounds,
+	    sizeof(check_duration_bounds) / sizeof(check_duration_bounds[0])) < 0 ||
+	    (c->timer = evtimer_new(h->base, check_timer_cb, c)) == NULL) {
+		check_free(c);
+		return NULL;
+	}
+
+	struct troika_event ev = {
+		.kind = EVENT_CHECK_ADDED, .check = c->name,
+		.plugin = c->plugin_name, .old_status = -1, .new_status = -1,
+	};
+	event_emit(&ev);
+
+	p = cc->plugin_missing ? NULL : plugin_set_find(ps, cc->plugin);
+	if (p == NULL) {
+		log_warnx("%s:%d:%d: check '%s': plugin '%s' is not loaded; "
+		    "the check cannot run", cc->plugin_pos.file,
+		    cc->plugin_pos.line, cc->plugin_pos.col, c->name, c->plugin_name);
+		check_set_host_status(c, "plugin '%s' is not loaded", c->plugin_name);
+		return c;
+	}
+	plugin_ref(p);
+	c->plugin = p;
+	if (p->desc->instance_new(&host_table, c, &c->state) < 0) {
+		c->state = NULL;
+		check_set_host_status(c, "plugin '%s' refused the check's "
+		    "configuration (see the log)", c->plugin_name);
+		return c;
+	}
+	c->runnable = 1;
+	check_schedule(c);
+	return c;
+}
+
+struct check_host *
+check_host_new(struct event_base *base, int workers)
+{
+	struct check_host *h;
+
+	if ((h = calloc(1, sizeof(*h))) == NULL)
+		return NULL;
+	h->base = base;
+	h->pool = worker_pool_new(base, workers, WORKER_QUEUE_MAX);
+	h->curlm = curlm_new(base);
+	if (h->pool == NULL || h->curlm == NULL) {
+		check_host_free(h);
+		return NULL;
+	}
+	current_curlm = h->curlm;
+	return h;
+}
+
+void
+check_host_free(struct check_host *h)
+{
+	if (h == NULL)
+		return;
+	for (size_t i = 0; i < h->nchecks; i++)
+		check_free(h->checks[i]);
+	free(h->checks);
+	/* Waits for running blocking jobs; their done callbacks free them. */
+	worker_pool_free(h->pool);
+	if (current_curlm == h->curlm)
+		current_curlm = NULL;
+	curlm_free(h->curlm);
+	free(h);
+}
+
+static void
+check_removed(struct troika_instance *c)
+{
+	struct troika_event ev = {
+		.kind = EVENT_CHECK_REMOVED, .check = c->name,
+		.plugin = c->plugin_name, .old_status = -1, .new_status = -1,
+	};
+
+	event_emit(&ev);
+	check_free(c);
+}
+
+void
+check_host_apply(struct check_host *h, const struct agent_conf *conf,
+    struct plugin_set *ps)
+{
+	struct troika_instance **next;
+	size_t n = 0;
+
+	next = calloc(conf->nchecks ? conf->nchecks : 1, sizeof(*next));
+	if (next == NULL) {
+		log_warn("applying configuration; keeping the old checks");
+		return;
+	}
+	for (size_t i = 0; i < conf->nchecks; i++) {
+		const struct conf_check *cc = &conf->checks[i];
+		struct troika_instance *keep = NULL;
+		struct plugin *p = plugin_set_find(ps, cc->plugin);
+
+		/* Unchanged: same name, same definition, same plugin object. */
+		for (size_t j = 0; j < h->nchecks; j++) {
+			struct troika_instance *old = h->checks[j];
+			if (old != NULL && strcmp(old->name, cc->name) == 0) {
+				if (old->runnable && old->plugin == p &&
+				    strcmp(old->canonical, cc->canonical) == 0) {
+					keep = old;
+					h->checks[j] = NULL;
+				}
+				break;
+			}
+		}
+		next[n] = keep != NULL ? keep : check_new(h, cc, ps);
+		if (next[n] == NULL)
+			log_warn("check '%s' could not be created", cc->name);
+		else
+			n++;
+	}
+	for (size_t j = 0; j < h->nchecks; j++)
+		if (h->checks[j] != NULL)
+			check_removed(h->checks[j]);
+	free(h->checks);
+	h->checks = next;
+	h->nchecks = n;
+}
+
+void
+check_host_drop_plugin(struct check_host *h, const struct plugin *p)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < h->nchecks; i++) {
+		if (h->checks[i]->plugin == p)
+			check_removed(h->checks[i]);
+		else
+			h->checks[n++] = h->checks[i];
+	}
+	h->nchecks = n;
+}
+
+int
+check_host_run_now(struct check_host *h, const char *name)
+{
+	struct troika_instance *c = check_host_find(h, name);
+
+	if (c == NULL)
+		return -ENOENT;
+	return check_start(c);
+}
+
+size_t
+check_host_count(const struct check_host *h)
+{
+	return h->nchecks;
+}
+
+struct troika_instance *
+check_host_find(const struct check_host *h, const char *name)
+{
+	for (size_t i = 0; i < h->nchecks; i++)
+		if (strcmp(h->checks[i]->name, name) == 0)
+			return h->checks[i];
+	return NULL;
+}
+
+void
+check_view(const struct troika_instance *c, struct check_view *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	ret->name = c->name;
+	ret->plugin = c->plugin_name;
+	ret->has_result = c->has_result;
+	ret->status = c->last.status;
+	ret->evidence = c->last.evidence;
+	ret->message = c->last.message;
+	memcpy(ret->runs, c->runs, sizeof(ret->runs));
+	ret->overruns = c->overruns;
+	ret->running = c->task != NULL;
+	ret->nsamples = c->last.nsamples;
+}
+
+size_t
+check_host_tasks_alive(void)
+{
+	return atomic_load(&tasks_alive);
+}
+
+/* ---- exposition ---- */
+
+struct sample_ref {
+	const struct troika_instance *check;
+	const struct sample_copy *sample;
+	size_t order; /* keeps qsort stable */
+};
+
+static int
+sample_ref_cmp(const void *a, const void *b)
+{
+	const struct sample_ref *x = a, *y = b;
+	int r = strcmp(x->sample->name, y->sample->name);
+
+	if (r != 0)
+		return r;
+	return x->order < y->order ? -1 : x->order > y->order;
+}
+
+static void
+write_plugin_samples(const struct check_host *h, struct evbuffer *out)
+{
+	struct sample_ref *refs;
+	size_t n = 0, total = 0;
+
+	for (size_t i = 0; i < h->nchecks; i++)
+		total += h->checks[i]->last.nsamples;
+	if (total == 0)
+		return;
+	if ((refs = calloc(total, sizeof(*refs))) == NULL)
+		return;
+	for (size_t i = 0; i < h->nchecks; i++) {
+		const struct troika_instance *c = h->checks[i];
+		for (size_t j = 0; j < c->last.nsamples; j++) {
+			refs[n].check = c;
+			refs[n].sample = &c->last.samples[j];
+			refs[n].order = n;
+			n++;
+		}
+	}
+	qsort(refs, n, sizeof(*refs), sample_ref_cmp);
+
+	for (size_t i = 0; i < n;) {
+		const struct sample_copy *first = refs[i].sample;
+		const char *help = NULL;
+		size_t end = i;
+
+		while (end < n && strcmp(refs[end].sample->name, first->name) == 0) {
+			if (help == NULL && refs[end].sample->help != NULL)
+				help = refs[end].sample->help;
+			end++;
+		}
+		metrics_family(out, first->name,
+		    first->type == TROIKA_METRIC_COUNTER ? "counter" : "gauge",
+		    help ? help : "Reported by a troika plugin.");
+		for (; i < end; i++) {
+			const struct sample_copy *s = refs[i].sample;
+			struct troika_label labels[2 + RESULT_MAX_LABELS];
+
+			/* One family has one type: samples that disagree are
+			 * left out rather than make the page unparsable. */
+			if (s->type != first->type)
+				continue;
+			labels[0].name = "check";
+			labels[0].value = refs[i].check->name;
+			labels[1].name = "plugin";
+			labels[1].value = refs[i].check->plugin_name;
+			memcpy(&labels[2], s->labels, s->nlabels * sizeof(*s->labels));
+			metrics_sample(out, s->name, labels, 2 + s->nlabels, NULL,
+			    s->value);
+		}
+	}
+	free(refs);
+}
+
+void
+check_host_metrics(const struct check_host *h, struct evbuffer *out)
+{
+	metrics_family(out, "troika_checks_configured", "gauge",
+	    "Checks in the running configuration.");
+	metrics_sample(out, "troika_checks_configured", NULL, 0, NULL,
+	    (double)h->nchecks);
+
+	metrics_family(out, "troika_check_status", "gauge",
+	    "Last status of a check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.");
+	for (size_t i = 0; i < h->nchecks; i++) {
+		const struct troika_instance *c = h->checks[i];
+		const struct troika_label l[] = {
+			{ "check", c->name }, { "plugin", c->plugin_name },
+		};
+		if (c->has_result)
+			metrics_sample(out, "troika_check_status", l, 2, NULL,
+			    (double)c->last.status);
+	}
+
+	metrics_family(out, "troika_check_runs_total", "counter",
+	    "Completed runs of a check by result (timeout counted apart).");
+	for (size_t i = 0; i < h->nchecks; i++) {
+		const struct troika_instance *c = h->checks[i];
+		for (int k = 0; k < CHECK_RESULT_COUNT; k++) {
+			const struct troika_label l[] = {
+				{ "check", c->name }, { "plugin", c->plugin_name },
+				{ "result", check_result_names[k] },
+			};
+			metrics_sample(out, "troika_check_runs_total", l, 3, NULL,
+			    (double)c->runs[k]);
+		}
+	}
+
+	metrics_family(out, "troika_check_duration_seconds", "histogram",
+	    "Duration of check runs, timeouts included.");
+	for (size_t i = 0; i < h->nchecks; i++) {
+		const struct troika_instance *c = h->checks[i];
+		const struct troika_label l[] = {
+			{ "check", c->name }, { "plugin", c->plugin_name },
+		};
+		metrics_histogram_write(out, "troika_check_duration_seconds", l, 2,
+		    &c->duration);
+	}
+
+	metrics_family(out, "troika_check_overruns_total", "counter",
+	    "Runs skipped because the previous run of the check was still out.");
+	for (size_t i = 0; i < h->nchecks; i++) {
+		const struct troika_instance *c = h->checks[i];
+		const struct troika_label l[] = {
+			{ "check", c->name }, { "plugin", c->plugin_name },
+		};
+		metrics_sample(out, "troika_check_overruns_total", l, 2, NULL,
+		    (double)c->overruns);
+	}
+
+	metrics_family(out, "troika_check_last_run_timestamp_seconds", "gauge",
+	    "Wall-clock time the last run of a check ended.");
+	for (size_t i = 0; i < h->nchecks; i++) {
+		const struct troika_instance *c = h->checks[i];
+		const struct troika_label l[] = {
+			{ "check", c->name }, { "plugin", c->plugin_name },
+		};
+		if (c->has_result)
+			metrics_sample(out, "troika_check_last_run_timestamp_seconds",
+			    l, 2, NULL, c->last_run_time);
+	}
+
+	metrics_family(out, "troika_check_samples_dropped_total", "counter",
+	    "Metric samples of a check's plugin refused by the host.");
+	for (size_t i = 0; i < h->nchecks; i++) {
+		const struct troika_instance *c = h->checks[i];
+		const struct troika_label l[] = {
+			{ "check", c->name }, { "plugin", c->plugin_name },
+		};
+		metrics_sample(out, "troika_check_samples_dropped_total", l, 2,
+		    NULL, (double)c->samples_dropped);
+	}
+
+	write_plugin_samples(h, out);
+}

@@ -1,0 +1,95 @@
+/*
+ * The check host: one plugin instance per configured check, each run on
+ * its schedule, with a deadline, never twice at once; results, state
+ * changes and metrics. The plugin only talks to its service; everything
+ * about time and bookkeeping lives here.
+ *
+ * Scheduling: every check fires every `interval` on the loop's monotonic
+ * clock, first at an offset derived from its name (so 1,000 checks with one
+ * interval spread over it instead of firing together, and the offset stays
+ * the same across reloads). A run still out when the next is due is not
+ * started twice; the skipped run is counted as an overrun.
+ *
+ * Deadlines: at `timeout` the run's result is UNKNOWN (ambiguous evidence,
+ * "timed out"); an async plugin with cancel() is told to drop the work,
+ * otherwise the late completion is waited for and ignored.
+ */
+#ifndef TROIKA_CHECK_HOST_H
+#define TROIKA_CHECK_HOST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <troika/plugin.h>
+
+struct event_base;
+struct evbuffer;
+struct agent_conf;
+struct plugin;
+struct plugin_set;
+struct check_host;
+/* A configured check; the handle plugins get is this very object. */
+struct troika_instance;
+
+/* Per-check counters by result. */
+enum check_result {
+	CHECK_RESULT_OK = 0,
+	CHECK_RESULT_WARNING,
+	CHECK_RESULT_CRITICAL,
+	CHECK_RESULT_UNKNOWN,
+	CHECK_RESULT_TIMEOUT,
+	CHECK_RESULT_COUNT,
+};
+
+struct check_host *check_host_new(struct event_base *base, int workers);
+/* Frees every check (cancelling runs) and the pools. Accepts NULL. */
+void check_host_free(struct check_host *h);
+
+/*
+ * Make the set of checks match conf: checks whose name, definition
+ * (canonical text) and plugin object are unchanged keep running with their
+ * state and schedule; others are freed; new ones are created and
+ * scheduled. A check whose plugin is not loaded, or whose instance_new
+ * fails, stays visible with status UNKNOWN and does not run.
+ */
+void check_host_apply(struct check_host *h, const struct agent_conf *conf,
+    struct plugin_set *ps);
+
+/* Free every check that uses plugin p (before p is unloaded). */
+void check_host_drop_plugin(struct check_host *h, const struct plugin *p);
+
+/* Start a run now (unless one is out). Returns 0, -ENOENT or -EBUSY. */
+int check_host_run_now(struct check_host *h, const char *name);
+
+size_t check_host_count(const struct check_host *h);
+struct troika_instance *check_host_find(const struct check_host *h,
+    const char *name);
+
+/* State of one check, for tests and status output. */
+struct check_view {
+	const char *name;
+	const char *plugin;
+	int has_result;
+	enum troika_status status;
+	enum troika_evidence evidence;
+	const char *message;
+	uint64_t runs[CHECK_RESULT_COUNT];
+	uint64_t overruns;
+	int running;
+	size_t nsamples;
+};
+void check_view(const struct troika_instance *c, struct check_view *ret);
+
+/* Scheduling offset of a check within its interval (exposed for tests). */
+int64_t check_spread_offset_ms(const char *name, int64_t interval_ms);
+
+/*
+ * troika_check_* families and the plugins' samples (with check and plugin
+ * labels), grouped by family as the exposition format requires.
+ */
+void check_host_metrics(const struct check_host *h, struct evbuffer *out);
+
+/* Number of tasks started and not yet finished or freed (tests). */
+size_t check_host_tasks_alive(void);
+
+#endif
