@@ -4,24 +4,39 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Accumulate one decimal number at *p; -EINVAL if none, -ERANGE on overflow. */
+/*
+ * Accumulate one decimal number at *p, at most max; -EINVAL if none,
+ * -ERANGE above max.
+ */
 static int
-parse_digits(const char **p, int64_t *ret)
+parse_digits_max(const char **p, uint64_t max, uint64_t *ret)
 {
 	const char *s = *p;
-	int64_t v = 0;
+	uint64_t v = 0;
 
 	if (*s < '0' || *s > '9')
 		return -EINVAL;
 	while (*s >= '0' && *s <= '9') {
-		int d = *s - '0';
-		if (v > (INT64_MAX - d) / 10)
+		unsigned d = (unsigned)(*s - '0');
+		if (v > (max - d) / 10)
 			return -ERANGE;
 		v = v * 10 + d;
 		s++;
 	}
 	*p = s;
 	*ret = v;
+	return 0;
+}
+
+static int
+parse_digits(const char **p, int64_t *ret)
+{
+	uint64_t v;
+	int r;
+
+	if ((r = parse_digits_max(p, INT64_MAX, &v)) < 0)
+		return r;
+	*ret = (int64_t)v;
 	return 0;
 }
 
@@ -124,21 +139,28 @@ parse_size(const char *s, int64_t *ret_bytes)
 int
 parse_int64(const char *s, int64_t *ret)
 {
+	uint64_t max = INT64_MAX, v;
 	int neg = 0;
-	int64_t v;
 	int r;
 
 	if (s == NULL)
 		return -EINVAL;
 	if (*s == '-') {
+		/* The magnitude of INT64_MIN is one more than INT64_MAX. */
 		neg = 1;
+		max = (uint64_t)INT64_MAX + 1;
 		s++;
 	}
-	if ((r = parse_digits(&s, &v)) < 0)
+	if ((r = parse_digits_max(&s, max, &v)) < 0)
 		return r;
 	if (*s != '\0')
 		return -EINVAL;
-	*ret = neg ? -v : v;
+	if (!neg)
+		*ret = (int64_t)v;
+	else if (v == (uint64_t)INT64_MAX + 1)
+		*ret = INT64_MIN;
+	else
+		*ret = -(int64_t)v;
 	return 0;
 }
 
