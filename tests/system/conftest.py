@@ -1,0 +1,260 @@
+"""Harness for troika's system tests: real binaries, real servers, loopback.
+
+Every process a test starts goes through `Procs.start`, which remembers its
+PID and process group; the fixture stops them all (TERM, then KILL) when the
+test ends, whether it passed or not. Tests poll with `wait_for` instead of
+sleeping.
+"""
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+BUILD_DIR = os.environ.get("TROIKA_BUILD_DIR", os.path.join(
+    os.path.dirname(__file__), "..", "..", "build"))
+AGENT = os.path.join(BUILD_DIR, "core", "agent", "troika-agent")
+PLUGIN_DIR = os.path.join(BUILD_DIR, "plugins")
+TEST_PLUGIN_DIR = os.path.join(BUILD_DIR, "test-plugins")
+SANITIZED = os.environ.get("TROIKA_SANITIZE") == "1"
+NAGIOS = "/usr/lib/nagios/plugins"
+
+# The emulated nodes' addresses (TESTENV.md); only 127.0.0.0/8 is used.
+NODE1 = "127.0.1.1"
+
+
+def wait_for(cond, timeout=10.0, interval=0.05, what="condition"):
+    """Poll cond() until it returns a true value; return that value."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = cond()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def free_port(host=NODE1):
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _alive(pid):
+    """True unless the process is gone or a zombie (PID 1 reaps late here)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+class Procs:
+    def __init__(self):
+        self.procs = []
+
+    def start(self, argv, log_path, env=None, **kw):
+        log = open(log_path, "ab")
+        p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, env=env,
+                             start_new_session=True, **kw)
+        log.close()
+        self.procs.append(p)
+        return p
+
+    def stop(self, p, sig=signal.SIGTERM, timeout=10.0):
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(5)
+        # Children left in the group (exec plugin programs) go too.
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return p.returncode
+
+    def stop_all(self):
+        for p in reversed(self.procs):
+            self.stop(p)
+
+
+@pytest.fixture
+def procs():
+    ps = Procs()
+    yield ps
+    ps.stop_all()
+
+
+@pytest.fixture(scope="session")
+def session_procs():
+    ps = Procs()
+    yield ps
+    ps.stop_all()
+
+
+NGINX_CONF = """
+daemon off;
+master_process on;
+worker_processes 1;
+pid {run}/nginx.pid;
+error_log {run}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {run}/body;
+    proxy_temp_path {run}/proxy;
+    fastcgi_temp_path {run}/fastcgi;
+    uwsgi_temp_path {run}/uwsgi;
+    scgi_temp_path {run}/scgi;
+    server {{
+        listen {host}:{port};
+        location = / {{ default_type text/plain; return 200 "hello troika\\n"; }}
+        location = /missing {{ return 404; }}
+        location = /stub_status {{ stub_status; }}
+    }}
+}}
+"""
+
+
+class Nginx:
+    def __init__(self, host, port, proc):
+        self.host, self.port, self.proc = host, port, proc
+
+    @property
+    def url(self):
+        return f"http://{self.host}:{self.port}/"
+
+
+@pytest.fixture(scope="session")
+def nginx(session_procs, tmp_path_factory):
+    """A real nginx on 127.0.1.1, started once per session."""
+    run = tmp_path_factory.mktemp("nginx")
+    port = free_port()
+    conf = run / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(run=run, host=NODE1, port=port))
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    p = session_procs.start([binary, "-e", str(run / "stderr.log"), "-c", str(conf),
+                             "-p", str(run)], run / "nginx.out")
+    def up():
+        try:
+            return urllib.request.urlopen(f"http://{NODE1}:{port}/", timeout=1).status == 200
+        except OSError:
+            return False
+    wait_for(up, 10, what="nginx to answer")
+    return Nginx(NODE1, port, p)
+
+
+# ---- the agent ----
+
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$')
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_metrics(text):
+    """{(name, frozenset(labels.items())): value} of an exposition page."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = SAMPLE.match(line)
+        assert m, f"unparsable exposition line: {line!r}"
+        labels = {}
+        if m.group(3):
+            labels = {k: bytes(v, "utf-8").decode("unicode_escape")
+                      for k, v in LABEL.findall(m.group(3))}
+        out[(m.group(1), frozenset(labels.items()))] = float(m.group(4))
+    return out
+
+
+class Agent:
+    def __init__(self, procs, workdir, listen):
+        self.procs = procs
+        self.dir = workdir
+        self.listen = listen
+        self.proc = None
+        self.log = workdir / "agent.log"
+
+    @property
+    def config(self):
+        return self.dir / "agent.yaml"
+
+    def write(self, checks_yaml="", plugin_dirs=None, extra=""):
+        dirs = plugin_dirs or [PLUGIN_DIR, TEST_PLUGIN_DIR]
+        (self.dir / "conf.d").mkdir(exist_ok=True)
+        text = "node: test-node\nplugin_dirs:\n" + "".join(f"  - {d}\n" for d in dirs)
+        text += "include: conf.d\nworkers: 2\n"
+        text += f'metrics:\n  listen: "{self.listen}"\nlog:\n  level: debug\n'
+        text += extra
+        if checks_yaml:
+            text += "checks:\n" + checks_yaml
+        self.config.write_text(text)
+
+    def add_dropin(self, name, checks_yaml):
+        (self.dir / "conf.d" / name).write_text("checks:\n" + checks_yaml)
+
+    def start(self, wait=True, args=()):
+        self.proc = self.procs.start([AGENT, "--config", str(self.config), *args],
+                                     self.log)
+        if wait:
+            wait_for(self.healthy, 10, what="agent /healthz")
+        return self.proc
+
+    def healthy(self):
+        if self.proc.poll() is not None:
+            raise AssertionError(f"agent exited with {self.proc.returncode}:\n{self.log_text()}")
+        try:
+            return urllib.request.urlopen(f"http://{self.listen}/healthz", timeout=1).status == 200
+        except OSError:
+            return False
+
+    def scrape_text(self):
+        with urllib.request.urlopen(f"http://{self.listen}/metrics", timeout=5) as r:
+            assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            return r.read().decode()
+
+    def metrics(self):
+        return parse_metrics(self.scrape_text())
+
+    def value(self, name, **labels):
+        return self.metrics().get((name, frozenset(labels.items())))
+
+    def status(self, check):
+        return self.find("troika_check_status", check=check)
+
+    def find(self, name, **labels):
+        """Value of the one sample of name whose labels include labels."""
+        for (n, ls), v in self.metrics().items():
+            if n == name and set(labels.items()) <= set(ls):
+                return v
+        return None
+
+    def runs(self, check, result):
+        return self.find("troika_check_runs_total", check=check, result=result) or 0
+
+    def log_text(self):
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout=15.0):
+        return self.procs.stop(self.proc, timeout=timeout)
+
+
+@pytest.fixture
+def agent(procs, tmp_path):
+    return Agent(procs, tmp_path, f"{NODE1}:{free_port()}")
