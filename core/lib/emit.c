@@ -66,9 +66,28 @@ event_log(int level, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* Quote a message for key="value" logs: \ and " escaped, controls as ?. */
+static void
+event_quote(const char *in, char *out, size_t len)
+{
+	size_t o = 0;
+
+	for (; *in != '\0' && o + 3 < len; in++) {
+		unsigned char c = (unsigned char)*in;
+		if (c == '"' || c == '\\')
+			out[o++] = '\\';
+		out[o++] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+	}
+	out[o] = '\0';
+}
+
 void
 event_emit(const struct troika_event *ev)
 {
+	char msg[2048];
+
+	if (ev->message != NULL)
+		event_quote(ev->message, msg, sizeof(msg));
 	/* key=value, so a log search or a parser finds fields reliably. */
 	event_log(event_level(ev), "event=%s%s%s%s%s%s%s%s%s%s%s%s",
 	    event_kind_str(ev->kind),
@@ -78,7 +97,7 @@ event_emit(const struct troika_event *ev)
 	    ev->old_status >= 0 ? troika_status_str(ev->old_status) : "",
 	    ev->new_status >= 0 ? " to=" : "",
 	    ev->new_status >= 0 ? troika_status_str(ev->new_status) : "",
-	    ev->message ? " msg=\"" : "", ev->message ? ev->message : "",
+	    ev->message ? " msg=\"" : "", ev->message ? msg : "",
 	    ev->message ? "\"" : "");
 	for (size_t i = 0; i < nsinks; i++)
 		sinks[i].fn(ev, sinks[i].arg);
