@@ -479,6 +479,7 @@ out:
 	return r;
 }
 
+/* A timeout_ms of 0 or less means no deadline. */
 struct spawn *
 spawn_start(struct event_base *base, const char *const *argv,
     int64_t timeout_ms, size_t max_output, troika_spawn_done_cb done,
@@ -546,7 +547,10 @@ spawn_start(struct event_base *base, const char *const *argv,
 		sp->reaped = 1;
 		spawn_close_output(sp);
 		evutil_timerclear(&tv);
-		evtimer_add(sp->ev_finish, &tv);
+		if (evtimer_add(sp->ev_finish, &tv) == -1) {
+			errno = ENOMEM;
+			goto fail;
+		}
 		return sp;
 	}
 
@@ -624,6 +628,11 @@ spawn_active(void)
 	return n;
 }
 
+/*
+ * Frees events, so it must run before the event bases they belong to are
+ * freed. Blocks for at most SPAWN_SHUTDOWN_WAIT_MS: SIGKILL cannot be
+ * ignored, so only a child stuck in the kernel (D state) stays behind.
+ */
 void
 spawn_shutdown(void)
 {
