@@ -202,8 +202,11 @@ format_duration_ms(int64_t ms, char *buf, size_t len)
 		if (ms >= unit) {
 			int n = snprintf(buf + off, len - off, "%lld%s",
 			    (long long)(ms / unit), duration_units[i].suffix);
-			if (n < 0 || (size_t)n >= len - off)
+			if (n < 0 || (size_t)n >= len - off) {
+				/* Cut at a component: "1m3" would mislead. */
+				buf[off] = '\0';
 				return buf;
+			}
 			off += (size_t)n;
 			ms %= unit;
 		}
