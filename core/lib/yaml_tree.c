@@ -59,7 +59,16 @@ yaml_tree_excerpt_unit(const char *s, char *esc, size_t esclen)
 		snprintf(esc, esclen, "\\t");
 	else if (c < 0x20 || c == 0x7f)
 		snprintf(esc, esclen, "\\x%02x", c);
-	else {
+	else if (c == 0xc2 && (unsigned char)s[1] == 0x85) {
+		/* NEL, LS and PS end a line on some terminals. */
+		snprintf(esc, esclen, "\\u0085");
+		return 2;
+	} else if (c == 0xe2 && (unsigned char)s[1] == 0x80 &&
+	    ((unsigned char)s[2] == 0xa8 || (unsigned char)s[2] == 0xa9)) {
+		snprintf(esc, esclen, "\\u%04x",
+		    0x2000 + ((unsigned char)s[2] & 0x3f));
+		return 3;
+	} else {
 		/* A UTF-8 sequence is kept whole, never cut in the middle. */
 		if (c >= 0xf0)
 			n = 4;
