@@ -1039,22 +1039,49 @@ conf_plain_ok(const char *s)
 	return !conf_in_list(words, s);
 }
 
+/*
+ * Characters YAML reads as line breaks or a byte order mark even inside
+ * quotes (U+0085, U+2028, U+2029, U+FEFF): written raw they would not
+ * read back as themselves. Returns the escape, or NULL.
+ */
+static const char *
+conf_unicode_escape(const char *c)
+{
+	const unsigned char *u = (const unsigned char *)c;
+
+	if (u[0] == 0xc2 && u[1] == 0x85)
+		return "\\N";
+	if (u[0] == 0xe2 && u[1] == 0x80 && u[2] == 0xa8)
+		return "\\L";
+	if (u[0] == 0xe2 && u[1] == 0x80 && u[2] == 0xa9)
+		return "\\P";
+	if (u[0] == 0xef && u[1] == 0xbb && u[2] == 0xbf)
+		return "\\uFEFF";
+	return NULL;
+}
+
 static void
 conf_put_quoted(struct evbuffer *out, const char *s)
 {
 	evbuffer_add(out, "\"", 1);
 	for (const char *c = s; *c != '\0'; c++) {
 		unsigned char u = (unsigned char)*c;
+		const char *esc;
 
 		if (u == '"' || u == '\\')
 			evbuffer_add_printf(out, "\\%c", u);
 		else if (u == '\n')
 			evbuffer_add(out, "\\n", 2);
+		else if (u == '\r')
+			evbuffer_add(out, "\\r", 2);
 		else if (u == '\t')
 			evbuffer_add(out, "\\t", 2);
 		else if (u < 0x20 || u == 0x7f)
 			evbuffer_add_printf(out, "\\x%02x", u);
-		else
+		else if ((esc = conf_unicode_escape(c)) != NULL) {
+			evbuffer_add_printf(out, "%s", esc);
+			c += u == 0xc2 ? 1 : 2;
+		} else
 			evbuffer_add(out, c, 1);
 	}
 	evbuffer_add(out, "\"", 1);
