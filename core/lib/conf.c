@@ -818,12 +818,12 @@ conf_defaults(struct conf_loader *ld, size_t file,
 	if (conf->default_timeout_ms > conf->default_interval_ms) {
 		char t[32], iv[32];
 
+		/* As in a check: only a timeout written here is an error. */
 		format_duration_ms(conf->default_timeout_ms, t, sizeof(t));
 		format_duration_ms(conf->default_interval_ms, iv, sizeof(iv));
-		conf_err(ld, file, tnode != NULL ? tnode : v,
-		    "'timeout' %s is longer than 'interval' %s in 'defaults'",
-		    t, iv);
-		/* Keep checking the checks with sane defaults. */
+		if (tnode != NULL)
+			conf_err(ld, file, tnode, "'timeout' %s is longer than "
+			    "'interval' %s in 'defaults'", t, iv);
 		conf->default_timeout_ms = conf->default_interval_ms;
 	}
 }
