@@ -51,8 +51,10 @@ malloc(size_t n)
 {
 	void *p;
 
-	if (fault_armed && fault_countdown-- == 0)
+	if (fault_armed && fault_countdown-- == 0) {
+		errno = ENOMEM;
 		return NULL;
+	}
 	p = __libc_malloc(n);
 	if (fault_armed && p != NULL)
 		fault_live++;
@@ -64,8 +66,10 @@ realloc(void *old, size_t n)
 {
 	void *p;
 
-	if (fault_armed && fault_countdown-- == 0)
+	if (fault_armed && fault_countdown-- == 0) {
+		errno = ENOMEM;
 		return NULL;
+	}
 	p = __libc_realloc(old, n);
 	if (fault_armed && p != NULL && old == NULL)
 		fault_live++;
@@ -296,7 +300,8 @@ test_real_check_ping(void **state)
 	(void)state;
 	parse_str("PING OK - Packet loss = 0%, RTA = 0.40 ms|rta=0.403000ms;"
 	    "100.000000;200.000000;0.000000 pl=0%;20;50;0;\n", &pd);
-	assert_string_equal(pd.text, "PING OK - Packet loss = 0%, RTA = 0.40 ms");
+	assert_string_equal(pd.text,
+	    "PING OK - Packet loss = 0%, RTA = 0.40 ms");
 	check_items(&pd, w, NWANT(w), 0);
 	perfdata_free(&pd);
 }
@@ -551,7 +556,8 @@ test_no_trailing_newline(void **state)
 	struct perfdata pd;
 
 	(void)state;
-	parse_str("USERS OK - 0 users currently logged in |users=0;5;10;0", &pd);
+	parse_str("USERS OK - 0 users currently logged in |users=0;5;10;0",
+	    &pd);
 	assert_string_equal(pd.text, "USERS OK - 0 users currently logged in");
 	check_items(&pd, w, NWANT(w), 0);
 	perfdata_free(&pd);

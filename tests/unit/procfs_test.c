@@ -408,11 +408,12 @@ test_pidfile(void **state)
 	(void)state;
 	snprintf(path, sizeof(path), "%s/pid", tmpdir);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		size_t len = cases[i].len ? cases[i].len : strlen(cases[i].data);
+		const char *data = cases[i].data;
+		size_t len = cases[i].len ? cases[i].len : strlen(data);
 		pid_t pid = -1;
 		int r;
 
-		write_file(path, cases[i].data, len);
+		write_file(path, data, len);
 		r = procfs_read_pidfile(path, &pid);
 		if (r != cases[i].r)
 			fail_msg("case %zu: got %d, want %d", i, r, cases[i].r);

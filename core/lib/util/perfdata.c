@@ -32,6 +32,8 @@ static const struct {
 	{ "c", PERFDATA_UNIT_COUNTER, 1, 1 },
 };
 
+#define PERFDATA_NUNITS (sizeof(perfdata_units) / sizeof(perfdata_units[0]))
+
 /* A bounded span of the output. */
 struct perfdata_span {
 	const char *p;
@@ -156,7 +158,7 @@ perfdata_parse_values(const char *p, const char *end,
 		if ((num[i] >= '0' && num[i] <= '9') || num[i] == '.' ||
 		    num[i] == ',' || num[i] == '+' || num[i] == '-')
 			return -EINVAL;
-	for (i = 0; i < sizeof(perfdata_units) / sizeof(perfdata_units[0]); i++) {
+	for (i = 0; i < PERFDATA_NUNITS; i++) {
 		if (strlen(perfdata_units[i].uom) == n &&
 		    memcmp(perfdata_units[i].uom, num, n) == 0) {
 			ret->unit = perfdata_units[i].unit;
@@ -302,9 +304,9 @@ perfdata_parse_span(struct perfdata *pd, size_t *cap, struct perfdata_span sp)
 			p = resume;
 			continue;
 		}
-		for (tok_end = vals; tok_end < end && !perfdata_is_space(*tok_end);
-		    tok_end++)
-			;
+		tok_end = vals;
+		while (tok_end < end && !perfdata_is_space(*tok_end))
+			tok_end++;
 		p = tok_end;
 		memset(&it, 0, sizeof(it));
 		if (perfdata_parse_values(vals, tok_end, &it) < 0) {
