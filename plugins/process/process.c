@@ -46,7 +46,7 @@ struct process_totals {
 static const struct troika_option process_options[] = {
 	{ .name = "pidfile", .type = TROIKA_OPT_STRING,
 	    .help = "absolute path of a file holding the PID (or use name)" },
-	{ .name = "name", .type = TROIKA_OPT_STRING,
+	{ .name = "process_name", .type = TROIKA_OPT_STRING,
 	    .help = "process name: comm, or argv[0] without its directory" },
 	{ .name = "min_count", .type = TROIKA_OPT_INT, .default_value = "1",
 	    .min = 0, .max = 100000,
@@ -75,7 +75,7 @@ process_instance_new(const struct troika_host *host,
 {
 	struct process_check *p;
 	int has_pidfile = host->opt_isset(inst, "pidfile");
-	int has_name = host->opt_isset(inst, "name");
+	int has_name = host->opt_isset(inst, "process_name");
 	int r;
 
 	if (has_pidfile == has_name) {
@@ -102,10 +102,10 @@ process_instance_new(const struct troika_host *host,
 			goto fail;
 		}
 	} else {
-		const char *s = host->opt_string(inst, "name");
+		const char *s = host->opt_string(inst, "process_name");
 
 		if (s == NULL || s[0] == '\0' || strchr(s, '/') != NULL) {
-			host->log(inst, TROIKA_LOG_ERR, "name \"%s\" must be a "
+			host->log(inst, TROIKA_LOG_ERR, "process_name \"%s\" must be a "
 			    "process name without '/' (comm, or argv[0] "
 			    "without its directory)", s != NULL ? s : "");
 			r = -EINVAL;

@@ -106,7 +106,7 @@ def test_metrics_pass_promtool(agent, nginx, tmp_path):
     plugin: process
     interval: 300ms
     timeout: 200ms
-    name: nginx
+    process_name: nginx
 """)
     agent.start()
     wait_for(lambda: agent.runs("escaping", "critical") >= 1 and agent.status("proc") is not None,
@@ -299,7 +299,7 @@ def test_sigterm_stops_cleanly(agent, nginx):
     plugin: process
     interval: 100ms
     timeout: 90ms
-    name: nginx
+    process_name: nginx
 """)
     agent.start()
     wait_for(lambda: all(agent.runs(c, "ok") >= 3 for c in "thep"), 10, what="runs")
@@ -334,7 +334,7 @@ def test_no_leaks_under_valgrind(agent, nginx):
     plugin: process
     interval: 100ms
     timeout: 1s
-    name: nginx
+    process_name: nginx
   - name: hang
     plugin: hang
     interval: 1s

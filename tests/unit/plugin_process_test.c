@@ -244,7 +244,7 @@ test_name_found(void **state)
 
 	start_child(f, f->shortlink, f->shortname);
 	start_child(f, f->shortlink, f->shortname);
-	fake_host_set_string(f->fh, "name", f->shortname);
+	fake_host_set_string(f->fh, "process_name", f->shortname);
 	assert_int_equal(fake_host_instance_new(f->fh, f->p, &f->state), 0);
 	r = run_check(f);
 	assert_int_equal(r->status, TROIKA_STATUS_OK);
@@ -275,7 +275,7 @@ test_name_below_min_count(void **state)
 
 	start_child(f, f->shortlink, f->shortname);
 	start_child(f, f->shortlink, f->shortname);
-	fake_host_set_string(f->fh, "name", f->shortname);
+	fake_host_set_string(f->fh, "process_name", f->shortname);
 	fake_host_set_int(f->fh, "min_count", 3);
 	assert_int_equal(fake_host_instance_new(f->fh, f->p, &f->state), 0);
 	r = run_check(f);
@@ -294,7 +294,7 @@ test_name_none(void **state)
 	const struct fake_result *r;
 	char want[64];
 
-	fake_host_set_string(f->fh, "name", f->shortname);
+	fake_host_set_string(f->fh, "process_name", f->shortname);
 	assert_int_equal(fake_host_instance_new(f->fh, f->p, &f->state), 0);
 	r = run_check(f);
 	assert_int_equal(r->status, TROIKA_STATUS_CRITICAL);
@@ -312,7 +312,7 @@ test_name_none_min_count_zero(void **state)
 	struct fixture *f = *state;
 	const struct fake_result *r;
 
-	fake_host_set_string(f->fh, "name", f->shortname);
+	fake_host_set_string(f->fh, "process_name", f->shortname);
 	fake_host_set_int(f->fh, "min_count", 0);
 	assert_int_equal(fake_host_instance_new(f->fh, f->p, &f->state), 0);
 	r = run_check(f);
@@ -332,7 +332,7 @@ test_name_by_argv0(void **state)
 	/* comm is the link's name; argv[0] is another one. */
 	snprintf(argv0, sizeof(argv0), "tka%d", (int)getpid());
 	pid = start_child(f, f->shortlink, argv0);
-	fake_host_set_string(f->fh, "name", argv0);
+	fake_host_set_string(f->fh, "process_name", argv0);
 	assert_int_equal(fake_host_instance_new(f->fh, f->p, &f->state), 0);
 	r = run_check(f);
 	assert_int_equal(r->status, TROIKA_STATUS_OK);
@@ -350,7 +350,7 @@ test_name_by_comm_and_argv0_counted_once(void **state)
 
 	/* Both scans find this child: it must count once. */
 	start_child(f, f->shortlink, f->shortname);
-	fake_host_set_string(f->fh, "name", f->shortname);
+	fake_host_set_string(f->fh, "process_name", f->shortname);
 	assert_int_equal(fake_host_instance_new(f->fh, f->p, &f->state), 0);
 	r = run_check(f);
 	assert_int_equal(r->status, TROIKA_STATUS_OK);
@@ -364,7 +364,7 @@ test_name_long(void **state)
 	const struct fake_result *r;
 
 	start_child(f, f->longlink, f->longlink);
-	fake_host_set_string(f->fh, "name", f->longname);
+	fake_host_set_string(f->fh, "process_name", f->longname);
 	assert_int_equal(fake_host_instance_new(f->fh, f->p, &f->state), 0);
 	r = run_check(f);
 	assert_int_equal(r->status, TROIKA_STATUS_OK);
@@ -562,7 +562,7 @@ test_both_or_neither(void **state)
 	assert_int_equal(fake_host_log_last_level(f->fh), TROIKA_LOG_ERR);
 	assert_string_equal(fake_host_log_last(f->fh),
 	    "exactly one of pidfile and name must be set, found neither");
-	fake_host_set_string(f->fh, "name", "sshd");
+	fake_host_set_string(f->fh, "process_name", "sshd");
 	fake_host_set_string(f->fh, "pidfile", "/run/sshd.pid");
 	assert_int_equal(fake_host_instance_new(f->fh, f->p, &f->state),
 	    -EINVAL);
@@ -582,11 +582,11 @@ test_bad_values(void **state)
 	assert_contains(fake_host_log_last(f->fh), "is not an absolute path");
 	fake_host_unset(f->fh, "pidfile");
 
-	fake_host_set_string(f->fh, "name", "/usr/sbin/sshd");
+	fake_host_set_string(f->fh, "process_name", "/usr/sbin/sshd");
 	assert_int_equal(fake_host_instance_new(f->fh, f->p, &f->state),
 	    -EINVAL);
 	assert_contains(fake_host_log_last(f->fh), "without '/'");
-	fake_host_set_string(f->fh, "name", "");
+	fake_host_set_string(f->fh, "process_name", "");
 	assert_int_equal(fake_host_instance_new(f->fh, f->p, &f->state),
 	    -EINVAL);
 	assert_int_equal(fake_host_log_count(f->fh), 3);
