@@ -298,6 +298,61 @@ test_timeout_kill(void **state)
 	box_clear(&b);
 }
 
+/* 1 if pid is gone or a zombie (orphans are reaped late by PID 1 here). */
+static int
+pid_dead(pid_t pid)
+{
+	char path[64], buf[512];
+	const char *p;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return 1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	if ((p = strrchr(buf, ')')) == NULL)
+		return 1;
+	return p[1] == ' ' && p[2] == 'Z';
+}
+
+static void
+test_timeout_kills_group(void **state)
+{
+	/*
+	 * The leader dies at the TERM; a grandchild that ignores TERM and
+	 * holds the pipe must still be killed, not left running.
+	 */
+	char pidfile[] = "/tmp/troika-spawn-test.XXXXXX";
+	char cmd[256];
+	const char *const av[] = { "/bin/sh", "-c", cmd, NULL };
+	struct box b = { 0 };
+	int64_t t0 = now_us();
+	long pid = 0;
+	FILE *f;
+	int fd;
+
+	(void)state;
+	assert_true((fd = mkstemp(pidfile)) >= 0);
+	close(fd);
+	snprintf(cmd, sizeof(cmd),
+	    "sh -c 'trap \"\" TERM; echo $$ > %s; exec sleep 30' & wait",
+	    pidfile);
+	run_one(av, 300, 1024, &b);
+	assert_int_equal(b.res.timed_out, 1);
+	assert_int_equal(b.res.signal, SIGTERM);
+	assert_true(b.done_at_us - t0 < 1000000);
+	assert_non_null(f = fopen(pidfile, "r"));
+	assert_int_equal(fscanf(f, "%ld", &pid), 1);
+	fclose(f);
+	unlink(pidfile);
+	assert_true(pid > 1);
+	assert_true(pid_dead((pid_t)pid));
+	box_clear(&b);
+}
+
 static void
 test_grandchild_holds_pipe(void **state)
 {
@@ -638,6 +693,7 @@ main(void)
 		cmocka_unit_test(test_output_truncated),
 		cmocka_unit_test(test_timeout_term),
 		cmocka_unit_test(test_timeout_kill),
+		cmocka_unit_test(test_timeout_kills_group),
 		cmocka_unit_test(test_grandchild_holds_pipe),
 		cmocka_unit_test(test_cancel),
 		cmocka_unit_test(test_cancel_ignoring_term),
