@@ -254,7 +254,7 @@ test_name_found(void **state)
 	assert_contains(r->message, " MiB resident");
 	assert_int_equal(r->nsamples, 5);
 	assert_true(sample_value(r, "troika_process_up") == 1);
-	assert_true(sample_value(r, "troika_process_count") == 2);
+	assert_true(sample_value(r, "troika_process_num_procs") == 2);
 	assert_true(sample_value(r, "troika_process_resident_memory_bytes") >
 	    4096);
 	/* stdin, stdout, stderr at least, in each of the two */
@@ -284,7 +284,7 @@ test_name_below_min_count(void **state)
 	snprintf(want, sizeof(want),
 	    "2 processes named %s, fewer than min_count 3", f->shortname);
 	assert_string_equal(r->message, want);
-	assert_true(sample_value(r, "troika_process_count") == 2);
+	assert_true(sample_value(r, "troika_process_num_procs") == 2);
 }
 
 static void
@@ -303,7 +303,7 @@ test_name_none(void **state)
 	assert_string_equal(r->message, want);
 	assert_int_equal(r->nsamples, 2);
 	assert_true(sample_value(r, "troika_process_up") == 0);
-	assert_true(sample_value(r, "troika_process_count") == 0);
+	assert_true(sample_value(r, "troika_process_num_procs") == 0);
 }
 
 static void
@@ -339,7 +339,7 @@ test_name_by_argv0(void **state)
 	snprintf(want, sizeof(want), "1 process named %s (pid %d), ", argv0,
 	    (int)pid);
 	assert_contains(r->message, want);
-	assert_true(sample_value(r, "troika_process_count") == 1);
+	assert_true(sample_value(r, "troika_process_num_procs") == 1);
 }
 
 static void
@@ -354,7 +354,7 @@ test_name_by_comm_and_argv0_counted_once(void **state)
 	assert_int_equal(fake_host_instance_new(f->fh, f->p, &f->state), 0);
 	r = run_check(f);
 	assert_int_equal(r->status, TROIKA_STATUS_OK);
-	assert_true(sample_value(r, "troika_process_count") == 1);
+	assert_true(sample_value(r, "troika_process_num_procs") == 1);
 }
 
 static void
@@ -368,7 +368,7 @@ test_name_long(void **state)
 	assert_int_equal(fake_host_instance_new(f->fh, f->p, &f->state), 0);
 	r = run_check(f);
 	assert_int_equal(r->status, TROIKA_STATUS_OK);
-	assert_true(sample_value(r, "troika_process_count") == 1);
+	assert_true(sample_value(r, "troika_process_num_procs") == 1);
 }
 
 static void
@@ -387,7 +387,7 @@ test_pidfile_self(void **state)
 	    f->dir, (int)getpid());
 	assert_contains(r->message, want);
 	assert_true(sample_value(r, "troika_process_up") == 1);
-	assert_true(sample_value(r, "troika_process_count") == 1);
+	assert_true(sample_value(r, "troika_process_num_procs") == 1);
 	assert_true(sample_value(r, "troika_process_resident_memory_bytes") >
 	    1024 * 1024);
 	assert_true(sample_value(r, "troika_process_open_fds") >= 3);
@@ -515,7 +515,7 @@ test_pidfile_zombie(void **state)
 	assert_int_equal(r->status, TROIKA_STATUS_CRITICAL);
 	assert_int_equal(r->evidence, TROIKA_EVIDENCE_CERTAIN);
 	assert_contains(r->message, "has exited (state Z)");
-	assert_true(sample_value(r, "troika_process_count") == 0);
+	assert_true(sample_value(r, "troika_process_num_procs") == 0);
 }
 
 struct worker_arg {
