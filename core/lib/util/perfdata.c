@@ -185,10 +185,10 @@ perfdata_parse_values(const char *p, const char *end,
 
 /*
  * The label at the start of a token: 'quoted' ('' is a quote inside) or
- * bare up to '='. On success *ret_start and *ret_len give the label as written
- * (without the outer quotes) and the return value points after the '='.
- * Returns NULL when the token is not label=..., with *ret_resume set to
- * where scanning should continue.
+ * bare up to '='. On success *ret_start and *ret_len give the label as
+ * written (without the outer quotes) and the return value points after the
+ * '='. Returns NULL when the token is not label=..., with *ret_resume set
+ * to where scanning should continue.
  */
 static const char *
 perfdata_label(const char *p, const char *end, const char **ret_start,
