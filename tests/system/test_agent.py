@@ -316,29 +316,29 @@ def test_no_leaks_under_valgrind(agent, nginx):
     agent.write(f"""
   - name: t
     plugin: tcp
-    interval: 200ms
-    timeout: 200ms
+    interval: 500ms
+    timeout: 500ms
     host: "{nginx.host}"
     port: {nginx.port}
   - name: h
     plugin: http
-    interval: 200ms
-    timeout: 200ms
+    interval: 500ms
+    timeout: 500ms
     url: "{nginx.url}"
   - name: e
     plugin: exec
-    interval: 200ms
-    timeout: 200ms
+    interval: 500ms
+    timeout: 500ms
     command: ["/bin/sh", "-c", "echo 'OK | x=1'"]
   - name: p
     plugin: process
-    interval: 200ms
-    timeout: 200ms
+    interval: 500ms
+    timeout: 500ms
     process_name: nginx
   - name: hang
     plugin: hang
     interval: 1s
-    timeout: 200ms
+    timeout: 300ms
 """)
     agent.proc = agent.procs.start(
         ["valgrind", "--leak-check=full", "--errors-for-leak-kinds=definite,indirect",
