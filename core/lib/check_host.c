@@ -1195,7 +1195,9 @@ write_plugin_samples(const struct check_host *h, struct evbuffer *out)
 			labels[0].value = refs[i].check->name;
 			labels[1].name = "plugin";
 			labels[1].value = refs[i].check->plugin_name;
-			memcpy(&labels[2], s->labels, s->nlabels * sizeof(*s->labels));
+			if (s->nlabels > 0)
+				memcpy(&labels[2], s->labels,
+				    s->nlabels * sizeof(*s->labels));
 			metrics_sample(out, s->name, labels, 2 + s->nlabels, NULL,
 			    s->value);
 		}
