@@ -1,8 +1,9 @@
 #!/bin/sh
 # The whole test suite, from a fresh Debian 12 machine: installs what is
 # missing, then builds and runs every test in the default build and again in
-# the AddressSanitizer+UBSan build, then runs the fuzz targets for a bounded
-# time. Exits non-zero on the first failure.
+# the AddressSanitizer+UBSan build, the threaded code under ThreadSanitizer,
+# then the fuzz targets for a bounded time. Exits non-zero on the first
+# failure.
 #
 #   contrib/run-tests.sh            everything
 #   TROIKA_PRESETS=default contrib/run-tests.sh   one build only
@@ -14,13 +15,19 @@ sh contrib/install-deps.sh
 umask 022
 jobs=$(nproc 2>/dev/null || echo 2)
 
-for preset in ${TROIKA_PRESETS:-default asan fuzz}; do
+for preset in ${TROIKA_PRESETS:-default asan tsan fuzz}; do
 	echo "==> $preset: configure and build"
 	cmake --preset "$preset" >/dev/null
 	cmake --build --preset "$preset" -j"$jobs"
 	echo "==> $preset: tests"
 	if [ "$preset" = fuzz ]; then
 		ctest --test-dir build-fuzz -L fuzz --output-on-failure
+	elif [ "$preset" = tsan ]; then
+		# The code with threads: the worker pool and the check host
+		# that hands blocking plugins to it.
+		TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build-tsan \
+		    -R 'worker_test|check_host_test|plugin_process_test' \
+		    --output-on-failure
 	else
 		# System tests are RUN_SERIAL; unit tests may run side by side.
 		ctest --preset "$preset" -j"$jobs" --label-exclude fuzz

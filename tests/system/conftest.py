@@ -255,6 +255,16 @@ class Agent:
         return self.procs.stop(self.proc, timeout=timeout)
 
 
+SANITIZER_REPORT = ("runtime error:", "ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                    "WARNING: ThreadSanitizer")
+
+
 @pytest.fixture
 def agent(procs, tmp_path):
-    return Agent(procs, tmp_path, f"{NODE1}:{free_port()}")
+    a = Agent(procs, tmp_path, f"{NODE1}:{free_port()}")
+    yield a
+    procs.stop_all()
+    # A sanitizer report fails the test even where the agent carried on.
+    log = a.log_text()
+    for marker in SANITIZER_REPORT:
+        assert marker not in log, log[log.index(marker) - 200:][:4000]
