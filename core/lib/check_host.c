@@ -27,6 +27,8 @@
 #define RESULT_MAX_SAMPLES 1000
 #define RESULT_MAX_LABELS 16
 #define RESULT_MAX_MESSAGE 1024
+#define RESULT_MAX_FIELDS 64
+#define RESULT_MAX_FIELD_VALUE 4096
 #define WORKER_QUEUE_MAX 4096
 /* Distinct intervals and timeouts given O(1) timer queues (libevent: 256). */
 #define COMMON_TIMEOUTS_MAX 64
@@ -52,6 +54,8 @@ struct result_copy {
 	struct sample_copy *samples;
 	size_t nsamples;
 	size_t ndropped; /* samples refused (bad names, over the limit) */
+	struct troika_label *fields; /* names and values owned */
+	size_t nfields;
 };
 
 /* A check's own copy of its options (the agent_conf may go away). */
@@ -93,6 +97,15 @@ struct troika_task {
 	struct result_copy result;
 	struct plugin *orphan_plugin;
 	void *orphan_state;
+
+	/* An action rather than a check run. */
+	int is_action;
+	char *action;
+	char **argv;
+	size_t argc;
+	int64_t timeout_ms;
+	check_action_done_fn done; /* NULL once reported or forgotten */
+	void *done_arg;
 };
 
 struct troika_instance {
@@ -109,6 +122,7 @@ struct troika_instance {
 	void *state;           /* plugin instance; NULL if not created */
 	int runnable;
 
+	struct troika_task *pending_action; /* waits for the running check */
 	struct event *first;  /* one-shot: the spread offset */
 	struct event *ticker; /* persistent: every interval after that */
 	struct troika_task *task;
@@ -192,6 +206,11 @@ result_clear(struct result_copy *r)
 		free(s->labels);
 	}
 	free(r->samples);
+	for (size_t i = 0; i < r->nfields; i++) {
+		free((char *)(uintptr_t)r->fields[i].name);
+		free((char *)(uintptr_t)r->fields[i].value);
+	}
+	free(r->fields);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -235,6 +254,33 @@ message_copy(const char *m)
 	return strndup(m, n);
 }
 
+/* Text facts of a result; bad or excess fields are dropped and counted. */
+static int
+result_copy_fields(struct result_copy *r, const struct troika_label *f, size_t n)
+{
+	if (n > RESULT_MAX_FIELDS) {
+		r->ndropped += n - RESULT_MAX_FIELDS;
+		n = RESULT_MAX_FIELDS;
+	}
+	if ((r->fields = calloc(n, sizeof(*r->fields))) == NULL)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		struct troika_label *d = &r->fields[r->nfields];
+
+		if (f[i].name == NULL || f[i].value == NULL ||
+		    !metrics_label_name_valid(f[i].name)) {
+			r->ndropped++;
+			continue;
+		}
+		d->name = strdup(f[i].name);
+		d->value = strndup(f[i].value, RESULT_MAX_FIELD_VALUE);
+		r->nfields++;
+		if (d->name == NULL || d->value == NULL)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 /*
  * Copy a plugin's result. Reads only the fields the plugin's struct has.
  * Safe on any thread. Returns 0 or -ENOMEM (r then holds what was copied).
@@ -260,6 +306,12 @@ result_copy_from(struct result_copy *r, const struct troika_result *res)
 		r->evidence = TROIKA_EVIDENCE_NONE;
 	if (res->message != NULL && (r->message = message_copy(res->message)) == NULL)
 		return -ENOMEM;
+	if (have >= offsetof(struct troika_result, nfields) + sizeof(res->nfields) &&
+	    res->nfields > 0 && res->fields != NULL) {
+		int r0 = result_copy_fields(r, res->fields, res->nfields);
+		if (r0 < 0)
+			return r0;
+	}
 	if (have < offsetof(struct troika_result, nsamples) + sizeof(res->nsamples) ||
 	    res->nsamples == 0 || res->samples == NULL)
 		return 0;
@@ -659,8 +711,56 @@ task_free(struct troika_task *t)
 	if (t->deadline != NULL)
 		event_free(t->deadline);
 	result_clear(&t->result);
+	free(t->action);
+	conf_strv_free(t->argv, t->argc);
 	free(t);
 	atomic_fetch_sub(&tasks_alive, 1);
+}
+
+/* Tell an action's requester how it went, once. */
+static void
+action_report(struct troika_task *t, const struct result_copy *r, int timed_out)
+{
+	struct troika_instance *c = t->check;
+	check_action_done_fn done = t->done;
+	struct action_outcome o = {
+		.status = r->status,
+		.message = r->message,
+		.fields = r->fields,
+		.nfields = r->nfields,
+		.timed_out = timed_out,
+		.duration = (double)(now_us() - t->started_us) / 1e6,
+	};
+	char msg[1200];
+
+	if (done == NULL)
+		return;
+	t->done = NULL;
+	snprintf(msg, sizeof(msg), "%s: %s%s%s", t->action,
+	    r->status == TROIKA_STATUS_OK ? "done" :
+	    r->status == TROIKA_STATUS_CRITICAL ? "failed" : "outcome unknown",
+	    r->message ? ": " : "", r->message ? r->message : "");
+	struct troika_event ev = {
+		.kind = EVENT_ACTION_DONE, .check = c ? c->name : NULL,
+		.plugin = c ? c->plugin_name : NULL, .old_status = -1,
+		.new_status = -1, .message = msg,
+	};
+	event_emit(&ev);
+	done(&o, t->done_arg);
+}
+
+static int task_begin(struct troika_instance *c, struct troika_task *t);
+
+/* The instance is free again: start an action that waited for it. */
+static void
+check_task_ended(struct troika_instance *c)
+{
+	struct troika_task *next = c->pending_action;
+
+	if (next == NULL || c->task != NULL)
+		return;
+	c->pending_action = NULL;
+	task_begin(c, next);
 }
 
 static void
@@ -669,13 +769,25 @@ task_finish(struct troika_task *t, struct result_copy *r, int timed_out)
 	struct troika_instance *c = t->check;
 	double duration = (double)(now_us() - t->started_us) / 1e6;
 
+	if (t->is_action)
+		action_report(t, r, timed_out);
 	if (c != NULL) {
 		if (c->task == t)
 			c->task = NULL;
-		check_record(c, r, timed_out, duration);
+		if (!t->is_action)
+			check_record(c, r, timed_out, duration);
 	}
 	result_clear(r);
 	task_free(t);
+	if (c != NULL)
+		check_task_ended(c);
+}
+
+static int
+plugin_has_cancel(const struct troika_plugin *d)
+{
+	return d->size >= offsetof(struct troika_plugin, cancel) +
+	    sizeof(d->cancel) && d->cancel != NULL;
 }
 
 static void
@@ -693,36 +805,50 @@ task_deadline_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	snprintf(msg, sizeof(msg), "timed out after %.3fs",
-	    (double)c->timeout_ms / 1000);
-	struct troika_event ev = {
-		.kind = EVENT_CHECK_TIMEOUT, .check = c->name,
-		.plugin = c->plugin_name, .old_status = -1, .new_status = -1,
-		.message = msg,
-	};
-	event_emit(&ev);
+	    (double)t->timeout_ms / 1000);
 	r.message = strdup(msg);
-	check_record(c, &r, 1, (double)(now_us() - t->started_us) / 1e6);
+	if (t->is_action) {
+		action_report(t, &r, 1);
+	} else {
+		struct troika_event ev = {
+			.kind = EVENT_CHECK_TIMEOUT, .check = c->name,
+			.plugin = c->plugin_name, .old_status = -1,
+			.new_status = -1, .message = msg,
+		};
+		event_emit(&ev);
+		check_record(c, &r, 1, (double)(now_us() - t->started_us) / 1e6);
+	}
 	result_clear(&r);
 
-	if (!t->blocking && d->size >= offsetof(struct troika_plugin, cancel) +
-	    sizeof(d->cancel) && d->cancel != NULL) {
+	if (!t->blocking && plugin_has_cancel(d)) {
 		d->cancel(c->state, t);
 		c->task = NULL;
 		task_free(t);
+		check_task_ended(c);
 		return;
 	}
-	/* Keep c->task: the check must not run again until this one ends. */
+	/* Keep c->task: nothing else runs on this instance until it ends. */
 	t->state = TASK_ABANDONED;
+}
+
+static void
+task_run_plugin(struct troika_task *t)
+{
+	const struct troika_plugin *d = t->orphan_plugin->desc;
+
+	if (t->is_action)
+		d->action(t->orphan_state, t, t->action,
+		    (const char *const *)t->argv, t->argc);
+	else
+		d->check(t->orphan_state, t);
 }
 
 static void
 task_work(void *arg)
 {
-	struct troika_task *t = arg;
-
-	/* Worker thread: the check and its state outlive the job (see
-	 * check_free), and nothing else touches t until done. */
-	t->orphan_plugin->desc->check(t->orphan_state, t);
+	/* Worker thread: the plugin and its state outlive the job (see
+	 * check_free), and nothing else touches the task until done. */
+	task_run_plugin(arg);
 }
 
 static void
@@ -741,7 +867,14 @@ task_work_done(void *arg, int cancelled)
 	if (t->state == TASK_ABANDONED || cancelled) {
 		if (c->task == t)
 			c->task = NULL;
+		if (cancelled && t->is_action) {
+			struct result_copy r = { .status = TROIKA_STATUS_UNKNOWN };
+			r.message = strdup("agent stopping");
+			action_report(t, &r, 0);
+			result_clear(&r);
+		}
 		task_free(t);
+		check_task_ended(c);
 		return;
 	}
 	if (!t->has_result) {
@@ -753,6 +886,52 @@ task_work_done(void *arg, int cancelled)
 	task_finish(t, &r, 0);
 }
 
+static struct troika_task *
+task_new(struct troika_instance *c, int64_t timeout_ms)
+{
+	struct troika_task *t;
+
+	if ((t = calloc(1, sizeof(*t))) == NULL)
+		return NULL;
+	atomic_fetch_add(&tasks_alive, 1);
+	t->check = c;
+	t->host = c->host;
+	t->blocking = c->plugin->desc->exec_model == TROIKA_EXEC_BLOCKING;
+	t->timeout_ms = timeout_ms;
+	/* What the worker thread needs, so it never reads the check. */
+	t->orphan_plugin = c->plugin;
+	t->orphan_state = c->state;
+	t->deadline = evtimer_new(c->host->base, task_deadline_cb, t);
+	if (t->deadline == NULL) {
+		task_free(t);
+		return NULL;
+	}
+	return t;
+}
+
+/* Hand a task to its plugin; the instance must be idle. */
+static int
+task_begin(struct troika_instance *c, struct troika_task *t)
+{
+	struct timeval plain;
+
+	t->started_us = now_us();
+	t->deadline_us = t->started_us + t->timeout_ms * 1000;
+	evtimer_add(t->deadline, host_timeout(c->host, t->timeout_ms, &plain));
+	c->task = t;
+	if (!t->blocking) {
+		task_run_plugin(t);
+		return 0;
+	}
+	if (worker_pool_submit(c->host->pool, task_work, task_work_done, t) < 0) {
+		struct result_copy r = { .status = TROIKA_STATUS_UNKNOWN };
+		r.message = strdup("worker queue full; not run");
+		task_finish(t, &r, 0);
+		return -EAGAIN;
+	}
+	return 0;
+}
+
 static int
 check_start(struct troika_instance *c)
 {
@@ -760,43 +939,101 @@ check_start(struct troika_instance *c)
 
 	if (!c->runnable)
 		return -ENOENT;
-	if (c->task != NULL) {
+	if (c->task != NULL || c->pending_action != NULL) {
 		c->overruns++;
 		return -EBUSY;
 	}
-	if ((t = calloc(1, sizeof(*t))) == NULL) {
+	if ((t = task_new(c, c->timeout_ms)) == NULL) {
 		log_warn("check=%s: starting a run", c->name);
 		return -ENOMEM;
 	}
-	atomic_fetch_add(&tasks_alive, 1);
-	t->check = c;
-	t->host = c->host;
-	t->blocking = c->plugin->desc->exec_model == TROIKA_EXEC_BLOCKING;
-	t->started_us = now_us();
-	t->deadline_us = t->started_us + c->timeout_ms * 1000;
-	/* What the worker thread needs, so it never reads the check. */
-	t->orphan_plugin = c->plugin;
-	t->orphan_state = c->state;
-	t->deadline = evtimer_new(c->host->base, task_deadline_cb, t);
-	if (t->deadline == NULL) {
+	return task_begin(c, t);
+}
+
+static const struct troika_action *
+plugin_find_action(const struct troika_plugin *d, const char *name)
+{
+	if (d->size < offsetof(struct troika_plugin, action) + sizeof(d->action) ||
+	    d->actions == NULL || d->action == NULL)
+		return NULL;
+	for (const struct troika_action *a = d->actions; a->name != NULL; a++)
+		if (strcmp(a->name, name) == 0)
+			return a;
+	return NULL;
+}
+
+int
+check_host_action(struct check_host *h, const char *check, const char *action,
+    const char *const *argv, size_t argc, int64_t timeout_ms,
+    check_action_done_fn done, void *arg, struct troika_task **ret_handle,
+    const char **ret_error)
+{
+	struct troika_instance *c = check_host_find(h, check);
+	const struct troika_action *a;
+	struct troika_task *t;
+
+	*ret_error = NULL;
+	if (c == NULL || !c->runnable) {
+		*ret_error = c == NULL ? "no such check" : "check is not running";
+		return -ENOENT;
+	}
+	if ((a = plugin_find_action(c->plugin->desc, action)) == NULL) {
+		*ret_error = "the check's plugin has no such action";
+		return -EOPNOTSUPP;
+	}
+	if ((int64_t)argc < a->min_args || (int64_t)argc > a->max_args) {
+		*ret_error = a->usage ? a->usage : "takes no arguments";
+		return -EINVAL;
+	}
+	if (c->pending_action != NULL || (c->task != NULL && c->task->is_action)) {
+		*ret_error = "another action is in progress on this check";
+		return -EBUSY;
+	}
+	if (timeout_ms <= 0)
+		timeout_ms = c->timeout_ms;
+	if ((t = task_new(c, timeout_ms)) == NULL ||
+	    (t->action = strdup(action)) == NULL ||
+	    (argc > 0 && (t->argv = calloc(argc, sizeof(char *))) == NULL)) {
 		task_free(t);
+		*ret_error = "out of memory";
 		return -ENOMEM;
 	}
-	struct timeval plain;
-	evtimer_add(t->deadline, host_timeout(c->host, c->timeout_ms, &plain));
-	c->task = t;
+	for (size_t i = 0; i < argc; i++, t->argc++)
+		if ((t->argv[i] = strdup(argv[i])) == NULL) {
+			task_free(t);
+			*ret_error = "out of memory";
+			return -ENOMEM;
+		}
+	t->is_action = 1;
+	t->done = done;
+	t->done_arg = arg;
+	if (ret_handle != NULL)
+		*ret_handle = t;
 
-	if (!t->blocking) {
-		c->plugin->desc->check(c->state, t);
+	char msg[512];
+	size_t off = (size_t)snprintf(msg, sizeof(msg), "%s", action);
+	for (size_t i = 0; i < argc && off < sizeof(msg); i++)
+		off += (size_t)snprintf(msg + off, sizeof(msg) - off, " %s", argv[i]);
+	struct troika_event ev = {
+		.kind = EVENT_ACTION_STARTED, .check = c->name,
+		.plugin = c->plugin_name, .old_status = -1, .new_status = -1,
+		.message = msg,
+	};
+	event_emit(&ev);
+	if (c->task != NULL) {
+		/* A check run is out: the action starts when it ends. */
+		c->pending_action = t;
 		return 0;
 	}
-	if (worker_pool_submit(c->host->pool, task_work, task_work_done, t) < 0) {
-		struct result_copy r = { .status = TROIKA_STATUS_UNKNOWN };
-		r.message = strdup("worker queue full; run skipped");
-		task_finish(t, &r, 0);
-		return -EAGAIN;
-	}
+	task_begin(c, t);
 	return 0;
+}
+
+void
+check_host_action_forget(struct troika_task *handle)
+{
+	if (handle != NULL)
+		handle->done = NULL;
 }
 
 /* ---- scheduling ---- */
@@ -894,11 +1131,24 @@ check_free(struct troika_instance *c)
 		event_free(c->first);
 	if (c->ticker != NULL)
 		event_free(c->ticker);
+	if (c->pending_action != NULL) {
+		struct result_copy r = { .status = TROIKA_STATUS_UNKNOWN };
+		r.message = strdup("check removed before the action started");
+		action_report(c->pending_action, &r, 0);
+		result_clear(&r);
+		task_free(c->pending_action);
+		c->pending_action = NULL;
+	}
 	t = c->task;
+	if (t != NULL && t->is_action && t->done != NULL) {
+		struct result_copy r = { .status = TROIKA_STATUS_UNKNOWN };
+		r.message = strdup("check removed while the action ran");
+		action_report(t, &r, 0);
+		result_clear(&r);
+	}
 	if (c->state != NULL) {
 		const struct troika_plugin *d = c->plugin->desc;
-		int has_cancel = d->size >= offsetof(struct troika_plugin, cancel) +
-		    sizeof(d->cancel) && d->cancel != NULL;
+		int has_cancel = plugin_has_cancel(d);
 
 		if (t != NULL && t->blocking) {
 			/* The worker still runs check(): hand it the instance. */

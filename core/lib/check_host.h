@@ -61,6 +61,33 @@ void check_host_drop_plugin(struct check_host *h, const struct plugin *p);
 /* Start a run now (unless one is out). Returns 0, -ENOENT or -EBUSY. */
 int check_host_run_now(struct check_host *h, const char *name);
 
+/* How an action went; valid during the done callback only. */
+struct action_outcome {
+	enum troika_status status; /* OK done, CRITICAL failed, UNKNOWN unsure */
+	const char *message;
+	const struct troika_label *fields;
+	size_t nfields;
+	int timed_out;
+	double duration; /* seconds */
+};
+typedef void (*check_action_done_fn)(const struct action_outcome *o, void *arg);
+
+/*
+ * Run an action of a check's plugin (restart, promote, ...) with a
+ * deadline (timeout_ms <= 0: the check's timeout). It waits for a check
+ * run that is out; done is called exactly once unless the handle is
+ * forgotten first. Returns 0, or -ENOENT (no such check, or not running),
+ * -EOPNOTSUPP (no such action), -EINVAL (wrong argument count), -EBUSY
+ * (an action is in progress), -ENOMEM; *ret_error then says it in words.
+ */
+struct troika_task;
+int check_host_action(struct check_host *h, const char *check,
+    const char *action, const char *const *argv, size_t argc,
+    int64_t timeout_ms, check_action_done_fn done, void *arg,
+    struct troika_task **ret_handle, const char **ret_error);
+/* The requester went away: done will not be called. */
+void check_host_action_forget(struct troika_task *handle);
+
 size_t check_host_count(const struct check_host *h);
 struct troika_instance *check_host_find(const struct check_host *h,
     const char *name);

@@ -29,6 +29,8 @@ static const char *const event_kind_names[] = {
 	[EVENT_CHECK_REMOVED] = "check_removed",
 	[EVENT_CHECK_STATUS] = "check_status",
 	[EVENT_CHECK_TIMEOUT] = "check_timeout",
+	[EVENT_ACTION_STARTED] = "action_started",
+	[EVENT_ACTION_DONE] = "action_done",
 };
 
 const char *
@@ -48,6 +50,8 @@ event_level(const struct troika_event *ev)
 	case EVENT_PLUGIN_REFUSED:
 	case EVENT_CONFIG_REJECTED:
 	case EVENT_CHECK_TIMEOUT:
+	case EVENT_ACTION_STARTED:
+	case EVENT_ACTION_DONE:
 		return LOG_WARNING;
 	case EVENT_CHECK_STATUS:
 		return ev->new_status == TROIKA_STATUS_OK ? LOG_INFO : LOG_WARNING;

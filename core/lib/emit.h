@@ -19,6 +19,8 @@ enum event_kind {
 	EVENT_CHECK_REMOVED,
 	EVENT_CHECK_STATUS,  /* a check's status changed */
 	EVENT_CHECK_TIMEOUT, /* a run passed its deadline */
+	EVENT_ACTION_STARTED,
+	EVENT_ACTION_DONE,
 };
 
 /* Fields that do not apply are NULL, or -1 for statuses. */

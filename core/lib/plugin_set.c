@@ -79,6 +79,27 @@ plugin_desc_validate(const struct troika_plugin *desc, const char **ret_reason)
 		*ret_reason = "instance_new, instance_free and check are required";
 		return -EINVAL;
 	}
+	if (desc->size >= offsetof(struct troika_plugin, action) + sizeof(desc->action) &&
+	    desc->actions != NULL) {
+		if (desc->action == NULL) {
+			*ret_reason = "actions declared without an action callback";
+			return -EINVAL;
+		}
+		for (const struct troika_action *a = desc->actions; a->name; a++) {
+			if (!plugin_name_valid(a->name) || a->min_args < 0 ||
+			    a->max_args < a->min_args || a->max_args > 16) {
+				*ret_reason = "invalid action (name [a-z0-9_-]+, "
+				    "0 <= min_args <= max_args <= 16)";
+				return -EINVAL;
+			}
+			for (const struct troika_action *b = desc->actions; b != a; b++) {
+				if (strcmp(a->name, b->name) == 0) {
+					*ret_reason = "action declared twice";
+					return -EINVAL;
+				}
+			}
+		}
+	}
 	for (const struct troika_option *o = desc->options; o && o->name; o++) {
 		if (!option_type_valid(o->type)) {
 			*ret_reason = "option with an invalid type";

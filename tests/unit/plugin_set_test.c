@@ -204,6 +204,11 @@ static int dummy_new(const struct troika_host *h, struct troika_instance *i, voi
 }
 static void dummy_free(void *s) { (void)s; }
 static void dummy_check(void *s, struct troika_task *t) { (void)s; (void)t; }
+static void dummy_action(void *s, struct troika_task *t, const char *n,
+    const char *const *argv, size_t argc)
+{
+	(void)s; (void)t; (void)n; (void)argv; (void)argc;
+}
 
 static void
 test_descriptor_validation(void **state)
@@ -256,6 +261,30 @@ test_descriptor_validation(void **state)
 	t = d; t.options = twice;
 	assert_int_equal(plugin_desc_validate(&t, &why), -EINVAL);
 	assert_string_equal(why, "option declared twice");
+	static const struct troika_action acts[] = {
+		{ .name = "restart", .max_args = 0 },
+		{ .name = "replicate", .min_args = 2, .max_args = 2 },
+		{ .name = NULL },
+	};
+	static const struct troika_action acts_twice[] = {
+		{ .name = "restart" }, { .name = "restart" }, { .name = NULL },
+	};
+	static const struct troika_action acts_bad[] = {
+		{ .name = "x", .min_args = 2, .max_args = 1 }, { .name = NULL },
+	};
+	t = d; t.actions = acts; t.action = dummy_action;
+	assert_int_equal(plugin_desc_validate(&t, &why), 0);
+	t.action = NULL;
+	assert_int_equal(plugin_desc_validate(&t, &why), -EINVAL);
+	assert_string_equal(why, "actions declared without an action callback");
+	/* A 1.0 plugin's descriptor ends before actions: never read. */
+	t.size = offsetof(struct troika_plugin, actions);
+	assert_int_equal(plugin_desc_validate(&t, &why), 0);
+	t = d; t.actions = acts_twice; t.action = dummy_action;
+	assert_int_equal(plugin_desc_validate(&t, &why), -EINVAL);
+	assert_string_equal(why, "action declared twice");
+	t = d; t.actions = acts_bad; t.action = dummy_action;
+	assert_int_equal(plugin_desc_validate(&t, &why), -EINVAL);
 	t = d; t.options = badtype;
 	assert_int_equal(plugin_desc_validate(&t, &why), -EINVAL);
 	assert_string_equal(why, "option with an invalid type");

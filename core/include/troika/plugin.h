@@ -17,6 +17,9 @@
  *  - a new ABI major renames the entry symbol; the host refuses other majors;
  *  - within a major, structs only grow at the end; each carries its size so
  *    either side can tell which fields the other knows about.
+ *
+ * History: 1.0 checks; 1.1 actions (struct troika_action, action()),
+ * result fields, host->service_control().
  */
 #ifndef TROIKA_PLUGIN_H
 #define TROIKA_PLUGIN_H
@@ -29,7 +32,7 @@ extern "C" {
 #endif
 
 #define TROIKA_PLUGIN_ABI_MAJOR 1
-#define TROIKA_PLUGIN_ABI_MINOR 0
+#define TROIKA_PLUGIN_ABI_MINOR 1
 
 /* The exported entry point. The major is part of the name on purpose. */
 #define TROIKA_PLUGIN_ENTRY troika_plugin_entry_v1
@@ -125,7 +128,11 @@ struct troika_sample {
 	size_t nlabels;
 };
 
-/* What a check found. check_done() copies everything it points to. */
+/*
+ * What a check found, or how an action went. check_done() copies everything
+ * it points to. For an action, status OK means done, CRITICAL failed, and
+ * UNKNOWN that the outcome is not known (e.g. timed out half-way).
+ */
 struct troika_result {
 	size_t size; /* sizeof(struct troika_result) as the plugin knows it */
 	enum troika_status status;
@@ -133,6 +140,25 @@ struct troika_result {
 	const char *message; /* one line; may be NULL */
 	const struct troika_sample *samples;
 	size_t nsamples;
+	/*
+	 * ABI 1.1: facts as text, e.g. an action's output (uuid, seqno) or a
+	 * check's findings that are not numbers (role, local state). Names
+	 * follow label-name rules; at most 64 fields of 4 KiB each.
+	 */
+	const struct troika_label *fields;
+	size_t nfields;
+};
+
+/*
+ * An action a plugin offers (ABI 1.1): start, stop, restart, promote,
+ * position, ... Arrays of these end with an entry whose name is NULL.
+ */
+struct troika_action {
+	const char *name;  /* [a-z0-9_-]+ */
+	const char *usage; /* arguments, e.g. "<host> <port>"; NULL if none */
+	int min_args;
+	int max_args;
+	const char *help;  /* one line */
 };
 
 /* Opaque host objects. */
@@ -158,6 +184,12 @@ typedef void (*troika_spawn_done_cb)(const struct troika_spawn_result *res,
 
 /* Completion of a transfer added with host->curl_add(); code is a CURLcode. */
 typedef void (*troika_curl_done_cb)(void *easy, int code, void *arg);
+
+/*
+ * Completion of host->service_control(): ok is 1 when the service manager
+ * did what was asked; message says what happened either way.
+ */
+typedef void (*troika_service_done_cb)(int ok, const char *message, void *arg);
 
 /*
  * The table of host functions. All functions are called on the loop thread
@@ -196,8 +228,9 @@ struct troika_host {
 	    const char *name, size_t i);
 
 	/*
-	 * Report the result of a task, exactly once. Copies the result.
-	 * Blocking plugins may call it from their worker thread.
+	 * Report the result of a task (a check run or an action), exactly
+	 * once. Copies the result. Blocking plugins may call it from their
+	 * worker thread.
 	 */
 	void (*check_done)(struct troika_task *task,
 	    const struct troika_result *res);
@@ -229,6 +262,16 @@ struct troika_host {
 	    troika_curl_done_cb done, void *arg);
 	/* Remove a transfer before it ends; done is not called. */
 	void (*curl_remove)(void *easy);
+
+	/*
+	 * ABI 1.1: start, stop or restart the check's service through the
+	 * service manager configured for the check (its `service:` key:
+	 * systemd unit or exec argv lists). Never blocks; done is called on
+	 * the loop exactly once. Returns 0, -ENOENT when the check has no
+	 * service configured, or another negative errno.
+	 */
+	int (*service_control)(struct troika_instance *inst, const char *op,
+	    int64_t timeout_ms, troika_service_done_cb done, void *arg);
 };
 
 /*
@@ -275,6 +318,20 @@ struct troika_plugin {
 	 * waits for the late check_done() and drops that result.
 	 */
 	void (*cancel)(void *state, struct troika_task *task);
+
+	/* ABI 1.1: the actions this plugin offers; may be NULL. */
+	const struct troika_action *actions;
+
+	/*
+	 * ABI 1.1, required when actions is not NULL: run one action. It is
+	 * a task like a check run: same execution model, same deadline
+	 * handling (cancel() applies), reported once through check_done().
+	 * The host never runs two tasks of one instance at once: an action
+	 * waits for a running check, and checks wait for a running action.
+	 * argc is within the action's min_args..max_args.
+	 */
+	void (*action)(void *state, struct troika_task *task, const char *name,
+	    const char *const *argv, size_t argc);
 };
 
 typedef const struct troika_plugin *(*troika_plugin_entry_fn)(void);
