@@ -623,6 +623,19 @@ host_curl_remove(void *easy)
 		curlm_remove(current_curlm, easy);
 }
 
+static int
+host_service_control(struct troika_instance *c, const char *op,
+    int64_t timeout_ms, troika_service_done_cb done, void *arg)
+{
+	(void)op;
+	(void)timeout_ms;
+	(void)done;
+	(void)arg;
+	/* No check has a `service:` configured yet (conf has no such key). */
+	(void)c;
+	return -ENOENT;
+}
+
 static const struct troika_host host_table = {
 	.abi_major = TROIKA_PLUGIN_ABI_MAJOR,
 	.abi_minor = TROIKA_PLUGIN_ABI_MINOR,
@@ -647,6 +660,7 @@ static const struct troika_host host_table = {
 	.spawn_cancel = host_spawn_cancel,
 	.curl_add = host_curl_add,
 	.curl_remove = host_curl_remove,
+	.service_control = host_service_control,
 };
 
 /* ---- results ---- */

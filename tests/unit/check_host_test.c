@@ -375,6 +375,112 @@ test_exposition(void **state)
 	evbuffer_free(out);
 }
 
+struct action_log {
+	int calls;
+	enum troika_status status;
+	char message[256];
+	char fields[256];
+	int timed_out;
+	int ran_while_check_out; /* the check had a task out when we finished */
+};
+
+static void
+action_done_cb(const struct action_outcome *o, void *arg)
+{
+	struct action_log *l = arg;
+
+	l->calls++;
+	l->status = o->status;
+	l->timed_out = o->timed_out;
+	snprintf(l->message, sizeof(l->message), "%s", o->message ? o->message : "");
+	l->fields[0] = '\0';
+	for (size_t i = 0; i < o->nfields; i++) {
+		size_t n = strlen(l->fields);
+		snprintf(l->fields + n, sizeof(l->fields) - n, "%s=%s;",
+		    o->fields[i].name, o->fields[i].value);
+	}
+}
+
+static void
+test_actions(void **state)
+{
+	struct fixture *f = *state;
+	struct action_log l = { 0 };
+	const char *err;
+	const char *args[] = { "one", "two" };
+
+	/* A check run takes 150 ms; runs every 1 s, first within it. */
+	add_check(&f->conf, "a", "actor", 1000, 300, "delay=150");
+	add_check(&f->conf, "plain", "flaky", 1000, 300, NULL);
+	check_host_apply(f->h, &f->conf, &f->ps);
+
+	/* Errors, said in words. */
+	assert_int_equal(check_host_action(f->h, "nope", "echo", NULL, 0, 0,
+	    action_done_cb, &l, NULL, &err), -ENOENT);
+	assert_string_equal(err, "no such check");
+	assert_int_equal(check_host_action(f->h, "plain", "restart", NULL, 0, 0,
+	    action_done_cb, &l, NULL, &err), -EOPNOTSUPP);
+	assert_int_equal(check_host_action(f->h, "a", "slow", NULL, 0, 0,
+	    action_done_cb, &l, NULL, &err), -EINVAL);
+	assert_string_equal(err, "<ms>");
+	assert_int_equal(l.calls, 0);
+
+	/* Fields come back; the action ran once. */
+	assert_int_equal(check_host_action(f->h, "a", "echo", args, 2, 0,
+	    action_done_cb, &l, NULL, &err), 0);
+	assert_int_equal(check_host_action(f->h, "a", "echo", NULL, 0, 0,
+	    action_done_cb, &l, NULL, &err), -EBUSY);
+	run_for(f, 50);
+	assert_int_equal(l.calls, 1);
+	assert_int_equal(l.status, TROIKA_STATUS_OK);
+	assert_string_equal(l.fields, "arg0=one;arg1=two;");
+
+	/* fail -> CRITICAL with the plugin's message. */
+	assert_int_equal(check_host_action(f->h, "a", "fail", NULL, 0, 0,
+	    action_done_cb, &l, NULL, &err), 0);
+	run_for(f, 20);
+	assert_int_equal(l.calls, 2);
+	assert_int_equal(l.status, TROIKA_STATUS_CRITICAL);
+	assert_string_equal(l.message, "failed on purpose");
+
+	/* Past its deadline: UNKNOWN, timed out, and cancelled in the plugin. */
+	const char *ms[] = { "5000" };
+	assert_int_equal(check_host_action(f->h, "a", "slow", ms, 1, 100,
+	    action_done_cb, &l, NULL, &err), 0);
+	run_for(f, 1200);
+	assert_int_equal(l.calls, 3);
+	assert_int_equal(l.status, TROIKA_STATUS_UNKNOWN);
+	assert_true(l.timed_out);
+	assert_string_equal(l.message, "timed out after 0.100s");
+
+	/* An action waits for a running check: start one, then ask. */
+	assert_int_equal(check_host_run_now(f->h, "a"), 0);
+	assert_true(view(f, "a").running);
+	uint64_t ok_before = view(f, "a").runs[CHECK_RESULT_OK];
+	assert_int_equal(check_host_action(f->h, "a", "echo", NULL, 0, 0,
+	    action_done_cb, &l, NULL, &err), 0);
+	run_for(f, 100);
+	assert_int_equal(l.calls, 3); /* still waiting for the check */
+	run_for(f, 150);
+	assert_int_equal(l.calls, 4);
+	assert_int_equal(view(f, "a").runs[CHECK_RESULT_OK], ok_before + 1);
+
+	/* A forgotten requester is not called; removal reports pending ones. */
+	struct troika_task *handle = NULL;
+	const char *ms2[] = { "100" };
+	assert_int_equal(check_host_action(f->h, "a", "slow", ms2, 1, 500,
+	    action_done_cb, &l, &handle, &err), 0);
+	check_host_action_forget(handle);
+	run_for(f, 200);
+	assert_int_equal(l.calls, 4);
+	assert_int_equal(check_host_action(f->h, "a", "slow", ms, 1, 10000,
+	    action_done_cb, &l, NULL, &err), 0);
+	conf_reset(&f->conf);
+	check_host_apply(f->h, &f->conf, &f->ps);
+	assert_int_equal(l.calls, 5);
+	assert_string_equal(l.message, "check removed while the action ran");
+}
+
 int
 main(void)
 {
@@ -388,6 +494,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_missing_plugin_is_reported_not_run, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_drop_plugin_removes_its_checks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_exposition, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_actions, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
