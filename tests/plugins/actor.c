@@ -45,7 +45,7 @@ actor_timer_cb(evutil_socket_t fd, short what, void *arg)
 	struct actor *a = arg;
 	struct troika_task *t = a->task;
 	struct troika_label fields[3];
-	char names[3][8];
+	char names[3][24];
 	struct troika_result r = {
 		.size = sizeof(r), .status = TROIKA_STATUS_OK,
 		.message = a->is_action ? "action done" : "check done",
