@@ -189,7 +189,8 @@ conf_errors_flush(struct conf_loader *ld, struct conf_errors *errs)
 		char name[PATH_MAX];
 		int r;
 
-		yaml_tree_excerpt(file != NULL ? file : "?", name, sizeof(name));
+		yaml_tree_excerpt(file != NULL ? file : "?", name,
+		    sizeof(name));
 		if (e->line > 0)
 			r = asprintf(&msg, "%s:%d:%d: %s", name, e->line,
 			    e->col, e->msg);
@@ -544,10 +545,14 @@ conf_join(struct conf_loader *ld, const char *const *fixed,
 
 	if ((b = evbuffer_new()) == NULL)
 		goto nomem;
-	for (size_t i = 0; fixed != NULL && fixed[i] != NULL; i++, sep = ", ")
+	for (size_t i = 0; fixed != NULL && fixed[i] != NULL; i++) {
 		evbuffer_add_printf(b, "%s%s", sep, fixed[i]);
-	for (size_t i = 0; opts != NULL && opts[i].name != NULL; i++, sep = ", ")
+		sep = ", ";
+	}
+	for (size_t i = 0; opts != NULL && opts[i].name != NULL; i++) {
 		evbuffer_add_printf(b, "%s%s", sep, opts[i].name);
+		sep = ", ";
+	}
 	len = evbuffer_get_length(b);
 	if ((s = malloc(len + 1)) == NULL)
 		goto nomem;
@@ -674,7 +679,8 @@ conf_check_listen(const char *s, char *msg, size_t msglen)
 	yaml_tree_excerpt(s, ex, sizeof(ex));
 	if (*s == '[') {
 		host = s + 1;
-		if ((hostend = strchr(host, ']')) == NULL || hostend[1] != ':' ||
+		if ((hostend = strchr(host, ']')) == NULL ||
+		    hostend[1] != ':' ||
 		    memchr(host, ':', (size_t)(hostend - host)) == NULL)
 			goto invalid;
 		port = hostend + 2;
@@ -847,7 +853,8 @@ conf_check_table(struct conf_loader *ld, size_t file,
 		const struct troika_option *o = &opts[i];
 		int64_t num;
 
-		if (o->name[0] == '\0' || conf_in_list(conf_check_keys, o->name)) {
+		if (o->name[0] == '\0' ||
+		    conf_in_list(conf_check_keys, o->name)) {
 			conf_err(ld, file, at, "plugin '%s' declares option "
 			    "'%s', a name reserved for the host", ex, o->name);
 			bad = 1;
@@ -1040,24 +1047,32 @@ conf_plain_ok(const char *s)
 }
 
 /*
- * Characters YAML reads as line breaks or a byte order mark even inside
- * quotes (U+0085, U+2028, U+2029, U+FEFF): written raw they would not
- * read back as themselves. Returns the escape, or NULL.
+ * Characters that written raw would not read back as themselves: C1
+ * controls (refused by the YAML reader), line breaks YAML folds even
+ * inside quotes (U+0085, U+2028, U+2029), the byte order mark and the
+ * non-characters U+FFFE and U+FFFF. Writes the escape to esc and returns
+ * the length in bytes of the UTF-8 sequence at c, or 0 if it is fine.
  */
-static const char *
-conf_unicode_escape(const char *c)
+static size_t
+conf_unicode_escape(const char *c, char *esc, size_t len)
 {
 	const unsigned char *u = (const unsigned char *)c;
 
-	if (u[0] == 0xc2 && u[1] == 0x85)
-		return "\\N";
-	if (u[0] == 0xe2 && u[1] == 0x80 && u[2] == 0xa8)
-		return "\\L";
-	if (u[0] == 0xe2 && u[1] == 0x80 && u[2] == 0xa9)
-		return "\\P";
-	if (u[0] == 0xef && u[1] == 0xbb && u[2] == 0xbf)
-		return "\\uFEFF";
-	return NULL;
+	if (u[0] == 0xc2 && u[1] >= 0x80 && u[1] <= 0x9f) {
+		snprintf(esc, len, "\\x%02x", u[1]);
+		return 2;
+	}
+	if (u[0] == 0xe2 && u[1] == 0x80 && (u[2] == 0xa8 || u[2] == 0xa9)) {
+		snprintf(esc, len, "\\u%04x", 0x2000 + (u[2] & 0x3f));
+		return 3;
+	}
+	if ((u[0] == 0xef && u[1] == 0xbb && u[2] == 0xbf) ||
+	    (u[0] == 0xef && u[1] == 0xbf && (u[2] == 0xbe || u[2] == 0xbf))) {
+		snprintf(esc, len, "\\u%02X%02X", ((u[0] & 0x0f) << 4) |
+		    ((u[1] >> 2) & 0x0f), ((u[1] & 0x03) << 6) | (u[2] & 0x3f));
+		return 3;
+	}
+	return 0;
 }
 
 static void
@@ -1066,7 +1081,8 @@ conf_put_quoted(struct evbuffer *out, const char *s)
 	evbuffer_add(out, "\"", 1);
 	for (const char *c = s; *c != '\0'; c++) {
 		unsigned char u = (unsigned char)*c;
-		const char *esc;
+		char esc[16];
+		size_t n;
 
 		if (u == '"' || u == '\\')
 			evbuffer_add_printf(out, "\\%c", u);
@@ -1078,9 +1094,9 @@ conf_put_quoted(struct evbuffer *out, const char *s)
 			evbuffer_add(out, "\\t", 2);
 		else if (u < 0x20 || u == 0x7f)
 			evbuffer_add_printf(out, "\\x%02x", u);
-		else if ((esc = conf_unicode_escape(c)) != NULL) {
+		else if ((n = conf_unicode_escape(c, esc, sizeof(esc))) > 0) {
 			evbuffer_add_printf(out, "%s", esc);
-			c += u == 0xc2 ? 1 : 2;
+			c += n - 1;
 		} else
 			evbuffer_add(out, c, 1);
 	}
@@ -1828,7 +1844,8 @@ conf_print(const struct agent_conf *conf, struct evbuffer *out)
 	    format_duration_ms(conf->default_interval_ms, a, sizeof(a)),
 	    format_duration_ms(conf->default_timeout_ms, b, sizeof(b)));
 
-	evbuffer_add_printf(out, "checks:%s\n", conf->nchecks == 0 ? " []" : "");
+	evbuffer_add_printf(out, "checks:%s\n",
+	    conf->nchecks == 0 ? " []" : "");
 	for (size_t i = 0; i < conf->nchecks; i++) {
 		const struct conf_check *c = &conf->checks[i];
 
@@ -1838,7 +1855,8 @@ conf_print(const struct agent_conf *conf, struct evbuffer *out)
 		conf_put_str(out, c->name != NULL ? c->name : "");
 		evbuffer_add_printf(out, "\n    plugin: ");
 		conf_put_str(out, c->plugin != NULL ? c->plugin : "");
-		evbuffer_add_printf(out, "\n    interval: %s\n    timeout: %s\n",
+		evbuffer_add_printf(out,
+		    "\n    interval: %s\n    timeout: %s\n",
 		    format_duration_ms(c->interval_ms, a, sizeof(a)),
 		    format_duration_ms(c->timeout_ms, b, sizeof(b)));
 		if (c->plugin_missing)

@@ -59,9 +59,13 @@ yaml_tree_excerpt_unit(const char *s, char *esc, size_t esclen)
 		snprintf(esc, esclen, "\\t");
 	else if (c < 0x20 || c == 0x7f)
 		snprintf(esc, esclen, "\\x%02x", c);
-	else if (c == 0xc2 && (unsigned char)s[1] == 0x85) {
-		/* NEL, LS and PS end a line on some terminals. */
-		snprintf(esc, esclen, "\\u0085");
+	else if (c == 0xc2 && (unsigned char)s[1] >= 0x80 &&
+	    (unsigned char)s[1] <= 0x9f) {
+		/*
+		 * C1 controls (NEL ends a line, CSI starts a terminal escape)
+		 * and LS, PS: an error message stays one inert line.
+		 */
+		snprintf(esc, esclen, "\\u%04x", (unsigned char)s[1]);
 		return 2;
 	} else if (c == 0xe2 && (unsigned char)s[1] == 0x80 &&
 	    ((unsigned char)s[2] == 0xa8 || (unsigned char)s[2] == 0xa9)) {
@@ -101,7 +105,10 @@ yaml_tree_excerpt(const char *s, char *buf, size_t len)
 		p += yaml_tree_excerpt_unit(p, esc, sizeof(esc));
 		full += strlen(esc);
 	}
-	limit = full < len ? full : (len > sizeof(dots) ? len - sizeof(dots) : 0);
+	if (full < len)
+		limit = full;
+	else
+		limit = len > sizeof(dots) ? len - sizeof(dots) : 0;
 	while (*s != '\0') {
 		size_t step = yaml_tree_excerpt_unit(s, esc, sizeof(esc));
 		size_t n = strlen(esc);
@@ -188,13 +195,15 @@ yaml_tree_key_lookup(const struct yaml_tree_frame *f,
 
 	if (f->nslots == 0)
 		return -1;
-	for (size_t i = yaml_tree_hash(k->str, k->len) & mask;; i = (i + 1) & mask) {
+	for (size_t i = yaml_tree_hash(k->str, k->len) & mask;;
+	     i = (i + 1) & mask) {
 		const struct yaml_tree_node *other;
 
 		if (f->slots[i] == 0)
 			return -1;
 		other = map->pairs[f->slots[i] - 1].key;
-		if (other->len == k->len && memcmp(other->str, k->str, k->len) == 0)
+		if (other->len == k->len &&
+		    memcmp(other->str, k->str, k->len) == 0)
 			return (ssize_t)(f->slots[i] - 1);
 	}
 }
@@ -206,7 +215,8 @@ yaml_tree_slot_put(struct yaml_tree_frame *f, size_t idx)
 	const struct yaml_tree_node *k = f->node->pairs[idx].key;
 	size_t mask = f->nslots - 1;
 
-	for (size_t i = yaml_tree_hash(k->str, k->len) & mask;; i = (i + 1) & mask) {
+	for (size_t i = yaml_tree_hash(k->str, k->len) & mask;;
+	     i = (i + 1) & mask) {
 		if (f->slots[i] == 0) {
 			f->slots[i] = idx + 1;
 			return;
@@ -265,7 +275,8 @@ yaml_tree_attach(struct yaml_tree_builder *b, struct yaml_tree_node *n)
 	}
 
 	/* A mapping: the value of the last key, or the next key. */
-	if (parent->npairs > 0 && parent->pairs[parent->npairs - 1].value == NULL) {
+	if (parent->npairs > 0 &&
+	    parent->pairs[parent->npairs - 1].value == NULL) {
 		parent->pairs[parent->npairs - 1].value = n;
 		return 0;
 	}
@@ -311,7 +322,8 @@ yaml_tree_scalar(struct yaml_tree_builder *b, const yaml_event_t *ev)
 	if ((n = yaml_tree_node_new(YAML_TREE_SCALAR, &ev->start_mark)) == NULL)
 		goto nomem;
 	/* Config text is handled as C strings: a NUL would cut it silently. */
-	if (memchr(ev->data.scalar.value, '\0', ev->data.scalar.length) != NULL) {
+	if (memchr(ev->data.scalar.value, '\0',
+	    ev->data.scalar.length) != NULL) {
 		yaml_tree_seterr(b->err, n->line, n->col,
 		    "NUL bytes in scalars are not supported");
 		free(n);
@@ -386,7 +398,8 @@ yaml_tree_offset_pos(const char *buf, size_t len, size_t off, int *ret_line,
 			line++;
 			col = 1;
 		} else if (((unsigned char)buf[i] & 0xc0) != 0x80) {
-			col++; /* count characters, not UTF-8 continuation bytes */
+			/* Characters, not UTF-8 continuation bytes. */
+			col++;
 		}
 	}
 	*ret_line = line;
@@ -413,8 +426,8 @@ yaml_tree_parser_error(const yaml_parser_t *p, const char *buf, size_t len,
 		col = (int)p->problem_mark.column + 1;
 		if (p->context != NULL)
 			yaml_tree_seterr(err, line, col,
-			    "syntax error: %s (%s at %d:%d)", problem, p->context,
-			    (int)p->context_mark.line + 1,
+			    "syntax error: %s (%s at %d:%d)", problem,
+			    p->context, (int)p->context_mark.line + 1,
 			    (int)p->context_mark.column + 1);
 		else
 			yaml_tree_seterr(err, line, col, "syntax error: %s",
@@ -602,7 +615,8 @@ yaml_tree_is_null(const struct yaml_tree_node *node)
 {
 	return node != NULL && node->kind == YAML_TREE_SCALAR && node->plain &&
 	    (node->len == 0 || strcmp(node->str, "~") == 0 ||
-		strcmp(node->str, "null") == 0 || strcmp(node->str, "Null") == 0 ||
+		strcmp(node->str, "null") == 0 ||
+		strcmp(node->str, "Null") == 0 ||
 		strcmp(node->str, "NULL") == 0);
 }
 

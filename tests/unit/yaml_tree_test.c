@@ -470,6 +470,8 @@ test_excerpt(void **state)
 	    buf, sizeof(buf)), "a\\u0085b\\u2028c");
 	assert_string_equal(yaml_tree_excerpt("\xe2\x80\xa9", buf,
 	    sizeof(buf)), "\\u2029");
+	assert_string_equal(yaml_tree_excerpt("\xc2\x9b" "1m\xc2\xa0", buf,
+	    sizeof(buf)), "\\u009b1m\xc2\xa0");
 	assert_string_equal(yaml_tree_excerpt("abcdef", tiny, sizeof(tiny)),
 	    "...");
 	assert_string_equal(yaml_tree_excerpt("abc", tiny, sizeof(tiny)),

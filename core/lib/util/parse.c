@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#define NUNITS(a) (sizeof(a) / sizeof((a)[0]))
+
 /*
  * Accumulate one decimal number at *p, at most max; -EINVAL if none,
  * -ERANGE above max.
@@ -79,13 +81,13 @@ parse_duration_ms(const char *s, int64_t *ret_ms)
 
 		if ((r = parse_digits(&s, &v)) < 0)
 			return r;
-		for (i = 0; i < sizeof(duration_units) / sizeof(duration_units[0]); i++) {
+		for (i = 0; i < NUNITS(duration_units); i++) {
 			size_t n = strlen(duration_units[i].suffix);
 			if (strncmp(s, duration_units[i].suffix, n) == 0 &&
 			    (s[n] == '\0' || (s[n] >= '0' && s[n] <= '9')))
 				break;
 		}
-		if (i == sizeof(duration_units) / sizeof(duration_units[0]))
+		if (i == NUNITS(duration_units))
 			return -EINVAL; /* missing or unknown unit */
 		/* Components go from the largest unit down, each unit once. */
 		if (duration_units[i].ms >= last_unit)
@@ -125,7 +127,7 @@ parse_size(const char *s, int64_t *ret_bytes)
 		return -EINVAL;
 	if ((r = parse_digits(&s, &v)) < 0)
 		return r;
-	for (size_t i = 0; i < sizeof(size_units) / sizeof(size_units[0]); i++) {
+	for (size_t i = 0; i < NUNITS(size_units); i++) {
 		if (strcmp(s, size_units[i].suffix) == 0) {
 			if ((r = mul_add(&total, v, size_units[i].bytes)) < 0)
 				return r;
@@ -197,7 +199,7 @@ format_duration_ms(int64_t ms, char *buf, size_t len)
 		snprintf(buf, len, "%s", ms == 0 ? "0s" : "-");
 		return buf;
 	}
-	for (size_t i = sizeof(duration_units) / sizeof(duration_units[0]); i-- > 0;) {
+	for (size_t i = NUNITS(duration_units); i-- > 0;) {
 		int64_t unit = duration_units[i].ms;
 		if (ms >= unit) {
 			int n = snprintf(buf + off, len - off, "%lld%s",
