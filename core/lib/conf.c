@@ -1603,38 +1603,64 @@ conf_main_key(struct conf_loader *ld, size_t file,
 	}
 }
 
+/* Checks by name, then by load order (their order in one array). */
+static int
+conf_check_ptr_cmp(const void *a, const void *b)
+{
+	const struct conf_check *x = *(const struct conf_check *const *)a;
+	const struct conf_check *y = *(const struct conf_check *const *)b;
+	int r = strcmp(x->name, y->name);
+
+	if (r != 0)
+		return r;
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Every check whose name an earlier one has, reported against the first.
+ * Sorted rather than compared pairwise: a generated config may have
+ * thousands of checks.
+ */
 static void
 conf_duplicates(struct conf_loader *ld)
 {
 	struct agent_conf *conf = ld->conf;
+	const struct conf_check **v;
+	size_t n = 0, first = 0;
 
-	for (size_t i = 1; i < conf->nchecks; i++) {
-		const struct conf_check *c = &conf->checks[i];
-
-		if (c->name == NULL)
-			continue;
-		for (size_t j = 0; j < i; j++) {
-			const struct conf_check *first = &conf->checks[j];
-			struct yaml_tree_node at;
-			size_t file = 0;
-			char ex[CONF_EXCERPT], fx[PATH_MAX];
-
-			if (first->name == NULL ||
-			    strcmp(first->name, c->name) != 0)
-				continue;
-			for (size_t f = 0; f < conf->nfiles; f++)
-				if (conf->files[f] == c->pos.file)
-					file = f;
-			memset(&at, 0, sizeof(at));
-			at.line = c->pos.line;
-			at.col = c->pos.col;
-			conf_err(ld, file, &at, "check '%s' already defined at "
-			    "%s:%d:%d", yaml_tree_excerpt(c->name, ex,
-			    sizeof(ex)), yaml_tree_excerpt(first->pos.file, fx,
-			    sizeof(fx)), first->pos.line, first->pos.col);
-			break;
-		}
+	if (conf->nchecks < 2)
+		return;
+	if ((v = calloc(conf->nchecks, sizeof(*v))) == NULL) {
+		ld->oom = 1;
+		return;
 	}
+	for (size_t i = 0; i < conf->nchecks; i++)
+		if (conf->checks[i].name != NULL)
+			v[n++] = &conf->checks[i];
+	qsort(v, n, sizeof(*v), conf_check_ptr_cmp);
+
+	for (size_t i = 1; i < n; i++) {
+		const struct conf_check *c = v[i], *f = v[first];
+		struct yaml_tree_node at;
+		size_t file = 0;
+		char ex[CONF_EXCERPT], fx[PATH_MAX];
+
+		if (strcmp(f->name, c->name) != 0) {
+			first = i;
+			continue;
+		}
+		for (size_t j = 0; j < conf->nfiles; j++)
+			if (conf->files[j] == c->pos.file)
+				file = j;
+		memset(&at, 0, sizeof(at));
+		at.line = c->pos.line;
+		at.col = c->pos.col;
+		conf_err(ld, file, &at, "check '%s' already defined at "
+		    "%s:%d:%d", yaml_tree_excerpt(c->name, ex, sizeof(ex)),
+		    yaml_tree_excerpt(f->pos.file, fx, sizeof(fx)),
+		    f->pos.line, f->pos.col);
+	}
+	free(v);
 }
 
 static struct agent_conf *
