@@ -1362,6 +1362,12 @@ check_host_count(const struct check_host *h)
 }
 
 struct troika_instance *
+check_host_at(const struct check_host *h, size_t i)
+{
+	return i < h->nchecks ? h->checks[i] : NULL;
+}
+
+struct troika_instance *
 check_host_find(const struct check_host *h, const char *name)
 {
 	for (size_t i = 0; i < h->nchecks; i++)

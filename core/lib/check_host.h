@@ -89,6 +89,8 @@ int check_host_action(struct check_host *h, const char *check,
 void check_host_action_forget(struct troika_task *handle);
 
 size_t check_host_count(const struct check_host *h);
+/* The i-th check in configuration order (i < check_host_count()). */
+struct troika_instance *check_host_at(const struct check_host *h, size_t i);
 struct troika_instance *check_host_find(const struct check_host *h,
     const char *name);
 
