@@ -233,7 +233,10 @@ fake_check_range(struct fake_host *fh, const char *name, int64_t v)
 {
 	const struct troika_option *d = fake_decl(fh, name);
 
-	if (d != NULL && d->min <= d->max && (v < d->min || v > d->max))
+	if (d == NULL || (d->type != TROIKA_OPT_INT &&
+	    d->type != TROIKA_OPT_DURATION && d->type != TROIKA_OPT_SIZE))
+		return;
+	if (d->min <= d->max && (v < d->min || v > d->max))
 		fail_msg("fake_host: option \"%s\" = %lld is outside %lld..%lld; "
 		    "the host would refuse it", name, (long long)v,
 		    (long long)d->min, (long long)d->max);
@@ -1175,6 +1178,8 @@ fake_host_curl_removes(struct fake_host *fh)
 int
 fake_host_events_pending(struct fake_host *fh)
 {
+	int n;
+
 	/*
 	 * The shared multi handle keeps its own timer; with no transfer
 	 * left it is not the plugin's, so drop the handle (it comes back on
@@ -1184,8 +1189,11 @@ fake_host_events_pending(struct fake_host *fh)
 		curlm_free(fh->curlm);
 		fh->curlm = NULL;
 	}
-	return event_base_get_num_events(fh->base,
+	n = event_base_get_num_events(fh->base,
 	    EVENT_BASE_COUNT_ADDED | EVENT_BASE_COUNT_ACTIVE);
+	if (n > 0)
+		event_base_dump_events(fh->base, stderr);
+	return n;
 }
 
 int
