@@ -287,6 +287,109 @@ test_noentry(void **state)
 	assert_non_null(dlsym(f->dl, "troika_plugin_entry_v2"));
 }
 
+/*
+ * The fake host is what every plugin test leans on: check that it does
+ * catch the contract breaches those tests count on it to catch.
+ */
+static void
+test_fake_host_catches_breaches(void **state)
+{
+	struct fixture *f = *state;
+	const struct troika_host *h;
+	struct troika_task *task;
+	struct troika_label check_label = { "check", "x" };
+	struct troika_sample bad[] = {
+		{ .name = "troika_check_up", .type = TROIKA_METRIC_GAUGE },
+		{ .name = "troika_x", .type = TROIKA_METRIC_COUNTER },
+		{ .name = "troika_y", .type = TROIKA_METRIC_GAUGE,
+		    .labels = &check_label, .nlabels = 1 },
+		{ .name = "9lives", .type = TROIKA_METRIC_GAUGE },
+	};
+	struct troika_result res = { .size = sizeof(res) };
+
+	load(f, TEST_PLUGIN("flaky"));
+	h = fake_host_table(f->fh);
+	task = fake_host_task(f->fh, 1000);
+	h->check_done(task, &res);
+	assert_int_equal(fake_host_violations(f->fh), 0);
+	h->check_done(task, &res);
+	assert_int_equal(fake_host_violations(f->fh), 1);
+	assert_string_equal(fake_host_last_violation(f->fh),
+	    "check_done() twice for one task");
+
+	assert_int_equal(fake_host_instance_new(f->fh, f->p, &f->state), 0);
+	task = fake_host_task(f->fh, 1000);
+	fake_host_check(f->fh, f->p, f->state, task);
+	fake_host_cancel(f->fh, f->p, f->state, task);
+	h->check_done(task, &res);
+	assert_string_equal(fake_host_last_violation(f->fh),
+	    "check_done() after cancel()");
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		unsigned before = fake_host_violations(f->fh);
+
+		res.samples = &bad[i];
+		res.nsamples = 1;
+		h->check_done(fake_host_task(f->fh, 1000), &res);
+		assert_int_equal(fake_host_violations(f->fh), before + 1);
+	}
+	/* A getter of the wrong type, an undeclared option. */
+	h->opt_int(fake_host_instance(f->fh), "statuses");
+	assert_string_equal(fake_host_last_violation(f->fh),
+	    "int getter for option \"statuses\", declared string list");
+	h->opt_string(fake_host_instance(f->fh), "nope");
+	assert_string_equal(fake_host_last_violation(f->fh),
+	    "getter for undeclared option \"nope\"");
+
+	/* Freed here: teardown would (rightly) fail on the violations. */
+	f->p->instance_free(f->state);
+	f->state = NULL;
+	fake_host_free(f->fh);
+	f->fh = NULL;
+}
+
+static void
+service_done(int ok, const char *message, void *arg)
+{
+	int *calls = arg;
+
+	assert_int_equal(ok, 1);
+	assert_string_equal(message, "restarted");
+	(*calls)++;
+}
+
+static void
+test_fake_host_service_and_fields(void **state)
+{
+	struct fixture *f = *state;
+	const struct troika_host *h;
+	struct troika_label fields[] = { { "role", "primary" },
+	    { "seqno", "42" } };
+	struct troika_result res = { .size = sizeof(res), .fields = fields,
+	    .nfields = 2 };
+	int calls = 0;
+
+	load(f, TEST_PLUGIN("hang"));
+	h = fake_host_table(f->fh);
+	assert_int_equal(h->service_control(fake_host_instance(f->fh),
+	    "restart", 1000, service_done, &calls), -ENOENT);
+	fake_host_set_service(f->fh, 1, "restarted");
+	assert_int_equal(h->service_control(fake_host_instance(f->fh),
+	    "restart", 1000, service_done, &calls), 0);
+	assert_int_equal(calls, 0); /* from the loop, not at once */
+	fake_host_run_for(f->fh, 20);
+	assert_int_equal(calls, 1);
+	assert_int_equal(fake_host_service_calls(f->fh), 2);
+	assert_string_equal(fake_host_service_last_op(f->fh), "restart");
+
+	h->check_done(fake_host_task(f->fh, 1000), &res);
+	assert_string_equal(fake_result_field(fake_host_last(f->fh), "role"),
+	    "primary");
+	assert_string_equal(fake_result_field(fake_host_last(f->fh), "seqno"),
+	    "42");
+	assert_null(fake_result_field(fake_host_last(f->fh), "uuid"));
+}
+
 int
 main(void)
 {
@@ -304,6 +407,10 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_badabi, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tiny, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_noentry, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fake_host_catches_breaches,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fake_host_service_and_fields,
+		    setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -85,9 +85,25 @@ struct fake_host {
 	int curl_inited;
 	struct fake_transfer *transfers;
 
+	int service_set;
+	int service_ok;
+	char *service_message;
+	char *service_op;
+	unsigned nservice;
+	struct fake_service_call *service_calls;
+
 	struct event *wait_timer;
 	struct event *wait_tick;
 	int wait_expired;
+};
+
+/* A service_control() whose done is still to be called from the loop. */
+struct fake_service_call {
+	struct fake_host *fh;
+	struct fake_service_call *next;
+	struct event *ev;
+	troika_service_done_cb done;
+	void *arg;
 };
 
 /* See fake_host.h: spawn_cancel() and curl_remove() carry no instance. */
@@ -643,6 +659,11 @@ fake_result_clear(struct fake_result *r)
 		free(s->help);
 	}
 	free(r->samples);
+	for (size_t i = 0; i < r->nfields; i++) {
+		free(r->fields[i].name);
+		free(r->fields[i].value);
+	}
+	free(r->fields);
 }
 
 static void
@@ -650,6 +671,8 @@ fake_check_done(struct troika_task *task, const struct troika_result *res)
 {
 	struct fake_host *fh = task->fh;
 	struct fake_result copy = { 0 }, *results;
+	const struct troika_label *fields = NULL;
+	size_t nfields = 0;
 	const char *problem;
 
 	if (res == NULL || res->size < offsetof(struct troika_result,
@@ -680,6 +703,26 @@ fake_check_done(struct troika_task *task, const struct troika_result *res)
 			    res->samples[i].name != NULL ?
 			    res->samples[i].name : "(null)", problem);
 
+	/* ABI 1.1 fields, when the plugin's result is large enough to have them. */
+	if (res->size >= offsetof(struct troika_result, nfields) +
+	    sizeof(res->nfields)) {
+		nfields = res->nfields;
+		fields = res->fields;
+		if (nfields > 0 && fields == NULL) {
+			fake_violation(fh, "fields NULL with nfields %zu",
+			    nfields);
+			nfields = 0;
+		}
+		if (nfields > 64)
+			fake_violation(fh, "%zu fields, more than 64", nfields);
+		for (size_t i = 0; i < nfields; i++)
+			if (!fake_name_valid(fields[i].name, 0) ||
+			    fields[i].value == NULL ||
+			    strlen(fields[i].value) > 4096)
+				fake_violation(fh, "field %zu: bad name or value",
+				    i);
+	}
+
 	copy.task = task;
 	copy.status = res->status;
 	copy.evidence = res->evidence;
@@ -688,6 +731,12 @@ fake_check_done(struct troika_task *task, const struct troika_result *res)
 	copy.samples = fake_calloc(res->nsamples, sizeof(*copy.samples));
 	for (size_t i = 0; i < res->nsamples; i++)
 		fake_copy_sample(&copy.samples[i], &res->samples[i]);
+	copy.nfields = nfields;
+	copy.fields = fake_calloc(nfields, sizeof(*copy.fields));
+	for (size_t i = 0; i < nfields; i++) {
+		copy.fields[i].name = fake_strdup(fields[i].name);
+		copy.fields[i].value = fake_strdup(fields[i].value);
+	}
 
 	pthread_mutex_lock(&fh->lock);
 	task->done = 1;
@@ -819,6 +868,64 @@ fake_curl_remove(void *easy)
 	free(tr);
 }
 
+static void
+fake_service_unlink(struct fake_host *fh, struct fake_service_call *c)
+{
+	for (struct fake_service_call **p = &fh->service_calls; *p != NULL;
+	    p = &(*p)->next) {
+		if (*p == c) {
+			*p = c->next;
+			return;
+		}
+	}
+}
+
+static void
+fake_service_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct fake_service_call *c = arg;
+	struct fake_host *fh = c->fh;
+	troika_service_done_cb done = c->done;
+	void *done_arg = c->arg;
+
+	(void)fd;
+	(void)what;
+	fake_service_unlink(fh, c);
+	event_free(c->ev);
+	free(c);
+	done(fh->service_ok, fh->service_message, done_arg);
+}
+
+static int
+fake_service_control(struct troika_instance *inst, const char *op,
+    int64_t timeout_ms, troika_service_done_cb done, void *arg)
+{
+	struct fake_host *fh = fake_from_inst(inst);
+	struct timeval tv = { 0, 0 };
+	struct fake_service_call *c;
+
+	(void)timeout_ms;
+	fh->nservice++;
+	free(fh->service_op);
+	fh->service_op = fake_strdup(op);
+	if (!fh->service_set)
+		return -ENOENT;
+	c = fake_calloc(1, sizeof(*c));
+	c->fh = fh;
+	c->done = done;
+	c->arg = arg;
+	if ((c->ev = evtimer_new(fh->base, fake_service_cb, c)) == NULL ||
+	    evtimer_add(c->ev, &tv) == -1) {
+		if (c->ev != NULL)
+			event_free(c->ev);
+		free(c);
+		return -ENOMEM;
+	}
+	c->next = fh->service_calls;
+	fh->service_calls = c;
+	return 0;
+}
+
 /* --- life cycle --- */
 
 static void
@@ -873,6 +980,7 @@ fake_host_new(const struct troika_option *decl)
 		.spawn_cancel = fake_spawn_cancel,
 		.curl_add = fake_curl_add,
 		.curl_remove = fake_curl_remove,
+		.service_control = fake_service_control,
 	};
 	fh->inst.fh = fh;
 	fh->decl = decl;
@@ -907,6 +1015,15 @@ fake_host_free(struct fake_host *fh)
 		curl_global_cleanup();
 	/* Children cancelled and not yet reaped hold events on our base. */
 	spawn_shutdown();
+	while (fh->service_calls != NULL) {
+		struct fake_service_call *c = fh->service_calls;
+
+		fh->service_calls = c->next;
+		event_free(c->ev);
+		free(c);
+	}
+	free(fh->service_message);
+	free(fh->service_op);
 	while ((task = fh->tasks) != NULL) {
 		fh->tasks = task->next;
 		free(task);
@@ -985,6 +1102,18 @@ fake_host_check(struct fake_host *fh, const struct troika_plugin *plugin,
 {
 	fh->in_async_check = plugin->exec_model == TROIKA_EXEC_ASYNC;
 	plugin->check(state, task);
+	fh->in_async_check = 0;
+}
+
+void
+fake_host_action(struct fake_host *fh, const struct troika_plugin *plugin,
+    void *state, struct troika_task *task, const char *name,
+    const char *const *argv, size_t argc)
+{
+	if (plugin->action == NULL)
+		fail_msg("fake_host: plugin %s has no actions", plugin->name);
+	fh->in_async_check = plugin->exec_model == TROIKA_EXEC_ASYNC;
+	plugin->action(state, task, name, argv, argc);
 	fh->in_async_check = 0;
 }
 
@@ -1087,6 +1216,17 @@ fake_sample_label(const struct fake_sample *s, const char *name)
 	return NULL;
 }
 
+const char *
+fake_result_field(const struct fake_result *res, const char *name)
+{
+	if (res == NULL)
+		return NULL;
+	for (size_t i = 0; i < res->nfields; i++)
+		if (strcmp(res->fields[i].name, name) == 0)
+			return res->fields[i].value;
+	return NULL;
+}
+
 unsigned
 fake_host_log_count(struct fake_host *fh)
 {
@@ -1137,6 +1277,27 @@ const char *
 fake_host_last_violation(struct fake_host *fh)
 {
 	return fh->violations > 0 ? fh->last_violation : NULL;
+}
+
+void
+fake_host_set_service(struct fake_host *fh, int ok, const char *message)
+{
+	fh->service_set = 1;
+	fh->service_ok = ok;
+	free(fh->service_message);
+	fh->service_message = fake_strdup(message);
+}
+
+unsigned
+fake_host_service_calls(struct fake_host *fh)
+{
+	return fh->nservice;
+}
+
+const char *
+fake_host_service_last_op(struct fake_host *fh)
+{
+	return fh->service_op;
 }
 
 void
@@ -1267,6 +1428,8 @@ fake_host_load_plugin(const char *path, void **ret_dl)
 		fail_msg("%s: bad exec model", path);
 	if (p->exec_model == TROIKA_EXEC_BLOCKING && p->cancel != NULL)
 		fail_msg("%s: cancel is for async plugins only", path);
+	if (p->abi_minor >= 1 && p->actions != NULL && p->action == NULL)
+		fail_msg("%s: actions without an action function", path);
 	fake_check_decl(p);
 	*ret_dl = dl;
 	return p;

@@ -50,6 +50,8 @@ struct fake_result {
 	char *message; /* NULL if the plugin gave none */
 	struct fake_sample *samples;
 	size_t nsamples;
+	struct fake_label *fields; /* ABI 1.1; none from an older plugin */
+	size_t nfields;
 };
 
 /*
@@ -102,6 +104,10 @@ struct troika_task *fake_host_task(struct fake_host *fh, int64_t deadline_ms);
  */
 void fake_host_check(struct fake_host *fh, const struct troika_plugin *plugin,
     void *state, struct troika_task *task);
+/* plugin->action(), with the same rule as fake_host_check(). */
+void fake_host_action(struct fake_host *fh, const struct troika_plugin *plugin,
+    void *state, struct troika_task *task, const char *name,
+    const char *const *argv, size_t argc);
 /* plugin->cancel(); a later check_done() for the task is a violation. */
 void fake_host_cancel(struct fake_host *fh, const struct troika_plugin *plugin,
     void *state, struct troika_task *task);
@@ -123,6 +129,8 @@ const struct fake_sample *fake_result_sample(const struct fake_result *res,
     const char *name, const char *label, const char *value);
 /* Value of a sample's label; NULL if it has none such. */
 const char *fake_sample_label(const struct fake_sample *s, const char *name);
+/* Value of a result's field; NULL if it has none such. */
+const char *fake_result_field(const struct fake_result *res, const char *name);
 
 /* Log lines captured so far, the last one and its level. */
 unsigned fake_host_log_count(struct fake_host *fh);
@@ -139,6 +147,16 @@ const char *fake_host_last_violation(struct fake_host *fh);
  * return the negative errno err. */
 void fake_host_fail_next_spawn(struct fake_host *fh, int err);
 void fake_host_fail_next_curl_add(struct fake_host *fh, int err);
+
+/*
+ * service_control(): by default it returns -ENOENT (no service configured
+ * for the check). After fake_host_set_service() it returns 0 and calls
+ * done(ok, message) from the loop. The calls are counted; the last
+ * operation asked for is kept.
+ */
+void fake_host_set_service(struct fake_host *fh, int ok, const char *message);
+unsigned fake_host_service_calls(struct fake_host *fh);
+const char *fake_host_service_last_op(struct fake_host *fh);
 
 /* Calls of spawn, spawn_cancel, curl_add and curl_remove so far. */
 unsigned fake_host_spawns(struct fake_host *fh);
