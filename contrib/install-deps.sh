@@ -6,10 +6,12 @@ set -eu
 PACKAGES="
 build-essential cmake pkg-config clang libclang-rt-14-dev llvm
 libevent-dev libyaml-dev libcurl4-openssl-dev libssl-dev libcmocka-dev
+libhiredis-dev libmariadb-dev librabbitmq-dev libjansson-dev libsystemd-dev
 valgrind python3 python3-pytest
 nginx-light monitoring-plugins-basic monitoring-plugins-standard
 prometheus
-curl procps iproute2
+redis-server mariadb-server galera-4 rsync rabbitmq-server php-fpm socat
+curl procps iproute2 psmisc
 "
 
 missing=""
