@@ -90,6 +90,9 @@ agent_start(struct agent *a)
 	if (a->conf->metrics_listen[0] != '\0' &&
 	    (a->http = agent_http_start(a, a->conf->metrics_listen)) == NULL)
 		return -1;
+	if (a->admin_path != NULL && a->admin_path[0] != '\0' &&
+	    (a->admin = agent_admin_start(a, a->admin_path)) == NULL)
+		return -1;
 	check_host_apply(a->checks, a->conf, &a->plugins);
 	a->last_reload_ok = 1;
 	a->last_reload_success_time = wall_now();
@@ -193,6 +196,8 @@ agent_stop(struct agent *a)
 	};
 
 	event_emit(&ev);
+	agent_admin_free(a->admin);
+	a->admin = NULL;
 	agent_http_free(a->http);
 	a->http = NULL;
 	check_host_free(a->checks);

@@ -13,6 +13,7 @@ struct event_base;
 struct agent_conf;
 struct check_host;
 struct agent_http;
+struct agent_admin;
 
 struct agent {
 	struct event_base *base;
@@ -24,6 +25,8 @@ struct agent {
 	struct plugin_set plugins;
 	struct check_host *checks;
 	struct agent_http *http;
+	const char *admin_path;      /* --admin-socket, or "" for none */
+	struct agent_admin *admin;
 
 	int last_reload_ok;
 	double last_reload_success_time;
@@ -49,6 +52,14 @@ void agent_stop(struct agent *a);
 /* The whole /metrics page. */
 struct evbuffer;
 void agent_metrics(const struct agent *a, struct evbuffer *out);
+
+/* agent_admin.c: the local admin socket (unix, 0600). */
+struct agent_admin *agent_admin_start(struct agent *a, const char *path);
+void agent_admin_free(struct agent_admin *admin);
+
+/* agent_client.c: `troika-agent action|status` talking to that socket.
+ * Returns the process exit status. */
+int agent_client(const char *path, int argc, char **argv);
 
 /* agent_http.c */
 struct agent_http *agent_http_start(struct agent *a, const char *listen);

@@ -4,6 +4,8 @@
  *   troika-agent [--config FILE] [--plugin-dir DIR ...]
  *   troika-agent --config FILE --check-config [--print]
  *   troika-agent --list-plugins [--plugin-dir DIR ...]
+ *   troika-agent [--admin-socket PATH] action CHECK ACTION [ARG...]
+ *   troika-agent [--admin-socket PATH] status
  */
 #include <errno.h>
 #include <getopt.h>
@@ -23,6 +25,10 @@
 #include "log.h"
 #include "spawn.h"
 
+#ifndef TROIKA_DEFAULT_ADMIN_SOCKET
+#define TROIKA_DEFAULT_ADMIN_SOCKET "/run/troika-agent.sock"
+#endif
+
 #ifndef TROIKA_DEFAULT_CONFIG
 #define TROIKA_DEFAULT_CONFIG "/etc/troika/agent.yaml"
 #endif
@@ -33,6 +39,7 @@ enum {
 	OPT_PLUGIN_DIR,
 	OPT_LIST_PLUGINS,
 	OPT_VERSION,
+	OPT_ADMIN_SOCKET,
 };
 
 static const struct option long_options[] = {
@@ -42,6 +49,7 @@ static const struct option long_options[] = {
 	{ "plugin-dir", required_argument, NULL, OPT_PLUGIN_DIR },
 	{ "list-plugins", no_argument, NULL, OPT_LIST_PLUGINS },
 	{ "debug", no_argument, NULL, 'd' },
+	{ "admin-socket", required_argument, NULL, OPT_ADMIN_SOCKET },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -54,6 +62,8 @@ usage(int status)
 	    "usage: troika-agent [--config FILE] [--plugin-dir DIR]... [--debug]\n"
 	    "       troika-agent [--config FILE] --check-config [--print]\n"
 	    "       troika-agent --list-plugins [--config FILE | --plugin-dir DIR...]\n"
+	    "       troika-agent [--admin-socket PATH] action CHECK ACTION [ARG...]\n"
+	    "       troika-agent [--admin-socket PATH] status\n"
 	    "\n"
 	    "  -c, --config FILE   main configuration (default %s)\n"
 	    "      --check-config  validate the configuration, exit 0 if valid, 1 if not\n"
@@ -61,9 +71,11 @@ usage(int status)
 	    "      --plugin-dir D  load plugins from D instead of the configured plugin_dirs\n"
 	    "      --list-plugins  list loadable plugins and their options\n"
 	    "  -d, --debug         log at debug level\n"
+	    "      --admin-socket P  the local admin socket (default %s; \"\" disables)\n"
 	    "\n"
-	    "Signals: SIGHUP reloads configuration and plugins; SIGTERM stops.\n",
-	    TROIKA_DEFAULT_CONFIG);
+	    "Signals: SIGHUP reloads configuration and plugins; SIGTERM stops.\n"
+	    "action and status exit 0 if done, 1 if failed, 3 if unknown, 2 on error.\n",
+	    TROIKA_DEFAULT_CONFIG, TROIKA_DEFAULT_ADMIN_SOCKET);
 	exit(status);
 }
 
@@ -166,7 +178,10 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 int
 main(int argc, char *argv[])
 {
-	struct agent a = { .config_path = (char *)(uintptr_t)TROIKA_DEFAULT_CONFIG };
+	struct agent a = {
+		.config_path = (char *)(uintptr_t)TROIKA_DEFAULT_CONFIG,
+		.admin_path = TROIKA_DEFAULT_ADMIN_SOCKET,
+	};
 	struct event *sig_hup = NULL, *sig_term = NULL, *sig_int = NULL;
 	int do_check = 0, do_print = 0, do_list = 0, debug = 0, ch, rc = 1;
 
@@ -190,6 +205,9 @@ main(int argc, char *argv[])
 			a.plugin_dirs_override = n;
 			break;
 		}
+		case OPT_ADMIN_SOCKET:
+			a.admin_path = optarg;
+			break;
 		case OPT_LIST_PLUGINS:
 			do_list = 1;
 			break;
@@ -205,6 +223,15 @@ main(int argc, char *argv[])
 		default:
 			usage(1);
 		}
+	}
+	if (optind < argc && (strcmp(argv[optind], "action") == 0 ||
+	    strcmp(argv[optind], "status") == 0)) {
+		if ((strcmp(argv[optind], "action") == 0 && argc - optind < 3) ||
+		    (strcmp(argv[optind], "status") == 0 && argc - optind != 1) ||
+		    a.admin_path[0] == '\0')
+			usage(2);
+		free(a.plugin_dirs_override);
+		return agent_client(a.admin_path, argc - optind, &argv[optind]);
 	}
 	if (optind != argc || (do_print && !do_check))
 		usage(1);

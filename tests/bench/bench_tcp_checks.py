@@ -105,7 +105,8 @@ async def run(args):
             f.write(f'  - name: tcp-{i}\n    plugin: tcp\n    interval: {args.interval_ms}ms\n'
                     f'    timeout: {min(args.interval_ms, 500)}ms\n'
                     f'    host: "{HOST}"\n    port: {port}\n')
-    agent = subprocess.Popen([args.agent, "--config", conf, "--plugin-dir", args.plugins],
+    agent = subprocess.Popen([args.agent, "--config", conf, "--plugin-dir", args.plugins,
+                              "--admin-socket", ""],
                              stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "agent.log"), "w"))
     try:
         # Wait for /metrics, then one interval so every check has started.

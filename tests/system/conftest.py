@@ -206,8 +206,13 @@ class Agent:
     def add_dropin(self, name, checks_yaml):
         (self.dir / "conf.d" / name).write_text("checks:\n" + checks_yaml)
 
+    @property
+    def admin_socket(self):
+        return str(self.dir / "admin.sock")
+
     def start(self, wait=True, args=()):
-        self.proc = self.procs.start([AGENT, "--config", str(self.config), *args],
+        self.proc = self.procs.start([AGENT, "--config", str(self.config),
+                                      "--admin-socket", self.admin_socket, *args],
                                      self.log)
         if wait:
             wait_for(self.healthy, 10, what="agent /healthz")
@@ -244,6 +249,16 @@ class Agent:
 
     def runs(self, check, result):
         return self.find("troika_check_runs_total", check=check, result=result) or 0
+
+    def action(self, check, action, *args, timeout=120):
+        """Run `troika-agent action`; returns (exit status, {key: value})."""
+        r = subprocess.run([AGENT, "--admin-socket", self.admin_socket, "action",
+                            check, action, *args], capture_output=True, timeout=timeout)
+        reply = {}
+        for line in r.stdout.decode().splitlines():
+            key, _, value = line.partition(": ")
+            reply[key] = value
+        return r.returncode, reply
 
     def log_text(self):
         return self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -353,3 +353,57 @@ def test_no_leaks_under_valgrind(agent, nginx):
     log = agent.log_text()
     assert rc == 0, log[-5000:]
     assert "definitely lost: 0 bytes" in log or "All heap blocks were freed" in log, log[-5000:]
+
+
+def test_actions_through_the_admin_socket(agent):
+    agent.write("""
+  - name: a
+    plugin: actor
+    interval: 1s
+    timeout: 500ms
+  - name: plain
+    plugin: flaky
+    interval: 1s
+    timeout: 500ms
+""")
+    agent.start()
+    assert oct(os.stat(agent.admin_socket).st_mode & 0o777) == "0o600"
+    rc, reply = agent.action("a", "echo", "one", "two words")
+    assert rc == 0, reply
+    assert reply["result"] == "ok"
+    assert reply["field.arg0"] == "one"
+    assert reply["field.arg1"] == "two words"
+    rc, reply = agent.action("a", "fail")
+    assert (rc, reply["result"], reply["message"]) == (1, "failed", "failed on purpose")
+    rc, reply = agent.action("a", "slow", "5000")
+    assert (rc, reply["result"], reply["timed_out"]) == (3, "unknown", "true")
+    rc, reply = agent.action("a", "slow")
+    assert (rc, reply["result"], reply["message"]) == (2, "error", "usage: slow <ms>")
+    rc, reply = agent.action("plain", "restart")
+    assert (rc, reply["message"]) == (2, "the check's plugin has no such action")
+    rc, reply = agent.action("nope", "echo")
+    assert (rc, reply["message"]) == (2, "no such check")
+    assert "event=action_done check=a plugin=actor msg=\"echo: done" in agent.log_text()
+
+    # Bad input on the socket: garbage, an over-long line, a silent
+    # connection; each is answered or closed, and the agent keeps serving.
+    import socket as so
+    def raw(data, read=True):
+        s = so.socket(so.AF_UNIX)
+        s.connect(agent.admin_socket)
+        s.sendall(data)
+        out = s.recv(65536) if read else b""
+        s.close()
+        return out
+    assert raw(b"\x00\xff garbage\n").startswith(b"result: error\nmessage: ")
+    assert raw(b"action a %zz\n") == b"result: error\nmessage: malformed request (bad encoding or too many arguments)\n\n"
+    assert raw(b"x" * 10000).startswith(b"result: error\nmessage: request too long")
+    idle = [so.socket(so.AF_UNIX) for _ in range(20)]
+    for s in idle:
+        s.connect(agent.admin_socket)
+    rc, reply = agent.action("a", "echo")
+    assert rc in (0, 2)  # 16 connections at most: this one may be turned away
+    for s in idle:
+        s.close()
+    wait_for(lambda: agent.action("a", "echo")[0] == 0, 5, what="admin socket free again")
+    assert agent.healthy()
