@@ -110,7 +110,8 @@ test_slow(void **state)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	fake_host_check(f->fh, f->p, f->state, fake_host_task(f->fh, 1000));
 	assert_int_equal(fake_host_wait_done(f->fh, 1, 2000), 0);
-	assert_true(elapsed_s(&t0) >= 0.15);
+	/* libevent's timers run on the coarse clock: a tick early at most. */
+	assert_true(elapsed_s(&t0) >= 0.14);
 	r = fake_host_last(f->fh);
 	assert_int_equal(r->status, TROIKA_STATUS_OK);
 	assert_string_equal(r->message, "done after 150 ms (0 cancelled before)");
