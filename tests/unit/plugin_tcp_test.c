@@ -649,6 +649,29 @@ test_cancel_other_task_ignored(void **state)
 }
 
 static void
+test_deadline_already_past(void **state)
+{
+	struct fixture *f = *state;
+	struct troika_task *task;
+	const struct fake_result *r;
+
+	/* No time left at all: the plugin still reports (a timeout). */
+	assert_int_equal(server_start(f, AF_INET, SERVER_SILENT, NULL), 0);
+	set_target(f, "127.0.0.1", f->srv.port);
+	fake_host_set_string(f->fh, "expect", "hello");
+	assert_int_equal(fake_host_instance_new(f->fh, f->p, &f->state), 0);
+	task = fake_host_task(f->fh, 5000);
+	fake_host_task_set_deadline(task, 0);
+	fake_host_check(f->fh, f->p, f->state, task);
+	assert_int_equal(fake_host_wait_done(f->fh, 1, 2000), 0);
+	r = fake_host_last(f->fh);
+	assert_int_equal(r->status, TROIKA_STATUS_CRITICAL);
+	assert_int_equal(r->evidence, TROIKA_EVIDENCE_AMBIGUOUS);
+	/* Connecting on loopback may or may not beat a 1 ms timer. */
+	assert_contains(r->message, " 1 ms");
+}
+
+static void
 test_two_runs(void **state)
 {
 	struct fixture *f = *state;
@@ -831,6 +854,8 @@ main(void)
 		    test_cancel_before_deferred_report, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_other_task_ignored,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deadline_already_past, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_two_runs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ipv6, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_sockets_left, setup,

@@ -1078,12 +1078,9 @@ fake_host_instance_new(struct fake_host *fh,
 	return plugin->instance_new(&fh->host, &fh->inst, ret_state);
 }
 
-struct troika_task *
-fake_host_task(struct fake_host *fh, int64_t deadline_ms)
+void
+fake_host_task_set_deadline(struct troika_task *task, int64_t deadline_ms)
 {
-	struct troika_task *task = fake_calloc(1, sizeof(*task));
-
-	task->fh = fh;
 	clock_gettime(CLOCK_MONOTONIC, &task->deadline);
 	task->deadline.tv_sec += deadline_ms / 1000;
 	task->deadline.tv_nsec += (deadline_ms % 1000) * 1000000;
@@ -1091,6 +1088,15 @@ fake_host_task(struct fake_host *fh, int64_t deadline_ms)
 		task->deadline.tv_sec++;
 		task->deadline.tv_nsec -= 1000000000;
 	}
+}
+
+struct troika_task *
+fake_host_task(struct fake_host *fh, int64_t deadline_ms)
+{
+	struct troika_task *task = fake_calloc(1, sizeof(*task));
+
+	task->fh = fh;
+	fake_host_task_set_deadline(task, deadline_ms);
 	task->next = fh->tasks;
 	fh->tasks = task;
 	return task;

@@ -97,6 +97,9 @@ int fake_host_instance_new(struct fake_host *fh,
 
 /* A task whose deadline is deadline_ms from now; owned by the fake host. */
 struct troika_task *fake_host_task(struct fake_host *fh, int64_t deadline_ms);
+/* Move a task's deadline to deadline_ms from now (0: already past). */
+void fake_host_task_set_deadline(struct troika_task *task,
+    int64_t deadline_ms);
 
 /*
  * plugin->check(), noting that a check is running: an async plugin that
