@@ -7,7 +7,8 @@ PACKAGES="
 build-essential cmake pkg-config clang libclang-rt-14-dev llvm
 libevent-dev libyaml-dev libcurl4-openssl-dev libssl-dev libcmocka-dev
 libhiredis-dev libmariadb-dev librabbitmq-dev libjansson-dev libsystemd-dev
-valgrind python3 python3-pytest
+libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
+valgrind python3 python3-pytest python3-grpcio python3-protobuf
 nginx-light monitoring-plugins-basic monitoring-plugins-standard
 prometheus
 redis-server mariadb-server galera-4 rsync rabbitmq-server php-fpm socat
