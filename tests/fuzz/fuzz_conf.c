@@ -23,7 +23,6 @@
 #include "conf.h"
 #include "yaml_tree.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const struct troika_option fuzz_tcp_opts[] = {
@@ -105,8 +104,12 @@ fuzz_write(const char *path, const void *data, size_t size)
 	return close(fd);
 }
 
-int
-LLVMFuzzerInitialize(int *argc, char ***argv)
+/*
+ * The private directory lives for one input only: libFuzzer ends with
+ * _exit(), so nothing registered with atexit() would remove it.
+ */
+static int
+fuzz_setup(void)
 {
 	static const char dropin[] =
 	    "checks:\n"
@@ -114,28 +117,17 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	    "  - {name: dropin2, plugin: all, l: [a], m: {k: v}}\n";
 	char path[160];
 
-	(void)argc;
-	(void)argv;
 	snprintf(fuzz_dir, sizeof(fuzz_dir), "/tmp/fuzz_conf.XXXXXX");
-	if (mkdtemp(fuzz_dir) == NULL) {
-		perror("mkdtemp");
-		exit(1);
-	}
-	atexit(fuzz_cleanup);
+	if (mkdtemp(fuzz_dir) == NULL)
+		return -1;
 	snprintf(fuzz_main, sizeof(fuzz_main), "%s/agent.yaml", fuzz_dir);
 	snprintf(fuzz_printed, sizeof(fuzz_printed), "%s/printed.yml",
 	    fuzz_dir);
 	snprintf(path, sizeof(path), "%s/conf.d", fuzz_dir);
-	if (mkdir(path, 0700) < 0) {
-		perror("mkdir");
-		exit(1);
-	}
+	if (mkdir(path, 0700) < 0)
+		return -1;
 	snprintf(path, sizeof(path), "%s/conf.d/web.yaml", fuzz_dir);
-	if (fuzz_write(path, dropin, sizeof(dropin) - 1) < 0) {
-		perror("write");
-		exit(1);
-	}
-	return 0;
+	return fuzz_write(path, dropin, sizeof(dropin) - 1);
 }
 
 /* conf_print() output without its "  # file:line" comment lines. */
@@ -181,13 +173,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (yaml_tree_parse_buf((const char *)data, size, &root, &yerr) == 0)
 		yaml_tree_free(root);
 
-	if (fuzz_write(fuzz_main, data, size) < 0)
+	if (fuzz_setup() < 0 || fuzz_write(fuzz_main, data, size) < 0) {
+		perror("fuzz_conf: setup");
 		abort();
+	}
 	conf = conf_load(fuzz_main, fuzz_lookup, NULL, 0, &errs);
 	if (conf == NULL) {
 		if (errs.n == 0)
 			abort(); /* a failure must say why */
 		conf_errors_clear(&errs);
+		fuzz_cleanup();
 		return 0;
 	}
 	if (errs.n != 0)
@@ -224,9 +219,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				abort();
 		free(second);
 		conf_free(again);
-		unlink(fuzz_printed);
 	}
 	free(first);
 	conf_free(conf);
+	fuzz_cleanup();
 	return 0;
 }
