@@ -2,7 +2,7 @@
  * actor: a test plugin with actions, for the host's action path (ordering
  * against check runs, deadlines, fields, argument checks).
  *   echo [a [b [c]]]  OK, with fields arg0.. holding the arguments
- *   fail              CRITICAL "failed on purpose"
+ *   fail              CRITICAL "failed on purpose" (from the loop, like all)
  *   slow <ms>         OK after <ms> on a timer; cancel() stops it
  * Checks complete after option `delay` (default 0 ms) on a timer.
  */
@@ -35,6 +35,7 @@ struct actor {
 	struct event *timer;
 	struct troika_task *task;
 	int is_action;
+	int fail;
 	char *argv[3];
 	size_t argc;
 };
@@ -47,8 +48,10 @@ actor_timer_cb(evutil_socket_t fd, short what, void *arg)
 	struct troika_label fields[3];
 	char names[3][24];
 	struct troika_result r = {
-		.size = sizeof(r), .status = TROIKA_STATUS_OK,
-		.message = a->is_action ? "action done" : "check done",
+		.size = sizeof(r),
+		.status = a->fail ? TROIKA_STATUS_CRITICAL : TROIKA_STATUS_OK,
+		.message = a->fail ? "failed on purpose" :
+		    a->is_action ? "action done" : "check done",
 	};
 
 	(void)fd;
@@ -124,6 +127,7 @@ actor_check(void *state, struct troika_task *task)
 	struct actor *a = state;
 
 	a->is_action = 0;
+	a->fail = 0;
 	actor_start(a, task, a->host->opt_duration_ms(a->inst, "delay"));
 }
 
@@ -134,12 +138,9 @@ actor_action(void *state, struct troika_task *task, const char *name,
 	struct actor *a = state;
 
 	a->is_action = 1;
-	if (strcmp(name, "fail") == 0) {
-		struct troika_result r = {
-			.size = sizeof(r), .status = TROIKA_STATUS_CRITICAL,
-			.message = "failed on purpose",
-		};
-		a->host->check_done(task, &r);
+	a->fail = strcmp(name, "fail") == 0;
+	if (a->fail) {
+		actor_start(a, task, 0);
 		return;
 	}
 	if (strcmp(name, "slow") == 0) {

@@ -306,8 +306,10 @@ struct troika_plugin {
 
 	/*
 	 * Start one run. Async plugins return at once and call check_done()
-	 * later; blocking plugins run to completion on a worker thread. The
-	 * host never starts a second run of an instance while one is out.
+	 * later from the loop, never before check() returned (a failure
+	 * found at once is reported from a 0 ms timer), so host code is never
+	 * re-entered. Blocking plugins run to completion on a worker thread.
+	 * The host never starts a second run of an instance while one is out.
 	 */
 	void (*check)(void *state, struct troika_task *task);
 
