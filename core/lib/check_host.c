@@ -21,6 +21,7 @@
 #include "plugin_set.h"
 #include "spawn.h"
 #include "status.h"
+#include "svc.h"
 #include "worker.h"
 
 /* Bounds on what one result may carry; more is cut and counted. */
@@ -100,6 +101,8 @@ struct troika_task {
 
 	/* An action rather than a check run. */
 	int is_action;
+	/* start/stop/restart run by the host's service manager, no plugin. */
+	int builtin_service;
 	char *action;
 	char **argv;
 	size_t argc;
@@ -117,6 +120,8 @@ struct troika_instance {
 	int64_t timeout_ms;
 	struct opt_copy *opts;
 	size_t nopts;
+	struct svc_spec service;
+	struct service_call *service_calls; /* in progress; cancelled with us */
 
 	struct plugin *plugin; /* referenced; NULL when not loaded */
 	void *state;           /* plugin instance; NULL if not created */
@@ -562,6 +567,9 @@ host_opt_map_value(struct troika_instance *c, const char *name, size_t i)
 }
 
 static void task_finish(struct troika_task *t, struct result_copy *r, int timed_out);
+static int host_service_control(struct troika_instance *c, const char *op,
+    int64_t timeout_ms, troika_service_done_cb done, void *arg);
+static void service_call_cancel_arg(struct troika_instance *c, void *arg);
 static const struct timeval *host_timeout(struct check_host *h, int64_t ms,
     struct timeval *plain);
 static void task_free(struct troika_task *t);
@@ -623,17 +631,124 @@ host_curl_remove(void *easy)
 		curlm_remove(current_curlm, easy);
 }
 
+/* One host->service_control() in progress. */
+struct service_call {
+	struct troika_instance *check;
+	struct svc_op *op;
+	troika_service_done_cb done;
+	void *arg;
+	struct service_call *next;
+};
+
+static void
+service_call_unlink(struct service_call *sc)
+{
+	struct service_call **pp;
+
+	for (pp = &sc->check->service_calls; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == sc) {
+			*pp = sc->next;
+			return;
+		}
+	}
+}
+
+static void
+service_call_done_cb(int ok, const char *message, void *arg)
+{
+	struct service_call *sc = arg;
+	troika_service_done_cb done = sc->done;
+	void *done_arg = sc->arg;
+
+	log_msg(ok ? LOG_INFO : LOG_WARNING, "check=%s: service: %s",
+	    sc->check->name, message);
+	service_call_unlink(sc);
+	free(sc);
+	done(ok, message, done_arg);
+}
+
 static int
 host_service_control(struct troika_instance *c, const char *op,
     int64_t timeout_ms, troika_service_done_cb done, void *arg)
 {
-	(void)op;
-	(void)timeout_ms;
-	(void)done;
-	(void)arg;
-	/* No check has a `service:` configured yet (conf has no such key). */
-	(void)c;
-	return -ENOENT;
+	struct service_call *sc;
+	int err = 0;
+
+	if (c->service.backend == SVC_NONE)
+		return -ENOENT;
+	if ((sc = calloc(1, sizeof(*sc))) == NULL)
+		return -ENOMEM;
+	sc->check = c;
+	sc->done = done;
+	sc->arg = arg;
+	log_info("check=%s: service %s", c->name, op);
+	sc->op = svc_control(c->host->base, &c->service, op,
+	    timeout_ms > 0 ? timeout_ms : c->timeout_ms, service_call_done_cb,
+	    sc, &err);
+	if (sc->op == NULL) {
+		free(sc);
+		return err;
+	}
+	sc->next = c->service_calls;
+	c->service_calls = sc;
+	return 0;
+}
+
+/* Cancel the service call made for arg (a built-in action's task). */
+static void
+service_call_cancel_arg(struct troika_instance *c, void *arg)
+{
+	for (struct service_call *sc = c->service_calls; sc != NULL; sc = sc->next) {
+		if (sc->arg == arg) {
+			svc_op_cancel(sc->op);
+			service_call_unlink(sc);
+			free(sc);
+			return;
+		}
+	}
+}
+
+static void
+service_calls_cancel(struct troika_instance *c)
+{
+	struct service_call *sc, *next;
+
+	for (sc = c->service_calls; sc != NULL; sc = next) {
+		next = sc->next;
+		svc_op_cancel(sc->op);
+		free(sc);
+	}
+	c->service_calls = NULL;
+}
+
+static void
+service_spec_free(struct svc_spec *s)
+{
+	conf_strv_free(s->start, s->nstart);
+	conf_strv_free(s->stop, s->nstop);
+	conf_strv_free(s->restart, s->nrestart);
+	memset(s, 0, sizeof(*s));
+}
+
+static int
+service_spec_copy(struct svc_spec *d, const struct conf_service *cs)
+{
+	memset(d, 0, sizeof(*d));
+	if (cs->manager == CONF_SERVICE_NONE)
+		return 0;
+	d->backend = SVC_EXEC;
+	d->start = strv_dup(cs->start, cs->nstart);
+	d->nstart = d->start ? cs->nstart : 0;
+	d->stop = strv_dup(cs->stop, cs->nstop);
+	d->nstop = d->stop ? cs->nstop : 0;
+	d->restart = strv_dup(cs->restart, cs->nrestart);
+	d->nrestart = d->restart ? cs->nrestart : 0;
+	if (d->nstart != cs->nstart || d->nstop != cs->nstop ||
+	    d->nrestart != cs->nrestart) {
+		service_spec_free(d);
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 static const struct troika_host host_table = {
@@ -834,6 +949,13 @@ task_deadline_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	result_clear(&r);
 
+	if (t->builtin_service) {
+		service_call_cancel_arg(c, t);
+		c->task = NULL;
+		task_free(t);
+		check_task_ended(c);
+		return;
+	}
 	if (!t->blocking && plugin_has_cancel(d)) {
 		d->cancel(c->state, t);
 		c->task = NULL;
@@ -846,10 +968,42 @@ task_deadline_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
+builtin_service_done_cb(int ok, const char *message, void *arg)
+{
+	struct troika_task *t = arg;
+	struct result_copy r = {
+		.status = ok ? TROIKA_STATUS_OK : TROIKA_STATUS_CRITICAL,
+	};
+
+	r.message = strdup(message);
+	task_finish(t, &r, 0);
+}
+
+static void
 task_run_plugin(struct troika_task *t)
 {
 	const struct troika_plugin *d = t->orphan_plugin->desc;
 
+	if (t->builtin_service) {
+		int r = host_service_control(t->check, t->action, t->timeout_ms,
+		    builtin_service_done_cb, t);
+		if (r < 0) {
+			struct result_copy rc = { .status = TROIKA_STATUS_CRITICAL };
+			char msg[128];
+			if (r == -ENOENT)
+				snprintf(msg, sizeof(msg), "no '%s' command in the "
+				    "check's service (restart needs restart, or "
+				    "stop and start)", t->action);
+			else
+				snprintf(msg, sizeof(msg), "service %s: %s",
+				    t->action, strerror(-r));
+			rc.message = strdup(msg);
+			/* From the loop like a plugin would: finish at once is
+			 * safe here, task_begin does not touch t afterwards. */
+			task_finish(t, &rc, 0);
+		}
+		return;
+	}
 	if (t->is_action)
 		d->action(t->orphan_state, t, t->action,
 		    (const char *const *)t->argv, t->argc);
@@ -991,12 +1145,31 @@ check_host_action(struct check_host *h, const char *check, const char *action,
 		*ret_error = c == NULL ? "no such check" : "check is not running";
 		return -ENOENT;
 	}
+	/*
+	 * start, stop and restart are the host's own for a check with a
+	 * `service:`, unless the plugin brings its own (Galera's start must
+	 * first recover the node's position, for instance).
+	 */
+	int builtin = 0;
 	if ((a = plugin_find_action(c->plugin->desc, action)) == NULL) {
-		*ret_error = "the check's plugin has no such action";
-		return -EOPNOTSUPP;
+		if (c->service.backend == SVC_NONE ||
+		    (strcmp(action, "start") != 0 && strcmp(action, "stop") != 0 &&
+		    strcmp(action, "restart") != 0)) {
+			*ret_error = c->service.backend == SVC_NONE &&
+			    (strcmp(action, "start") == 0 ||
+			    strcmp(action, "stop") == 0 ||
+			    strcmp(action, "restart") == 0) ?
+			    "no service manager configured for this check "
+			    "(its 'service:' key)" :
+			    "the check's plugin has no such action";
+			return -EOPNOTSUPP;
+		}
+		builtin = 1;
 	}
-	if ((int64_t)argc < a->min_args || (int64_t)argc > a->max_args) {
-		*ret_error = a->usage ? a->usage : "takes no arguments";
+	if (builtin ? argc != 0 :
+	    (int64_t)argc < a->min_args || (int64_t)argc > a->max_args) {
+		*ret_error = builtin || a->usage == NULL ? "takes no arguments" :
+		    a->usage;
 		return -EINVAL;
 	}
 	if (c->pending_action != NULL || (c->task != NULL && c->task->is_action)) {
@@ -1019,6 +1192,7 @@ check_host_action(struct check_host *h, const char *check, const char *action,
 			return -ENOMEM;
 		}
 	t->is_action = 1;
+	t->builtin_service = builtin;
 	t->done = done;
 	t->done_arg = arg;
 	if (ret_handle != NULL)
@@ -1145,6 +1319,8 @@ check_free(struct troika_instance *c)
 		event_free(c->first);
 	if (c->ticker != NULL)
 		event_free(c->ticker);
+	/* The plugin is about to go: its service callbacks must not run. */
+	service_calls_cancel(c);
 	if (c->pending_action != NULL) {
 		struct result_copy r = { .status = TROIKA_STATUS_UNKNOWN };
 		r.message = strdup("check removed before the action started");
@@ -1184,6 +1360,7 @@ check_free(struct troika_instance *c)
 	plugin_unref(c->plugin);
 	result_clear(&c->last);
 	opts_free(c->opts, c->nopts);
+	service_spec_free(&c->service);
 	metrics_histogram_free(&c->duration);
 	free(c->name);
 	free(c->plugin_name);
@@ -1207,6 +1384,7 @@ check_new(struct check_host *h, const struct conf_check *cc, struct plugin_set *
 	c->canonical = strdup(cc->canonical ? cc->canonical : "");
 	if (c->name == NULL || c->plugin_name == NULL || c->canonical == NULL ||
 	    opts_copy(cc, &c->opts, &c->nopts) < 0 ||
+	    service_spec_copy(&c->service, &cc->service) < 0 ||
 	    metrics_histogram_init(&c->duration, check_duration_bounds,
 	    sizeof(check_duration_bounds) / sizeof(check_duration_bounds[0])) < 0 ||
 	    (c->first = evtimer_new(h->base, check_first_cb, c)) == NULL ||

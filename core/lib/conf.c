@@ -79,7 +79,11 @@ static const char *const conf_main_keys[] = {
 };
 
 static const char *const conf_check_keys[] = {
-	"name", "plugin", "interval", "timeout", NULL,
+	"name", "plugin", "interval", "timeout", "service", NULL,
+};
+
+static const char *const conf_service_keys[] = {
+	"manager", "start", "stop", "restart", NULL,
 };
 
 static void conf_err(struct conf_loader *ld, size_t file,
@@ -256,6 +260,9 @@ conf_check_clear(struct conf_check *c)
 		conf_value_clear(&c->opts[i]);
 	free(c->opts);
 	free(c->canonical);
+	conf_strv_free(c->service.start, c->service.nstart);
+	conf_strv_free(c->service.stop, c->service.nstop);
+	conf_strv_free(c->service.restart, c->service.nrestart);
 }
 
 void
@@ -1236,6 +1243,22 @@ conf_canonical(struct conf_loader *ld, struct conf_check *c,
 		}
 		evbuffer_add(b, "\n", 1);
 	}
+	if (c->service.manager != CONF_SERVICE_NONE) {
+		char **lists[] = { c->service.start, c->service.stop, c->service.restart };
+		size_t counts[] = { c->service.nstart, c->service.nstop, c->service.nrestart };
+		static const char *const names[] = { "start", "stop", "restart" };
+
+		evbuffer_add_printf(b, "service exec\n");
+		for (size_t k = 0; k < 3; k++) {
+			evbuffer_add_printf(b, "service %s [", names[k]);
+			for (size_t j = 0; j < counts[k]; j++) {
+				if (j > 0)
+					evbuffer_add(b, ", ", 2);
+				conf_put_quoted(b, lists[k][j]);
+			}
+			evbuffer_add(b, "]\n", 2);
+		}
+	}
 	/* Without the plugin's table the raw keys are all there is. */
 	if (c->plugin_missing) {
 		for (size_t i = 0; i < item->npairs; i++) {
@@ -1332,12 +1355,95 @@ conf_check_opts(struct conf_loader *ld, size_t file,
 }
 
 /* One item of a checks: sequence. idx counts from 1 within its file. */
+/* One argv list of a service: a non-empty sequence of non-empty strings. */
+static void
+conf_service_argv(struct conf_loader *ld, size_t file,
+    const struct yaml_tree_node *v, const char *name, char ***ret, size_t *ret_n)
+{
+	struct conf_value tmp = { .name = (char *)(uintptr_t)name };
+
+	if (v->kind != YAML_TREE_SEQUENCE || v->nitems == 0) {
+		conf_err(ld, file, v, "expected a non-empty list (an argv, run "
+		    "without a shell) for '%s' (got %s)", name,
+		    v->kind == YAML_TREE_SEQUENCE ? "an empty list" :
+		    yaml_tree_what(v));
+		return;
+	}
+	conf_opt_list(ld, file, v, &tmp);
+	for (size_t i = 0; i < tmp.nlist; i++) {
+		if (tmp.list[i][0] == '\0') {
+			conf_err(ld, file, v->items[i], "empty argument in '%s'", name);
+			break;
+		}
+	}
+	if (tmp.list != NULL && tmp.list[0][0] != '/') {
+		conf_err(ld, file, v->items[0], "'%s' must start with an absolute "
+		    "path (no PATH lookup for service commands)", name);
+	}
+	*ret = tmp.list;
+	*ret_n = tmp.nlist;
+}
+
+static void
+conf_service(struct conf_loader *ld, size_t file,
+    const struct yaml_tree_node *v, struct conf_check *c, const char *where)
+{
+	const struct yaml_tree_pair *pm;
+
+	if (v->kind != YAML_TREE_MAPPING) {
+		conf_err(ld, file, v, "expected a mapping for 'service'%s (got %s)",
+		    where, yaml_tree_what(v));
+		return;
+	}
+	for (size_t i = 0; i < v->npairs; i++) {
+		const struct yaml_tree_pair *pr = &v->pairs[i];
+		const char *key = pr->key->str;
+
+		if (strcmp(key, "start") == 0)
+			conf_service_argv(ld, file, pr->value, "start",
+			    &c->service.start, &c->service.nstart);
+		else if (strcmp(key, "stop") == 0)
+			conf_service_argv(ld, file, pr->value, "stop",
+			    &c->service.stop, &c->service.nstop);
+		else if (strcmp(key, "restart") == 0)
+			conf_service_argv(ld, file, pr->value, "restart",
+			    &c->service.restart, &c->service.nrestart);
+		else if (strcmp(key, "manager") != 0)
+			conf_unknown_key(ld, file, pr->key, " in 'service'",
+			    conf_service_keys, NULL);
+	}
+	if ((pm = yaml_tree_find(v, "manager")) == NULL) {
+		conf_err(ld, file, v, "missing required key 'manager' in "
+		    "'service'%s (expected exec)", where);
+		return;
+	}
+	const char *m = conf_scalar(ld, file, pm->value, "manager", TROIKA_OPT_STRING);
+	if (m == NULL)
+		return;
+	if (strcmp(m, "exec") == 0) {
+		c->service.manager = CONF_SERVICE_EXEC;
+	} else if (strcmp(m, "systemd") == 0) {
+		conf_err(ld, file, pm->value, "service manager 'systemd' is not "
+		    "supported yet (expected exec)");
+		return;
+	} else {
+		char ex[CONF_EXCERPT];
+		conf_err(ld, file, pm->value, "unknown service manager '%s' "
+		    "(expected exec)", yaml_tree_excerpt(m, ex, sizeof(ex)));
+		return;
+	}
+	if (c->service.nstart == 0 && c->service.nstop == 0 &&
+	    c->service.nrestart == 0)
+		conf_err(ld, file, v, "'service'%s has none of start, stop, "
+		    "restart", where);
+}
+
 static void
 conf_check(struct conf_loader *ld, size_t file,
     const struct yaml_tree_node *item, size_t idx)
 {
 	struct agent_conf *conf = ld->conf;
-	const struct yaml_tree_pair *pname, *pplugin, *pint, *ptmo;
+	const struct yaml_tree_pair *pname, *pplugin, *pint, *ptmo, *psvc;
 	const struct conf_plugin *p = NULL;
 	struct conf_check *c;
 	char where[CONF_EXCERPT + 32], label[CONF_EXCERPT + 16];
@@ -1424,6 +1530,8 @@ conf_check(struct conf_loader *ld, size_t file,
 	} else if (p != NULL && !p->bad) {
 		conf_check_opts(ld, file, item, c, p, where);
 	}
+	if ((psvc = yaml_tree_find(item, "service")) != NULL)
+		conf_service(ld, file, psvc->value, c, where);
 	conf_canonical(ld, c, item);
 }
 
@@ -1888,6 +1996,26 @@ conf_print(const struct agent_conf *conf, struct evbuffer *out)
 		if (c->plugin_missing)
 			evbuffer_add_printf(out, "    # plugin not found: "
 			    "options not validated, not shown\n");
+		if (c->service.manager == CONF_SERVICE_EXEC) {
+			char **lists[] = { c->service.start, c->service.stop,
+			    c->service.restart };
+			size_t counts[] = { c->service.nstart, c->service.nstop,
+			    c->service.nrestart };
+			static const char *const names[] = { "start", "stop",
+			    "restart" };
+
+			evbuffer_add_printf(out, "    service:\n      manager: exec\n");
+			for (size_t k = 0; k < 3; k++) {
+				if (counts[k] == 0)
+					continue;
+				evbuffer_add_printf(out, "      %s:\n", names[k]);
+				for (size_t j = 0; j < counts[k]; j++) {
+					evbuffer_add_printf(out, "        - ");
+					conf_put_str(out, lists[k][j]);
+					evbuffer_add(out, "\n", 1);
+				}
+			}
+		}
 		for (size_t j = 0; j < c->nopts; j++)
 			if (c->opts[j].hasvalue)
 				conf_print_value(out, &c->opts[j]);

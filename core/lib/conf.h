@@ -18,8 +18,14 @@
  *   checks: [ <check>, ... ]
  * Drop-in files hold only `checks:`.
  * A check: name (unique, [A-Za-z0-9_.-]+), plugin, optional interval and
- * timeout (100ms..7d; timeout <= interval), and the plugin's own options as
- * further keys of the same mapping.
+ * timeout (100ms..7d; timeout <= interval), optional service (how to start,
+ * stop and restart what the check watches), and the plugin's own options as
+ * further keys of the same mapping:
+ *   service:
+ *     manager: exec                      (the only one so far)
+ *     start: [argv...]                   each optional, argv lists run
+ *     stop: [argv...]                    without a shell; restart without
+ *     restart: [argv...]                 its own command is stop + start
  */
 #ifndef TROIKA_CONF_H
 #define TROIKA_CONF_H
@@ -51,6 +57,22 @@ struct conf_value {
 	size_t nmap;
 };
 
+enum conf_service_manager {
+	CONF_SERVICE_NONE = 0,
+	CONF_SERVICE_EXEC = 1,
+};
+
+/* How the host starts, stops and restarts a check's service. */
+struct conf_service {
+	enum conf_service_manager manager;
+	char **start;
+	size_t nstart;
+	char **stop;
+	size_t nstop;
+	char **restart;
+	size_t nrestart;
+};
+
 struct conf_check {
 	char *name;
 	char *plugin;
@@ -63,6 +85,7 @@ struct conf_check {
 	 * options are unvalidated and nopts is 0; the check cannot run.
 	 */
 	int plugin_missing;
+	struct conf_service service;
 	/* One entry per declared option, in declaration order. */
 	struct conf_value *opts;
 	size_t nopts;

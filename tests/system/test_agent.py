@@ -379,7 +379,7 @@ def test_actions_through_the_admin_socket(agent):
     assert (rc, reply["result"], reply["timed_out"]) == (3, "unknown", "true")
     rc, reply = agent.action("a", "slow")
     assert (rc, reply["result"], reply["message"]) == (2, "error", "usage: slow <ms>")
-    rc, reply = agent.action("plain", "restart")
+    rc, reply = agent.action("plain", "promote")
     assert (rc, reply["message"]) == (2, "the check's plugin has no such action")
     rc, reply = agent.action("nope", "echo")
     assert (rc, reply["message"]) == (2, "no such check")
@@ -407,3 +407,44 @@ def test_actions_through_the_admin_socket(agent):
         s.close()
     wait_for(lambda: agent.action("a", "echo")[0] == 0, 5, what="admin socket free again")
     assert agent.healthy()
+
+
+def test_builtin_service_actions(agent, tmp_path):
+    marker = tmp_path / "service.log"
+    agent.write(f"""
+  - name: svc
+    plugin: flaky
+    interval: 1s
+    timeout: 500ms
+    service:
+      manager: exec
+      start: ["/bin/sh", "-c", "echo start >> {marker}"]
+      stop: ["/bin/sh", "-c", "echo stop >> {marker}"]
+  - name: broken
+    plugin: flaky
+    interval: 1s
+    timeout: 500ms
+    service:
+      manager: exec
+      start: ["/bin/sh", "-c", "echo 'unit not found' >&2; exit 5"]
+  - name: noservice
+    plugin: flaky
+    interval: 1s
+    timeout: 500ms
+""")
+    agent.start()
+    rc, reply = agent.action("svc", "restart")
+    assert (rc, reply["result"]) == (0, "ok"), reply
+    assert reply["message"].startswith("stop: done in ") and "; start: done in " in reply["message"]
+    assert marker.read_text() == "stop\nstart\n"
+    rc, reply = agent.action("broken", "start")
+    assert (rc, reply["result"], reply["message"]) == (1, "failed", "start: exited 5: unit not found")
+    rc, reply = agent.action("broken", "stop")
+    assert (rc, reply["result"], reply["message"]) == (
+        1, "failed", "no 'stop' command in the check's service (restart needs restart, "
+        "or stop and start)")
+    rc, reply = agent.action("noservice", "restart")
+    assert (rc, reply["message"]) == (2, "no service manager configured for this check (its 'service:' key)")
+    log = agent.log_text()
+    assert "event=action_started check=svc plugin=flaky msg=\"restart\"" in log
+    assert "check=svc: service: stop: done in" in log

@@ -1006,7 +1006,7 @@ test_check_errors(void **state)
 	}
 	one_err("node: n\nchecks:\n  - {name: a, plugin: none, port: 1}\n",
 	    "agent.yaml:3:29: unknown key 'port' in check 'a' (expected one "
-	    "of: name, plugin, interval, timeout)");
+	    "of: name, plugin, interval, timeout, service)");
 	one_err("node: n\nchecks:\n"
 		"  - name: web\n"
 		"    plugin: tcp\n"
@@ -1014,7 +1014,7 @@ test_check_errors(void **state)
 		"    port: 1\n"
 		"    intervall: 5s\n",
 	    "agent.yaml:7:5: unknown key 'intervall' in check 'web' (expected "
-	    "one of: name, plugin, interval, timeout, host, port, send, "
+	    "one of: name, plugin, interval, timeout, service, host, port, send, "
 	    "expect)");
 	one_err("node: n\nchecks:\n  - {name: a, plugin: none, interval: x}\n",
 	    "agent.yaml:3:39: invalid duration 'x' for 'interval' (expected "

@@ -265,10 +265,15 @@ struct troika_host {
 
 	/*
 	 * ABI 1.1: start, stop or restart the check's service through the
-	 * service manager configured for the check (its `service:` key:
-	 * systemd unit or exec argv lists). Never blocks; done is called on
-	 * the loop exactly once. Returns 0, -ENOENT when the check has no
-	 * service configured, or another negative errno.
+	 * service manager configured for the check (its `service:` key).
+	 * Loop thread only. Never blocks; done is called on the loop exactly
+	 * once, unless the check is freed first (then never). Returns 0,
+	 * -ENOENT when the check has no service configured, or another
+	 * negative errno.
+	 *
+	 * Plugins rarely need it: for a check with a `service:`, the host
+	 * offers start, stop and restart actions itself. A plugin declares
+	 * its own only to add to them (e.g. recover a position first).
 	 */
 	int (*service_control)(struct troika_instance *inst, const char *op,
 	    int64_t timeout_ms, troika_service_done_cb done, void *arg);
