@@ -144,6 +144,7 @@ struct troika_instance {
 
 struct check_host {
 	struct event_base *base;
+	pthread_t loop_thread; /* where the host's own state may be touched */
 	struct worker_pool *pool;
 	struct curlm *curlm;
 	struct troika_instance **checks; /* in configuration order */
@@ -676,6 +677,13 @@ host_service_control(struct troika_instance *c, const char *op,
 
 	if (c->service.backend == SVC_NONE)
 		return -ENOENT;
+	if (!pthread_equal(pthread_self(), c->host->loop_thread)) {
+		/* A blocking plugin's worker: the host's lists are the loop's. */
+		log_warnx("check=%s plugin=%s: service_control called off the "
+		    "loop thread; refused (use the host's own start/stop/restart)",
+		    c->name, c->plugin_name);
+		return -EPERM;
+	}
 	if ((sc = calloc(1, sizeof(*sc))) == NULL)
 		return -ENOMEM;
 	sc->check = c;
@@ -1428,6 +1436,7 @@ check_host_new(struct event_base *base, int workers)
 	if ((h = calloc(1, sizeof(*h))) == NULL)
 		return NULL;
 	h->base = base;
+	h->loop_thread = pthread_self();
 	h->pool = worker_pool_new(base, workers, WORKER_QUEUE_MAX);
 	h->curlm = curlm_new(base);
 	if (h->pool == NULL || h->curlm == NULL) {
