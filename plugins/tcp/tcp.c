@@ -14,6 +14,7 @@
  */
 #include <sys/socket.h>
 #include <netdb.h>
+#include <net/if.h>
 #include <netinet/in.h>
 
 #include <errno.h>
@@ -45,7 +46,9 @@ struct tcp_check {
 	struct event_base *base;
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
-	char peer[NI_MAXHOST + 16]; /* "127.0.0.1:80" or "[::1]:80" */
+	/* "127.0.0.1:80" or "[::1]:80": a numeric address and a port. Kept
+	 * small: there is one of these per check, 1,000s per agent. */
+	char peer[INET6_ADDRSTRLEN + IF_NAMESIZE + 24];
 	char *send;                 /* decoded, may hold any byte */
 	size_t send_len;
 	char *expect;               /* decoded; NULL when not configured */
@@ -71,7 +74,7 @@ struct tcp_check {
 	/* The result, once decided. */
 	enum troika_status status;
 	enum troika_evidence evidence;
-	char msg[512];
+	char msg[256];
 };
 
 static const struct troika_option tcp_options[] = {
@@ -178,7 +181,8 @@ tcp_parse_addr(struct tcp_check *t, const char *host, int64_t port)
 		.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV,
 	};
 	struct addrinfo *ai = NULL;
-	char name[NI_MAXHOST], serv[16], numhost[NI_MAXHOST];
+	char name[NI_MAXHOST], serv[16];
+	char numhost[INET6_ADDRSTRLEN + IF_NAMESIZE];
 	size_t len = strlen(host);
 	int r;
 
@@ -209,7 +213,8 @@ tcp_parse_addr(struct tcp_check *t, const char *host, int64_t port)
 	t->addrlen = ai->ai_addrlen;
 	if (getnameinfo(ai->ai_addr, ai->ai_addrlen, numhost, sizeof(numhost),
 	    NULL, 0, NI_NUMERICHOST) != 0)
-		snprintf(numhost, sizeof(numhost), "%s", name);
+		snprintf(numhost, sizeof(numhost), "%.*s",
+		    (int)sizeof(numhost) - 1, name);
 	if (ai->ai_family == AF_INET6)
 		snprintf(t->peer, sizeof(t->peer), "[%s]:%lld", numhost,
 		    (long long)port);
