@@ -37,6 +37,8 @@
 /* Between two looks at INFO while an action waits for its effect. */
 #define REDIS_POLL_MS 50
 #define REDIS_BGSAVE_POLL_MS 100
+/* Between two tries to reach Redis after a start. */
+#define REDIS_WAKE_POLL_MS 100
 /* Longest server error text quoted in a message. */
 #define REDIS_SHOWN_MAX 160
 
@@ -55,6 +57,7 @@ enum redis_job {
 	REDIS_JOB_REPLICATE,
 	REDIS_JOB_BGSAVE,
 	REDIS_JOB_SERVICE,
+	REDIS_JOB_WAKE, /* after start/restart: until Redis answers PING */
 };
 
 /* What the task waits for. */
@@ -86,11 +89,14 @@ struct redis_check;
 
 /*
  * One host->service_control() call. The host calls done exactly once, even
- * after the task was cancelled or the instance freed; the ticket outlives
- * both and lets done tell.
+ * after the task was cancelled, unless the check is freed first (then
+ * never): so a call outlives a cancelled task, and the instance frees the
+ * calls still out when it goes.
  */
 struct redis_service_call {
-	struct redis_check *r; /* NULL once nobody waits for it */
+	struct redis_check *r;
+	int abandoned; /* its task was cancelled: nobody waits for it */
+	struct redis_service_call *next;
 };
 
 struct redis_check {
@@ -131,7 +137,10 @@ struct redis_check {
 	int target_port;
 	int already_running; /* bgsave: one was in progress already */
 	char op[16];         /* start, stop, restart */
-	struct redis_service_call *svc;
+	struct redis_service_call *svc;   /* the task's, or NULL */
+	struct redis_service_call *calls; /* all still out */
+	char svc_msg[256];   /* what the service manager said */
+	char wake_last[192]; /* why the last PING after a start failed */
 	struct redis_info info;
 	int have_info;
 
@@ -336,7 +345,7 @@ redis_task_clear(struct redis_check *r)
 	if (r->defer != NULL)
 		event_del(r->defer);
 	if (r->svc != NULL) {
-		r->svc->r = NULL; /* its done callback frees it */
+		r->svc->abandoned = 1; /* its done callback frees it */
 		r->svc = NULL;
 	}
 	redis_info_clear(&r->info);
@@ -958,6 +967,20 @@ redis_pause(struct redis_check *r, int64_t ms)
 	evtimer_add(r->poll, &tv);
 }
 
+static void redis_connect(struct redis_check *r);
+
+/* After a start, a failed try is made again until the deadline. */
+static int
+redis_wake_retry(struct redis_check *r, const char *why)
+{
+	if (r->job != REDIS_JOB_WAKE || r->task == NULL || r->finished)
+		return 0;
+	snprintf(r->wake_last, sizeof(r->wake_last), "%s", why);
+	redis_link_discard(r);
+	redis_pause(r, REDIS_WAKE_POLL_MS);
+	return 1;
+}
+
 static void
 redis_poll_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -967,6 +990,10 @@ redis_poll_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (r->task == NULL || r->finished)
 		return;
+	if (r->job == REDIS_JOB_WAKE) {
+		redis_connect(r);
+		return;
+	}
 	redis_send_info(r, r->job == REDIS_JOB_BGSAVE ? "persistence" :
 	    "replication");
 }
@@ -1154,6 +1181,23 @@ redis_reply(void *arg, const struct redisReply *reply)
 
 	if (r->task == NULL || r->finished)
 		return;
+	if (reply->type == REDIS_REPLY_ERROR && r->job == REDIS_JOB_WAKE) {
+		char shown[REDIS_SHOWN_MAX + 8];
+
+		redis_shown(reply, shown, sizeof(shown));
+		if (redis_error_is(reply, "LOADING")) {
+			/* Up, not ready: ask again on this connection. */
+			snprintf(r->wake_last, sizeof(r->wake_last), "%s",
+			    shown);
+			redis_pause(r, REDIS_WAKE_POLL_MS);
+			return;
+		}
+		redis_link_discard(r);
+		redis_finish(r, TROIKA_STATUS_CRITICAL, TROIKA_EVIDENCE_NONE,
+		    "%s; then %s: %s", r->svc_msg, redis_step_names[r->step],
+		    shown);
+		return;
+	}
 	if (reply->type == REDIS_REPLY_ERROR) {
 		if (r->step == REDIS_STEP_PING && redis_error_is(reply,
 		    "LOADING")) {
@@ -1187,6 +1231,12 @@ redis_reply(void *arg, const struct redisReply *reply)
 			return;
 		}
 		r->ping_s = redis_elapsed_s(&r->ping_start);
+		if (r->job == REDIS_JOB_WAKE) {
+			redis_finish(r, TROIKA_STATUS_OK, TROIKA_EVIDENCE_NONE,
+			    "%s; %s answers PING after %.0f ms", r->svc_msg,
+			    r->peer, redis_elapsed_ms(r));
+			return;
+		}
 		redis_send_info(r, NULL);
 		break;
 	case REDIS_STEP_INFO:
@@ -1237,6 +1287,9 @@ redis_lost(void *arg, enum redis_loss loss, const char *why)
 	    TROIKA_EVIDENCE_CERTAIN : TROIKA_EVIDENCE_AMBIGUOUS;
 
 	redis_link_discard(r);
+	if (redis_wake_retry(r, loss == REDIS_LOSS_REFUSED ?
+	    "connection refused" : why))
+		return;
 	if (r->task == NULL || r->finished) {
 		r->host->log(r->inst, TROIKA_LOG_DEBUG, "connection to %s "
 		    "ended while idle (%s); it is made again at the next run",
@@ -1271,6 +1324,7 @@ redis_go(struct redis_check *r)
 
 	switch (r->job) {
 	case REDIS_JOB_CHECK:
+	case REDIS_JOB_WAKE:
 		argv[0] = "PING";
 		clock_gettime(CLOCK_MONOTONIC, &r->ping_start);
 		redis_send(r, REDIS_STEP_PING, 1, argv);
@@ -1315,6 +1369,9 @@ redis_connect(struct redis_check *r)
 	r->step = REDIS_STEP_CONNECT;
 	rc = redis_link_open(r->base, r->ip, r->port, r->max_reply,
 	    &redis_link_ops, r, &r->link, why, sizeof(why));
+	if (rc < 0 && rc != -ENOMEM && redis_wake_retry(r, rc == -ECONNREFUSED ?
+	    "connection refused" : why))
+		return;
 	if (rc == -ECONNREFUSED)
 		redis_finish(r, TROIKA_STATUS_CRITICAL, TROIKA_EVIDENCE_CERTAIN,
 		    "connection to %s refused", r->peer);
@@ -1397,6 +1454,10 @@ redis_timer_cb(evutil_socket_t fd, short what, void *arg)
 	else if (r->job == REDIS_JOB_BGSAVE && r->effect_sent)
 		redis_finish(r, TROIKA_STATUS_UNKNOWN, TROIKA_EVIDENCE_NONE,
 		    "%s: bgsave still running after %lld ms", r->peer, ms);
+	else if (r->job == REDIS_JOB_WAKE)
+		redis_finish(r, TROIKA_STATUS_UNKNOWN, TROIKA_EVIDENCE_NONE,
+		    "%s, but %s did not answer PING within %lld ms (last: %s)",
+		    r->svc_msg, r->peer, ms, r->wake_last);
 	else if (step == REDIS_STEP_SERVICE)
 		redis_finish(r, TROIKA_STATUS_UNKNOWN, TROIKA_EVIDENCE_NONE,
 		    "%s: the service manager did not answer within %lld ms",
@@ -1420,21 +1481,48 @@ redis_check(void *state, struct troika_task *task)
 /* ---- actions ---- */
 
 static void
+redis_call_unlink(struct redis_service_call *call)
+{
+	struct redis_service_call **pp;
+
+	for (pp = &call->r->calls; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == call) {
+			*pp = call->next;
+			return;
+		}
+}
+
+static void
 redis_service_done(int ok, const char *message, void *arg)
 {
 	struct redis_service_call *call = arg;
 	struct redis_check *r = call->r;
+	int abandoned = call->abandoned;
+	struct timeval now = { 0, 0 };
 
+	redis_call_unlink(call);
 	free(call);
-	if (r == NULL)
-		return; /* the task was cancelled or the check removed */
+	if (abandoned)
+		return; /* the task was cancelled */
 	r->svc = NULL;
+	snprintf(r->svc_msg, sizeof(r->svc_msg), "%s: %s", r->op,
+	    message != NULL && *message != '\0' ? message : ok ? "done" :
+	    "failed");
 	/* Whatever happened, the old connection is of no use now. */
-	if (r->link != NULL)
-		redis_link_close(r);
-	redis_finish(r, ok ? TROIKA_STATUS_OK : TROIKA_STATUS_CRITICAL,
-	    TROIKA_EVIDENCE_NONE, "%s: %s", r->op, message != NULL &&
-	    *message != '\0' ? message : ok ? "done" : "failed");
+	redis_link_close(r);
+	if (!ok || strcmp(r->op, "stop") == 0) {
+		redis_finish(r, ok ? TROIKA_STATUS_OK : TROIKA_STATUS_CRITICAL,
+		    TROIKA_EVIDENCE_NONE, "%s", r->svc_msg);
+		return;
+	}
+	/*
+	 * Started: done once Redis answers. A service manager's "ok" may
+	 * only mean that a daemonizing command returned.
+	 */
+	r->job = REDIS_JOB_WAKE;
+	snprintf(r->wake_last, sizeof(r->wake_last), "no answer yet");
+	r->step = REDIS_STEP_PAUSE;
+	evtimer_add(r->poll, &now);
 }
 
 static void
@@ -1450,21 +1538,25 @@ redis_service(struct redis_check *r, const char *op)
 		return;
 	}
 	call->r = r;
-	r->svc = call;
 	r->step = REDIS_STEP_SERVICE;
 	rc = r->host->service_control(r->inst, op, r->budget_ms,
 	    redis_service_done, call);
-	if (rc == 0)
+	if (rc < 0) {
+		/* done will not be called. */
+		free(call);
+		if (rc == -ENOENT)
+			redis_finish(r, TROIKA_STATUS_CRITICAL,
+			    TROIKA_EVIDENCE_NONE, "no service manager "
+			    "configured for this check");
+		else
+			redis_finish(r, TROIKA_STATUS_CRITICAL,
+			    TROIKA_EVIDENCE_NONE, "%s: the service manager "
+			    "refused: %s", op, strerror(-rc));
 		return;
-	/* done will not be called. */
-	r->svc = NULL;
-	free(call);
-	if (rc == -ENOENT)
-		redis_finish(r, TROIKA_STATUS_CRITICAL, TROIKA_EVIDENCE_NONE,
-		    "no service manager configured for this check");
-	else
-		redis_finish(r, TROIKA_STATUS_CRITICAL, TROIKA_EVIDENCE_NONE,
-		    "%s: the service manager refused: %s", op, strerror(-rc));
+	}
+	call->next = r->calls;
+	r->calls = call;
+	r->svc = call;
 }
 
 /* A replicate target: a host Redis can use (it resolves names itself). */
@@ -1552,6 +1644,13 @@ redis_instance_free(void *state)
 		return;
 	redis_task_clear(r);
 	redis_link_close(r);
+	/* The host never calls done for a freed check. */
+	while (r->calls != NULL) {
+		struct redis_service_call *call = r->calls;
+
+		r->calls = call->next;
+		free(call);
+	}
 	if (r->timer != NULL)
 		event_free(r->timer);
 	if (r->poll != NULL)

@@ -72,6 +72,7 @@ struct srv {
 	long long used_memory;
 	long long maxmemory;
 	int loading; /* PING says LOADING, INFO loading:1 */
+	int loading_pings; /* PINGs answered LOADING before PONG */
 	const char *info_override; /* the whole INFO text */
 	const char *requirepass;
 	const char *acl_user; /* with requirepass: AUTH user pass */
@@ -336,7 +337,10 @@ srv_command(struct srv *s, int argc, char **argv)
 		    "'%s' command\r\n", cmd);
 		return;
 	}
-	if (strcmp(cmd, "PING") == 0) {
+	if (strcmp(cmd, "PING") == 0 && s->loading_pings > 0) {
+		s->loading_pings--;
+		srv_puts(s, "-LOADING Redis is loading the dataset in memory\r\n");
+	} else if (strcmp(cmd, "PING") == 0) {
 		srv_puts(s, s->loading ? "-LOADING Redis is loading the dataset "
 		    "in memory\r\n" : "+PONG\r\n");
 	} else if (strcmp(cmd, "INFO") == 0) {
@@ -473,14 +477,26 @@ bound_socket(int backlog, int *ret_port)
 	return fd;
 }
 
+static void srv_listen(struct fixture *f, int fd, int port);
+
 /* A healthy master with two online replicas, until a test says otherwise. */
 static void
 srv_start(struct fixture *f, enum srv_mode mode)
 {
+	int port, fd = bound_socket(-1, &port);
+
+	assert_true(fd >= 0);
+	f->srv.mode = mode;
+	srv_listen(f, fd, port);
+}
+
+/* Serve on fd, bound to port and not yet listening. */
+static void
+srv_listen(struct fixture *f, int fd, int port)
+{
 	struct srv *s = &f->srv;
 
 	s->base = fake_host_base(f->fh);
-	s->mode = mode;
 	s->role = "master";
 	s->link = "up";
 	s->link_down_since = -1;
@@ -494,8 +510,9 @@ srv_start(struct fixture *f, enum srv_mode mode)
 	s->used_memory = 1014160;
 	s->maxmemory = 67108864;
 	s->lastsave = 1795690020;
-	s->lfd = bound_socket(16, &s->port);
-	assert_true(s->lfd >= 0);
+	s->lfd = fd;
+	s->port = port;
+	assert_int_equal(listen(fd, 16), 0);
 	s->accept_ev = event_new(s->base, s->lfd, EV_READ | EV_PERSIST,
 	    srv_accept_cb, s);
 	assert_non_null(s->accept_ev);
@@ -1739,17 +1756,119 @@ test_service_actions_with_manager(void **state)
 	fake_host_set_service(f->fh, 1, "redis-server.service restarted");
 	r = run_action(f, 1000, "restart", NULL, NULL);
 	assert_int_equal(r->status, TROIKA_STATUS_OK);
-	assert_string_equal(r->message, "restart: redis-server.service "
-	    "restarted");
+	assert_contains(r->message, "restart: redis-server.service restarted; "
+	    "127.0.0.1:");
+	assert_contains(r->message, " answers PING after ");
 	assert_string_equal(fake_host_service_last_op(f->fh), "restart");
-	/* The old connection is dropped; the next check makes a new one. */
-	assert_int_equal(plugin_events(f), 0);
+	/* The old connection went; the one that saw PONG stays. */
+	assert_int_equal(f->srv.accepted, 2);
+	assert_string_equal(f->srv.cmds[f->srv.ncmds - 1], "PING");
 	assert_int_equal(run_check(f, 2000)->status, TROIKA_STATUS_OK);
 	assert_int_equal(f->srv.accepted, 2);
-	fake_host_set_service(f->fh, 0, "unit failed");
+	/* A stop is the service manager's word alone. */
+	fake_host_set_service(f->fh, 1, "stopped");
 	r = run_action(f, 1000, "stop", NULL, NULL);
+	assert_int_equal(r->status, TROIKA_STATUS_OK);
+	assert_string_equal(r->message, "stop: stopped");
+	assert_int_equal(plugin_events(f), 0);
+	fake_host_set_service(f->fh, 0, "unit failed");
+	r = run_action(f, 1000, "start", NULL, NULL);
 	assert_int_equal(r->status, TROIKA_STATUS_CRITICAL);
-	assert_string_equal(r->message, "stop: unit failed");
+	assert_string_equal(r->message, "start: unit failed");
+	assert_int_equal(f->srv.accepted, 2);
+}
+
+static void
+test_start_waits_for_redis(void **state)
+{
+	struct fixture *f = *state;
+	const struct fake_result *r;
+	struct troika_task *task;
+	int port, fd = bound_socket(-1, &port);
+
+	/* Refused at first, then LOADING twice, then PONG. */
+	assert_true(fd >= 0);
+	fake_host_set_string(f->fh, "host", "127.0.0.1");
+	fake_host_set_int(f->fh, "port", port);
+	fake_host_set_string(f->fh, "password", "pw");
+	new_instance(f);
+	fake_host_set_service(f->fh, 1, "started");
+	task = fake_host_task(f->fh, 3000);
+	fake_host_action(f->fh, f->p, f->state, task, "start", NULL, 0);
+	fake_host_run_for(f->fh, 300);
+	assert_int_equal(fake_host_done_count(f->fh), 0);
+	f->srv.requirepass = "pw";
+	f->srv.loading_pings = 2;
+	srv_listen(f, fd, port);
+	assert_int_equal(fake_host_wait_done(f->fh, 1, 3000), 0);
+	r = fake_host_last(f->fh);
+	assert_int_equal(r->status, TROIKA_STATUS_OK);
+	assert_contains(r->message, "start: started; 127.0.0.1:");
+	assert_contains(r->message, " answers PING after ");
+	assert_int_equal(f->srv.accepted, 1);
+	assert_int_equal(f->srv.ncmds, 4);
+	assert_string_equal(f->srv.cmds[0], "AUTH pw");
+	assert_string_equal(f->srv.cmds[3], "PING");
+}
+
+static void
+test_start_never_answers(void **state)
+{
+	struct fixture *f = *state;
+	const struct fake_result *r;
+
+	f->extra_fd = bound_socket(-1, &f->srv.port);
+	fake_host_set_string(f->fh, "host", "127.0.0.1");
+	fake_host_set_int(f->fh, "port", f->srv.port);
+	new_instance(f);
+	fake_host_set_service(f->fh, 1, "started");
+	r = run_action(f, 600, "restart", NULL, NULL);
+	assert_int_equal(r->status, TROIKA_STATUS_UNKNOWN);
+	assert_contains(r->message, "restart: started, but 127.0.0.1:");
+	assert_contains(r->message, " did not answer PING within 540 ms "
+	    "(last: connection refused)");
+	assert_int_equal(plugin_events(f), 0);
+}
+
+static void
+test_start_then_wrong_password(void **state)
+{
+	struct fixture *f = *state;
+	const struct fake_result *r;
+
+	srv_start(f, SRV_NORMAL);
+	f->srv.requirepass = "pw";
+	fake_host_set_string(f->fh, "password", "nope");
+	new_instance(f);
+	fake_host_set_service(f->fh, 1, "started");
+	r = run_action(f, 1000, "start", NULL, NULL);
+	assert_int_equal(r->status, TROIKA_STATUS_CRITICAL);
+	assert_string_equal(r->message, "start: started; then AUTH: WRONGPASS "
+	    "invalid username-password pair or user is disabled.");
+}
+
+static void
+test_service_call_out_when_freed(void **state)
+{
+	struct fixture *f = *state;
+	struct troika_task *task;
+
+	srv_start(f, SRV_NORMAL);
+	new_instance(f);
+	fake_host_set_service(f->fh, 1, "started");
+	task = fake_host_task(f->fh, 1000);
+	fake_host_action(f->fh, f->p, f->state, task, "start", NULL, 0);
+	fake_host_cancel(f->fh, f->p, f->state, task);
+	/* Freed before the answer: the host never calls done (ASan: no
+	 * leak of the call). The fake host would still call it from its
+	 * loop, so it goes without running that loop again. */
+	f->p->instance_free(f->state);
+	f->state = NULL;
+	assert_int_equal(fake_host_done_count(f->fh), 0);
+	assert_int_equal(fake_host_violations(f->fh), 0);
+	srv_stop(&f->srv);
+	fake_host_free(f->fh);
+	f->fh = fake_host_new(f->p->options);
 }
 
 static void
@@ -1855,6 +1974,14 @@ main(void)
 		    test_service_actions_with_manager, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_service_cancelled, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_start_waits_for_redis,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_start_never_answers, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_start_then_wrong_password,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_service_call_out_when_freed, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
