@@ -354,7 +354,7 @@ solr_judge_core(struct solr_check *s, struct solr_findings *fd, size_t i,
 			solr_add(fd, i, "solr_core_index_size_bytes", "Size "
 			    "of the core's index", v);
 		if (webjson_number(index, "segmentCount", &v) == 0)
-			solr_add(fd, i, "solr_core_segment_count", "Segments "
+			solr_add(fd, i, "solr_core_segments", "Segments "
 			    "in the core's index", v);
 	}
 	if (webjson_number(core, "uptime", &v) == 0)

@@ -395,7 +395,7 @@ test_cores_ok(void **state)
 	assert_true(core_value(r, "solr_core_deleted_docs", "orders") == 18);
 	assert_true(core_value(r, "solr_core_index_size_bytes", "products") ==
 	    73400320);
-	assert_true(core_value(r, "solr_core_segment_count", "products") == 9);
+	assert_true(core_value(r, "solr_core_segments", "products") == 9);
 	assert_true(core_value(r, "solr_core_uptime_seconds", "orders") ==
 	    7532);
 	assert_int_equal(f->requests, 3);
