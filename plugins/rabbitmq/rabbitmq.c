@@ -38,6 +38,8 @@
 
 /* AMQP short strings (vhost, queue names) hold at most 255 bytes. */
 #define RABBITMQ_SHORTSTR_MAX 255
+/* A result's message; longer ones are cut. */
+#define RABBITMQ_MESSAGE_MAX 2048
 /* Samples besides the per-queue ones. */
 #define RABBITMQ_FIXED_SAMPLES 24
 
@@ -450,14 +452,18 @@ rabbitmq_problem(struct rabbitmq_report *rep, int critical,
     enum troika_evidence evidence, const char *fmt, ...)
 {
 	struct rabbitmq_text *t = critical ? &rep->crit : &rep->warn;
-	char buf[768];
+	char *text;
 	va_list ap;
+	int n;
 
 	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
+	n = vasprintf(&text, fmt, ap);
 	va_end(ap);
+	if (n < 0)
+		return;
 	rabbitmq_text_sep(t, "; ");
-	rabbitmq_text_add(t, "%s", buf);
+	rabbitmq_text_add(t, "%s", text);
+	free(text);
 	rabbitmq_evidence(critical ? &rep->crit_ev : &rep->warn_ev, evidence);
 }
 
@@ -583,16 +589,47 @@ rabbitmq_judge_mgmt(const struct rabbitmq_mgmt *m, struct rabbitmq_report *rep)
 	    "Erlang processes limit", l->proc_total, NULL);
 }
 
+/*
+ * A copy of message fit for a result: one line (control bytes, which
+ * server-supplied texts may hold, become spaces) and at most
+ * RABBITMQ_MESSAGE_MAX bytes, cut between UTF-8 sequences.
+ */
+static char *
+rabbitmq_one_line(const char *message)
+{
+	static const char more[] = " (cut)";
+	size_t len = strlen(message);
+	char *out;
+
+	if (len > RABBITMQ_MESSAGE_MAX) {
+		len = RABBITMQ_MESSAGE_MAX - (sizeof(more) - 1);
+		while (len > 0 && ((unsigned char)message[len] & 0xc0) == 0x80)
+			len--;
+	}
+	if ((out = malloc(len + sizeof(more))) == NULL)
+		return NULL;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)message[i];
+
+		out[i] = ch < 0x20 || ch == 0x7f ? ' ' : (char)ch;
+	}
+	out[len] = '\0';
+	if (len < strlen(message))
+		memcpy(out + len, more, sizeof(more));
+	return out;
+}
+
 static void
 rabbitmq_done(struct rabbitmq *rq, struct troika_task *task,
     enum troika_status status, enum troika_evidence evidence,
     const char *message, const struct rabbitmq_report *rep)
 {
+	char *line = rabbitmq_one_line(message);
 	struct troika_result res = {
 		.size = sizeof(res),
 		.status = status,
 		.evidence = evidence,
-		.message = message,
+		.message = line != NULL ? line : "out of memory",
 	};
 
 	if (rep != NULL) {
@@ -602,6 +639,7 @@ rabbitmq_done(struct rabbitmq *rq, struct troika_task *task,
 		res.nfields = rep->nfields;
 	}
 	rq->host->check_done(task, &res);
+	free(line);
 }
 
 /* OK: what was seen, in one line. */

@@ -31,6 +31,8 @@
 #define AMQP_REPLY_ACCESS_REFUSED 403
 #define AMQP_REPLY_NOT_FOUND 404
 #define AMQP_REPLY_NOT_ALLOWED 530
+/* Server texts kept (result fields hold at most 4 KiB). */
+#define RABBITMQ_PROPERTY_MAX 1024
 
 static struct timeval
 rabbitmq_tv(int64_t ms)
@@ -122,17 +124,21 @@ fail:
 	return -1;
 }
 
-/* A copy of an AMQP string as a C string (NULs would cut it short). */
+/*
+ * A copy of an AMQP string as a C string, at most RABBITMQ_PROPERTY_MAX
+ * bytes (a NUL inside would cut it short).
+ */
 static char *
 rabbitmq_bytes_dup(amqp_bytes_t b)
 {
-	char *s = malloc(b.len + 1);
+	size_t len = b.len > RABBITMQ_PROPERTY_MAX ? RABBITMQ_PROPERTY_MAX : b.len;
+	char *s = malloc(len + 1);
 
 	if (s == NULL)
 		return NULL;
-	if (b.len > 0)
-		memcpy(s, b.bytes, b.len);
-	s[b.len] = '\0';
+	if (len > 0)
+		memcpy(s, b.bytes, len);
+	s[len] = '\0';
 	return s;
 }
 

@@ -24,6 +24,9 @@
 	"partitions,mem_used,mem_limit,disk_free,disk_free_limit,fd_used," \
 	"fd_total,sockets_used,sockets_total,proc_used,proc_total"
 
+/* Names kept of the API's strings (result fields hold at most 4 KiB). */
+#define RABBITMQ_JSON_STR_MAX 1024
+
 /* A reply being read. */
 struct rabbitmq_body {
 	char *buf;
@@ -167,12 +170,13 @@ done:
 	return json;
 }
 
+/* A string of obj, at most RABBITMQ_JSON_STR_MAX bytes of it. */
 static char *
 rabbitmq_json_strdup(const json_t *obj, const char *key)
 {
 	const char *s = json_string_value(json_object_get(obj, key));
 
-	return s != NULL ? strdup(s) : NULL;
+	return s != NULL ? strndup(s, RABBITMQ_JSON_STR_MAX) : NULL;
 }
 
 /* A number of obj, or NAN when it is missing or not a number. */

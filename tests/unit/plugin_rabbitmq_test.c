@@ -55,6 +55,8 @@ struct fake_queue {
 struct amqp_script {
 	enum amqp_mode mode;
 	int refuse_login;     /* connection.close 403 after start-ok */
+	const char *login_text; /* its text, if not the usual one */
+	const char *cluster_name; /* if not "fake@test" */
 	int refuse_vhost;     /* connection.close 530 after open */
 	int stall_channel;    /* never answer channel.open */
 	int force_close;      /* connection.close 320 on the first declare */
@@ -345,9 +347,10 @@ static void
 amqp_broker(struct server *s, int fd)
 {
 	struct amqp_script *sc = &s->amqp;
-	static const char *const props[] = {
+	const char *const props[] = {
 		"product", "RabbitMQ", "version", "3.10.8-fake",
-		"cluster_name", "fake@test",
+		"cluster_name", sc->cluster_name != NULL ? sc->cluster_name :
+		    "fake@test",
 	};
 	unsigned char header[8];
 	struct frame fr;
@@ -390,7 +393,8 @@ amqp_broker(struct server *s, int fd)
 		memcpy(sc->password, resp + 2 + ulen, n - ulen - 2);
 	}
 	if (sc->refuse_login) {
-		send_close(s, fd, 0, 403, "ACCESS_REFUSED - Login was refused "
+		send_close(s, fd, 0, 403, sc->login_text != NULL ?
+		    sc->login_text : "ACCESS_REFUSED - Login was refused "
 		    "using authentication mechanism PLAIN", 0, 0);
 		read_frame(s, fd, &fr);
 		return;
@@ -1075,6 +1079,52 @@ test_login_refused(void **state)
 	assert_true(sample(r, "rabbitmq_up", NULL) == 0);
 }
 
+/* Server texts reach the message as one line. */
+static void
+test_server_text_one_line(void **state)
+{
+	struct fixture *f = *state;
+	const struct fake_result *r;
+
+	f->amqp.amqp.refuse_login = 1;
+	f->amqp.amqp.login_text = "ACCESS_REFUSED\r\nsecond line\x01\x7f!";
+	target_amqp(f);
+	r = run_check(f, 2000);
+	assert_int_equal(r->status, TROIKA_STATUS_CRITICAL);
+	assert_string_equal(r->message, "login refused for user \"probe\": "
+	    "ACCESS_REFUSED  second line  !");
+}
+
+/* Many problems: the message is cut, a long server text too. */
+static void
+test_long_texts_are_cut(void **state)
+{
+	struct fixture *f = *state;
+	char names[12][201], cluster[2001];
+	const char *queues[12];
+	const struct fake_result *r;
+
+	for (int i = 0; i < 12; i++) {
+		memset(names[i], 'a' + i, 200);
+		names[i][200] = '\0';
+		queues[i] = names[i];
+	}
+	memset(cluster, 'c', 2000);
+	cluster[2000] = '\0';
+	f->amqp.amqp.cluster_name = cluster;
+	target_amqp(f);
+	set_queues(f, queues, 12);
+	r = run_check(f, 2000);
+	server_stop(&f->amqp);
+	assert_int_equal(r->status, TROIKA_STATUS_CRITICAL);
+	assert_int_equal(f->amqp.amqp.declares, 12);
+	assert_int_equal(strlen(r->message), 2048);
+	assert_contains(r->message, "queue \"aaaa");
+	assert_string_equal(r->message + 2048 - 6, " (cut)");
+	assert_int_equal(strlen(fake_result_field(r, "cluster_name")), 1024);
+	assert_true(sample(r, "troika_rabbitmq_queue_exists", names[11]) == 0);
+}
+
 static void
 test_vhost_refused(void **state)
 {
@@ -1429,6 +1479,30 @@ test_mgmt_local_node_missing(void **state)
 	assert_no_sample(r, "rabbitmq_alarms_memory_used_watermark");
 }
 
+static void
+test_mgmt_long_node_name(void **state)
+{
+	struct fixture *f = *state;
+	char name[3001], overview[3100], nodes[3200];
+	const struct fake_result *r;
+
+	memset(name, 'n', 3000);
+	name[3000] = '\0';
+	snprintf(overview, sizeof(overview), "{\"node\":\"%s\"}", name);
+	snprintf(nodes, sizeof(nodes), "[{\"name\":\"%s\",\"running\":true,"
+	    "\"mem_alarm\":true}]", name);
+	f->http.http.overview = overview;
+	f->http.http.nodes = nodes;
+	target_amqp(f);
+	target_http(f);
+	r = run_check(f, 2000);
+	assert_int_equal(r->status, TROIKA_STATUS_CRITICAL);
+	assert_int_equal(strlen(fake_result_field(r, "node")), 1024);
+	/* Cut alike, the names still match: this node's alarm is seen. */
+	assert_true(sample(r, "rabbitmq_alarms_memory_used_watermark", NULL) == 1);
+	assert_int_equal(strlen(r->message), strlen("memory alarm on ") + 1024);
+}
+
 /* Every API failure is a WARNING: the broker serves, facts are missing. */
 static void
 expect_mgmt_warning(const struct fake_result *r, const char *part)
@@ -1665,6 +1739,10 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_vhost_refused, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_server_text_one_line, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_long_texts_are_cut, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_ok_with_queues, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_no_queues, setup, teardown),
@@ -1687,6 +1765,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_mgmt_local_node_missing,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mgmt_long_node_name, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_mgmt_unauthorized, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_mgmt_server_error, setup,
