@@ -43,6 +43,7 @@ enum amqp_mode {
 	AMQP_RESET,       /* read the protocol header, then RST */
 	AMQP_GARBAGE,     /* answer the header with an HTTP error page */
 	AMQP_HUGE_FRAME,  /* a frame header claiming 2 GB, then bytes */
+	AMQP_PARTIAL,     /* half of connection.start, then close */
 };
 
 struct fake_queue {
@@ -510,6 +511,15 @@ amqp_handle(struct server *s, int fd)
 		    srv_write(s, fd, page, sizeof(page) - 1) == 0)
 			srv_hold(s, fd);
 		break;
+	case AMQP_PARTIAL: {
+		/* Method frame, channel 0, 200 bytes announced; 11 sent. */
+		static const unsigned char h[11] = { 1, 0, 0, 0, 0, 0, 200,
+			0, 10, 0, 10 };
+
+		if (srv_read(s, fd, header, 8) == 0)
+			srv_write(s, fd, h, sizeof(h));
+		break;
+	}
 	case AMQP_HUGE_FRAME: {
 		/* A method frame on channel 0 claiming 0x7ffffff0 bytes. */
 		static const unsigned char h[7] = { 1, 0, 0, 0x7f, 0xff, 0xff,
@@ -1005,6 +1015,22 @@ test_closed_at_once(void **state)
 	const struct fake_result *r;
 
 	f->amqp.amqp.mode = AMQP_CLOSE;
+	target_amqp(f);
+	r = run_check(f, 2000);
+	assert_int_equal(r->status, TROIKA_STATUS_CRITICAL);
+	assert_int_equal(r->evidence, TROIKA_EVIDENCE_AMBIGUOUS);
+	assert_string_equal(r->message, "login: the server closed the "
+	    "connection");
+	assert_true(sample(r, "rabbitmq_up", NULL) == 0);
+}
+
+static void
+test_closed_mid_reply(void **state)
+{
+	struct fixture *f = *state;
+	const struct fake_result *r;
+
+	f->amqp.amqp.mode = AMQP_PARTIAL;
 	target_amqp(f);
 	r = run_check(f, 2000);
 	assert_int_equal(r->status, TROIKA_STATUS_CRITICAL);
@@ -1730,6 +1756,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_silent_server, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_closed_at_once, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_closed_mid_reply, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_reset, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_garbage, setup, teardown),
