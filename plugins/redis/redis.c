@@ -507,7 +507,8 @@ static const struct {
 	    TROIKA_METRIC_GAUGE, "1 while a BGSAVE runs" },
 	{ "rdb_last_save_time", "redis_rdb_last_save_timestamp_seconds",
 	    TROIKA_METRIC_GAUGE, "Time of the last successful RDB save" },
-	{ "rdb_last_bgsave_time_sec", "redis_rdb_last_bgsave_duration_sec",
+	/* redis_exporter says _sec; promtool wants no abbreviated units. */
+	{ "rdb_last_bgsave_time_sec", "redis_rdb_last_bgsave_duration_seconds",
 	    TROIKA_METRIC_GAUGE, "Duration of the last BGSAVE; -1 if none" },
 	{ "aof_enabled", "redis_aof_enabled", TROIKA_METRIC_GAUGE,
 	    "1 if the append-only file is on" },
@@ -1290,7 +1291,8 @@ redis_lost(void *arg, enum redis_loss loss, const char *why)
 	if (redis_wake_retry(r, loss == REDIS_LOSS_REFUSED ?
 	    "connection refused" : why))
 		return;
-	if (r->task == NULL || r->finished) {
+	/* Stopping the service closes its connections: no news. */
+	if (r->task == NULL || r->finished || r->step == REDIS_STEP_SERVICE) {
 		r->host->log(r->inst, TROIKA_LOG_DEBUG, "connection to %s "
 		    "ended while idle (%s); it is made again at the next run",
 		    r->peer, why);
@@ -1505,9 +1507,12 @@ redis_service_done(int ok, const char *message, void *arg)
 	if (abandoned)
 		return; /* the task was cancelled */
 	r->svc = NULL;
-	snprintf(r->svc_msg, sizeof(r->svc_msg), "%s: %s", r->op,
-	    message != NULL && *message != '\0' ? message : ok ? "done" :
-	    "failed");
+	/* The host's messages name the operation already ("start: ..."). */
+	if (message != NULL && *message != '\0')
+		snprintf(r->svc_msg, sizeof(r->svc_msg), "%s", message);
+	else
+		snprintf(r->svc_msg, sizeof(r->svc_msg), "%s: %s", r->op,
+		    ok ? "done" : "failed");
 	/* Whatever happened, the old connection is of no use now. */
 	redis_link_close(r);
 	if (!ok || strcmp(r->op, "stop") == 0) {

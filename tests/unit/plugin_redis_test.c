@@ -1753,7 +1753,8 @@ test_service_actions_with_manager(void **state)
 	srv_start(f, SRV_NORMAL);
 	new_instance(f);
 	assert_int_equal(run_check(f, 2000)->status, TROIKA_STATUS_OK);
-	fake_host_set_service(f->fh, 1, "redis-server.service restarted");
+	fake_host_set_service(f->fh, 1,
+	    "restart: redis-server.service restarted");
 	r = run_action(f, 1000, "restart", NULL, NULL);
 	assert_int_equal(r->status, TROIKA_STATUS_OK);
 	assert_contains(r->message, "restart: redis-server.service restarted; "
@@ -1766,16 +1767,36 @@ test_service_actions_with_manager(void **state)
 	assert_int_equal(run_check(f, 2000)->status, TROIKA_STATUS_OK);
 	assert_int_equal(f->srv.accepted, 2);
 	/* A stop is the service manager's word alone. */
-	fake_host_set_service(f->fh, 1, "stopped");
+	fake_host_set_service(f->fh, 1, "stop: stopped");
 	r = run_action(f, 1000, "stop", NULL, NULL);
 	assert_int_equal(r->status, TROIKA_STATUS_OK);
 	assert_string_equal(r->message, "stop: stopped");
 	assert_int_equal(plugin_events(f), 0);
-	fake_host_set_service(f->fh, 0, "unit failed");
+	fake_host_set_service(f->fh, 0, "start: unit failed");
 	r = run_action(f, 1000, "start", NULL, NULL);
 	assert_int_equal(r->status, TROIKA_STATUS_CRITICAL);
 	assert_string_equal(r->message, "start: unit failed");
 	assert_int_equal(f->srv.accepted, 2);
+	/* The server closes the connection while the manager works. */
+	assert_int_equal(run_check(f, 2000)->status, TROIKA_STATUS_OK);
+	fake_host_set_service(f->fh, 1, "restart: done");
+	{
+		struct troika_task *task = fake_host_task(f->fh, 1000);
+		unsigned n = fake_host_done_count(f->fh);
+
+		fake_host_action(f->fh, f->p, f->state, task, "restart", NULL,
+		    0);
+		srv_drop_client(&f->srv);
+		assert_int_equal(fake_host_wait_done(f->fh, n + 1, 2000), 0);
+		r = fake_host_last(f->fh);
+		assert_int_equal(r->status, TROIKA_STATUS_OK);
+		assert_contains(r->message, "restart: done; 127.0.0.1:");
+	}
+	/* A manager that says nothing. */
+	fake_host_set_service(f->fh, 1, "");
+	r = run_action(f, 1000, "stop", NULL, NULL);
+	assert_int_equal(r->status, TROIKA_STATUS_OK);
+	assert_string_equal(r->message, "stop: done");
 }
 
 static void
@@ -1792,7 +1813,7 @@ test_start_waits_for_redis(void **state)
 	fake_host_set_int(f->fh, "port", port);
 	fake_host_set_string(f->fh, "password", "pw");
 	new_instance(f);
-	fake_host_set_service(f->fh, 1, "started");
+	fake_host_set_service(f->fh, 1, "start: started");
 	task = fake_host_task(f->fh, 3000);
 	fake_host_action(f->fh, f->p, f->state, task, "start", NULL, 0);
 	fake_host_run_for(f->fh, 300);
@@ -1821,10 +1842,10 @@ test_start_never_answers(void **state)
 	fake_host_set_string(f->fh, "host", "127.0.0.1");
 	fake_host_set_int(f->fh, "port", f->srv.port);
 	new_instance(f);
-	fake_host_set_service(f->fh, 1, "started");
+	fake_host_set_service(f->fh, 1, "start: started");
 	r = run_action(f, 600, "restart", NULL, NULL);
 	assert_int_equal(r->status, TROIKA_STATUS_UNKNOWN);
-	assert_contains(r->message, "restart: started, but 127.0.0.1:");
+	assert_contains(r->message, "start: started, but 127.0.0.1:");
 	assert_contains(r->message, " did not answer PING within 540 ms "
 	    "(last: connection refused)");
 	assert_int_equal(plugin_events(f), 0);
@@ -1840,7 +1861,7 @@ test_start_then_wrong_password(void **state)
 	f->srv.requirepass = "pw";
 	fake_host_set_string(f->fh, "password", "nope");
 	new_instance(f);
-	fake_host_set_service(f->fh, 1, "started");
+	fake_host_set_service(f->fh, 1, "start: started");
 	r = run_action(f, 1000, "start", NULL, NULL);
 	assert_int_equal(r->status, TROIKA_STATUS_CRITICAL);
 	assert_string_equal(r->message, "start: started; then AUTH: WRONGPASS "
@@ -1855,7 +1876,7 @@ test_service_call_out_when_freed(void **state)
 
 	srv_start(f, SRV_NORMAL);
 	new_instance(f);
-	fake_host_set_service(f->fh, 1, "started");
+	fake_host_set_service(f->fh, 1, "start: started");
 	task = fake_host_task(f->fh, 1000);
 	fake_host_action(f->fh, f->p, f->state, task, "start", NULL, 0);
 	fake_host_cancel(f->fh, f->p, f->state, task);
@@ -1879,7 +1900,7 @@ test_service_cancelled(void **state)
 
 	srv_start(f, SRV_NORMAL);
 	new_instance(f);
-	fake_host_set_service(f->fh, 1, "started");
+	fake_host_set_service(f->fh, 1, "start: started");
 	task = fake_host_task(f->fh, 1000);
 	fake_host_action(f->fh, f->p, f->state, task, "start", NULL, 0);
 	/* Cancelled before the service manager answers: its answer later
