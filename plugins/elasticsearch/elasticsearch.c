@@ -306,7 +306,8 @@ es_judge(struct es_check *e, const json_t *h, const struct es_info *info)
 	    .labels = cluster_label, .nlabels = 1 };
 	for (size_t i = 0; i < 3; i++) {
 		color_labels[i][0] = cluster_label[0];
-		color_labels[i][1] = (struct troika_label){ "color", colors[i] };
+		color_labels[i][1] = (struct troika_label){ "color",
+		    colors[i] };
 		s[n++] = (struct troika_sample){ .name =
 		    "elasticsearch_cluster_health_status", .help = "1 for the "
 		    "cluster's current colour, 0 for the others",
@@ -342,7 +343,8 @@ es_judge(struct es_check *e, const json_t *h, const struct es_info *info)
 		    .nlabels = 3 };
 		fields[nf++] = (struct troika_label){ "distribution",
 		    info->distribution };
-		fields[nf++] = (struct troika_label){ "version", info->version };
+		fields[nf++] = (struct troika_label){ "version",
+		    info->version };
 	}
 	if (info->node != NULL)
 		fields[nf++] = (struct troika_label){ "node", info->node };
@@ -353,7 +355,8 @@ es_judge(struct es_check *e, const json_t *h, const struct es_info *info)
 		snprintf(prefix, sizeof(prefix), "%s %s cluster %s",
 		    strcmp(info->distribution, "opensearch") == 0 ?
 		    "OpenSearch" : strcmp(info->distribution,
-		    "elasticsearch") == 0 ? "Elasticsearch" : info->distribution,
+		    "elasticsearch") == 0 ? "Elasticsearch" :
+		    info->distribution,
 		    info->version, cluster);
 	else
 		snprintf(prefix, sizeof(prefix), "cluster %s", cluster);

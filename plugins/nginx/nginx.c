@@ -240,10 +240,11 @@ nginx_judge(struct nginx_check *n, const struct nginx_status *st)
 	n->prev_accepts = st->accepts;
 	n->prev_dropped = dropped;
 	if (grew > 0)
-		nginx_report(n, TROIKA_STATUS_WARNING, TROIKA_EVIDENCE_AMBIGUOUS,
-		    s, 9, "%" PRIu64 " connections dropped since the last run "
-		    "(accepts %" PRIu64 ", handled %" PRIu64 "): a connection "
-		    "limit was reached", grew, st->accepts, st->handled);
+		nginx_report(n, TROIKA_STATUS_WARNING,
+		    TROIKA_EVIDENCE_AMBIGUOUS, s, 9, "%" PRIu64 " connections "
+		    "dropped since the last run (accepts %" PRIu64 ", handled %"
+		    PRIu64 "): a connection limit was reached", grew,
+		    st->accepts, st->handled);
 	else
 		nginx_report(n, TROIKA_STATUS_OK, TROIKA_EVIDENCE_NONE, s, 9,
 		    "%" PRIu64 " active connections (%" PRIu64 " reading, %"

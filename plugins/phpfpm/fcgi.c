@@ -426,7 +426,8 @@ fcgi_records(struct fcgi *fc)
 {
 	unsigned char h[FCGI_HEADER_LEN];
 
-	while (evbuffer_copyout(fc->in, h, sizeof(h)) == (ev_ssize_t)sizeof(h)) {
+	while (evbuffer_copyout(fc->in, h, sizeof(h)) ==
+	    (ev_ssize_t)sizeof(h)) {
 		size_t clen = ((size_t)h[4] << 8) | h[5];
 		size_t total = sizeof(h) + clen + h[6];
 		unsigned char end[8];
@@ -515,7 +516,8 @@ fcgi_read(struct fcgi *fc)
 		if (fc->received == 0)
 			fcgi_finish(fc, TROIKA_STATUS_CRITICAL,
 			    TROIKA_EVIDENCE_AMBIGUOUS, "%s closed the "
-			    "connection without a reply (listen.allowed_clients?)",
+			    "connection without a reply "
+			    "(listen.allowed_clients?)",
 			    fc->shown);
 		else
 			fcgi_finish(fc, TROIKA_STATUS_CRITICAL,

@@ -220,8 +220,10 @@ phpfpm_parse(const json_t *j, struct phpfpm_status *st, char *msg,
 		int required;
 	} nums[] = {
 		{ "start time", offsetof(struct phpfpm_status, start_time), 1 },
-		{ "start since", offsetof(struct phpfpm_status, start_since), 1 },
-		{ "accepted conn", offsetof(struct phpfpm_status, accepted), 1 },
+		{ "start since", offsetof(struct phpfpm_status, start_since),
+		    1 },
+		{ "accepted conn", offsetof(struct phpfpm_status, accepted),
+		    1 },
 		{ "listen queue", offsetof(struct phpfpm_status, listen_queue),
 		    1 },
 		{ "max listen queue", offsetof(struct phpfpm_status,
@@ -229,7 +231,8 @@ phpfpm_parse(const json_t *j, struct phpfpm_status *st, char *msg,
 		{ "listen queue len", offsetof(struct phpfpm_status,
 		    listen_queue_len), 1 },
 		{ "idle processes", offsetof(struct phpfpm_status, idle), 1 },
-		{ "active processes", offsetof(struct phpfpm_status, active), 1 },
+		{ "active processes", offsetof(struct phpfpm_status, active),
+		    1 },
 		{ "total processes", offsetof(struct phpfpm_status, total), 1 },
 		{ "max active processes", offsetof(struct phpfpm_status,
 		    max_active), 1 },
@@ -307,8 +310,8 @@ phpfpm_judge(struct phpfpm_check *p, const struct phpfpm_status *st)
 	    "pm.max_children was reached", TROIKA_METRIC_COUNTER,
 	    st->max_children_reached);
 	if (!isnan(st->slow_requests))
-		phpfpm_add(s, &n, pool, "phpfpm_slow_requests_total", "Requests "
-		    "slower than request_slowlog_timeout",
+		phpfpm_add(s, &n, pool, "phpfpm_slow_requests_total",
+		    "Requests slower than request_slowlog_timeout",
 		    TROIKA_METRIC_COUNTER, st->slow_requests);
 
 	/* Another start time means the pool restarted: a new baseline. */
@@ -329,9 +332,9 @@ phpfpm_judge(struct phpfpm_check *p, const struct phpfpm_status *st)
 		    "pm.max_children reached %.0f more times since the last "
 		    "run", wl > 0 ? "; " : "", grew);
 	if (wl > 0)
-		phpfpm_report(p, TROIKA_STATUS_WARNING, TROIKA_EVIDENCE_AMBIGUOUS,
-		    s, n, "pool %s: %s (%.0f active, %.0f idle)", st->pool,
-		    warn, st->active, st->idle);
+		phpfpm_report(p, TROIKA_STATUS_WARNING,
+		    TROIKA_EVIDENCE_AMBIGUOUS, s, n, "pool %s: %s (%.0f "
+		    "active, %.0f idle)", st->pool, warn, st->active, st->idle);
 	else
 		phpfpm_report(p, TROIKA_STATUS_OK, TROIKA_EVIDENCE_NONE, s, n,
 		    "pool %s: %.0f active, %.0f idle, %.0f total processes, "

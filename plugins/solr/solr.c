@@ -361,7 +361,8 @@ solr_judge_core(struct solr_check *s, struct solr_findings *fd, size_t i,
 		solr_add(fd, i, "solr_core_uptime_seconds", "Seconds since the "
 		    "core was loaded", v / 1000);
 	if (!ok) {
-		solr_problem(fd, ev, "ping of core %s failed: %s", c->name, why);
+		solr_problem(fd, ev, "ping of core %s failed: %s", c->name,
+		    why);
 		return;
 	}
 	if (webjson_number(index, "numDocs", &v) == 0)
@@ -451,14 +452,14 @@ solr_judge_run(struct solr_check *s)
 	}
 	if (http != 200) {
 		webfetch_excerpt(body, len, msg, 100);
-		solr_report(s, TROIKA_STATUS_CRITICAL, TROIKA_EVIDENCE_AMBIGUOUS,
-		    &down, 1, "HTTP %ld from the core admin API: \"%s\"", http,
-		    msg);
+		solr_report(s, TROIKA_STATUS_CRITICAL,
+		    TROIKA_EVIDENCE_AMBIGUOUS, &down, 1, "HTTP %ld from the "
+		    "core admin API: \"%s\"", http, msg);
 		return;
 	}
 	if ((j = webjson_object(body, len, msg, sizeof(msg))) == NULL) {
-		solr_report(s, TROIKA_STATUS_CRITICAL, TROIKA_EVIDENCE_AMBIGUOUS,
-		    &down, 1, "%s", msg);
+		solr_report(s, TROIKA_STATUS_CRITICAL,
+		    TROIKA_EVIDENCE_AMBIGUOUS, &down, 1, "%s", msg);
 		return;
 	}
 	solr_judge(s, j);

@@ -85,7 +85,8 @@ webaction_read_reload(struct webaction *wa)
 	if ((wa->reload_argv = calloc(n + 1, sizeof(char *))) == NULL)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
-		const char *s = host->opt_list_at(wa->inst, "reload_command", i);
+		const char *s = host->opt_list_at(wa->inst, "reload_command",
+		    i);
 
 		if ((wa->reload_argv[i] = strdup(s)) == NULL)
 			return -ENOMEM;
@@ -216,8 +217,8 @@ webaction_service(struct webaction *wa)
 	free(wa->call);
 	wa->call = NULL;
 	if (r == -ENOENT)
-		webaction_defer(wa, TROIKA_STATUS_CRITICAL, "no service manager "
-		    "configured for this check");
+		webaction_defer(wa, TROIKA_STATUS_CRITICAL, "no service "
+		    "manager configured for this check");
 	else
 		webaction_defer(wa, TROIKA_STATUS_CRITICAL, "%s: the service "
 		    "manager refused: %s", wa->op, strerror(-r));
@@ -245,7 +246,8 @@ webaction_spawn_done_cb(const struct troika_spawn_result *res, void *arg)
 	webaction_first_line(res->output, line, sizeof(line));
 	if (res->spawn_errno != 0)
 		webaction_report(wa, TROIKA_STATUS_CRITICAL, "reload: cannot "
-		    "run %s: %s", wa->reload_argv[0], strerror(res->spawn_errno));
+		    "run %s: %s", wa->reload_argv[0],
+		    strerror(res->spawn_errno));
 	else if (res->timed_out)
 		webaction_report(wa, TROIKA_STATUS_UNKNOWN, "reload: %s timed "
 		    "out and was killed", wa->reload_argv[0]);
@@ -253,8 +255,9 @@ webaction_spawn_done_cb(const struct troika_spawn_result *res, void *arg)
 		webaction_report(wa, TROIKA_STATUS_CRITICAL, "reload: %s was "
 		    "killed by signal %d", wa->reload_argv[0], res->signal);
 	else if (res->exit_code != 0)
-		webaction_report(wa, TROIKA_STATUS_CRITICAL, "reload: %s exited "
-		    "with %d: %s", wa->reload_argv[0], res->exit_code, line);
+		webaction_report(wa, TROIKA_STATUS_CRITICAL, "reload: %s "
+		    "exited with %d: %s", wa->reload_argv[0], res->exit_code,
+		    line);
 	else
 		webaction_report(wa, TROIKA_STATUS_OK, "reload: %s exited with "
 		    "0", wa->reload_argv[0]);

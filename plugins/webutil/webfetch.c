@@ -243,7 +243,8 @@ webfetch_setup(struct webfetch *wf, const char *url)
 	    (rc = curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L)) != CURLE_OK ||
 	    (rc = curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR,
 	    "http,https")) != CURLE_OK ||
-	    (rc = curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L)) != CURLE_OK ||
+	    (rc = curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION,
+	    0L)) != CURLE_OK ||
 	    (rc = curl_easy_setopt(c, CURLOPT_TIMEOUT_MS,
 	    (long)wf->timeout_ms)) != CURLE_OK ||
 	    (rc = curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, 1L)) != CURLE_OK ||
@@ -267,7 +268,8 @@ webfetch_setup(struct webfetch *wf, const char *url)
 	if (wf->user != NULL &&
 	    ((rc = curl_easy_setopt(c, CURLOPT_HTTPAUTH,
 	    (long)CURLAUTH_BASIC)) != CURLE_OK ||
-	    (rc = curl_easy_setopt(c, CURLOPT_USERNAME, wf->user)) != CURLE_OK ||
+	    (rc = curl_easy_setopt(c, CURLOPT_USERNAME,
+	    wf->user)) != CURLE_OK ||
 	    (rc = curl_easy_setopt(c, CURLOPT_PASSWORD,
 	    wf->password)) != CURLE_OK))
 		return rc;
@@ -297,7 +299,8 @@ webfetch_get(struct webfetch *wf, const char *url, int64_t timeout_ms,
 	wf->errbuf[0] = '\0';
 	wf->why[0] = '\0';
 	if ((wf->easy = curl_easy_init()) == NULL) {
-		snprintf(wf->why, sizeof(wf->why), "cannot create a curl handle");
+		snprintf(wf->why, sizeof(wf->why), "cannot create a curl "
+		    "handle");
 		goto defer;
 	}
 	if ((rc = webfetch_setup(wf, url)) != CURLE_OK) {
@@ -307,8 +310,8 @@ webfetch_get(struct webfetch *wf, const char *url, int64_t timeout_ms,
 	}
 	if ((r = wf->host->curl_add(wf->inst, wf->easy, webfetch_curl_done_cb,
 	    wf)) < 0) {
-		snprintf(wf->why, sizeof(wf->why), "cannot start the request: %s",
-		    strerror(-r));
+		snprintf(wf->why, sizeof(wf->why), "cannot start the request: "
+		    "%s", strerror(-r));
 		goto defer;
 	}
 	wf->added = 1;
@@ -413,7 +416,8 @@ webfetch_check_url(const struct troika_host *host, struct troika_instance *inst,
 		host->log(inst, TROIKA_LOG_ERR, "%s \"%s\" is not a valid "
 		    "absolute URL", option, url);
 		r = -EINVAL;
-	} else if (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0) {
+	} else if (strcmp(scheme, "http") != 0 &&
+	    strcmp(scheme, "https") != 0) {
 		host->log(inst, TROIKA_LOG_ERR, "%s \"%s\": scheme %s is not "
 		    "http or https", option, url, scheme);
 		r = -EINVAL;

@@ -21,8 +21,8 @@ webjson_object(const char *body, size_t len, char *msg, size_t msglen)
 	j = json_loadb(body, len, 0, &err);
 	if (j == NULL) {
 		webfetch_excerpt(body, len, excerpt, sizeof(excerpt));
-		snprintf(msg, msglen, "reply is not JSON (%s at byte %d): \"%s\"",
-		    err.text, err.position, excerpt);
+		snprintf(msg, msglen, "reply is not JSON (%s at byte %d): "
+		    "\"%s\"", err.text, err.position, excerpt);
 		return NULL;
 	}
 	if (!json_is_object(j)) {

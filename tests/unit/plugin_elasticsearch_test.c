@@ -9,12 +9,15 @@
  */
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -117,6 +120,8 @@ struct fixture {
 	struct evhttp_request *held[2];
 	int nheld;
 	int fds_before;
+	char tls_dir[64]; /* certificate and key of the TLS server */
+	pid_t tls_pid;
 };
 
 static int
@@ -238,6 +243,8 @@ setup(void **state)
 	f->state = NULL;
 	f->requests = 0;
 	f->nheld = 0;
+	f->tls_dir[0] = '\0';
+	f->tls_pid = -1;
 	fd = local_socket(16, &f->port);
 	assert_non_null(f->http = evhttp_new(fake_host_base(f->fh)));
 	assert_int_equal(evhttp_accept_socket(f->http, fd), 0);
@@ -245,11 +252,32 @@ setup(void **state)
 	return 0;
 }
 
+static void
+tls_stop(struct fixture *f)
+{
+	char path[128];
+
+	if (f->tls_pid > 0) {
+		kill(f->tls_pid, SIGKILL);
+		waitpid(f->tls_pid, NULL, 0);
+	}
+	f->tls_pid = -1;
+	if (f->tls_dir[0] == '\0')
+		return;
+	snprintf(path, sizeof(path), "%s/cert.pem", f->tls_dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/key.pem", f->tls_dir);
+	unlink(path);
+	rmdir(f->tls_dir);
+	f->tls_dir[0] = '\0';
+}
+
 static int
 teardown(void **state)
 {
 	struct fixture *f = *state;
 
+	tls_stop(f);
 	f->p->instance_free(f->state);
 	f->state = NULL;
 	if (f->http != NULL)
@@ -662,6 +690,117 @@ test_curl_add_fails(void **state)
 	assert_int_equal(run_check(f, 5000)->status, TROIKA_STATUS_OK);
 }
 
+/* Run argv quietly and wait; its exit status, or -1. */
+static int
+run_quiet(const char *const *argv)
+{
+	int status;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR);
+
+		dup2(null, 0);
+		dup2(null, 1);
+		dup2(null, 2);
+		execv(argv[0], (char *const *)(uintptr_t)argv);
+		_exit(127);
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) != pid)
+		return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/*
+ * `openssl s_server -www` (an HTML status page for any GET) with a
+ * certificate made for 127.0.0.1. Returns its port, or -1 to skip.
+ */
+static int
+tls_start(struct fixture *f)
+{
+	char cert[128], key[128], accept[32];
+	const char *req[] = { "/usr/bin/openssl", "req", "-x509", "-newkey",
+	    "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+	    "-keyout", key, "-out", cert, "-days", "1", "-subj",
+	    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", NULL };
+	const char *srv[] = { "/usr/bin/openssl", "s_server", "-accept",
+	    accept, "-cert", cert, "-key", key, "-www", "-quiet", NULL };
+	int fd, port;
+
+	if (access("/usr/bin/openssl", X_OK) != 0)
+		return -1;
+	snprintf(f->tls_dir, sizeof(f->tls_dir), "/tmp/plugin_es_test.XXXXXX");
+	assert_non_null(mkdtemp(f->tls_dir));
+	snprintf(cert, sizeof(cert), "%s/cert.pem", f->tls_dir);
+	snprintf(key, sizeof(key), "%s/key.pem", f->tls_dir);
+	if (run_quiet(req) != 0)
+		return -1;
+	fd = local_socket(-1, &port);
+	close(fd);
+	snprintf(accept, sizeof(accept), "127.0.0.1:%d", port);
+	f->tls_pid = fork();
+	assert_true(f->tls_pid >= 0);
+	if (f->tls_pid == 0) {
+		int null = open("/dev/null", O_RDWR);
+
+		dup2(null, 0);
+		dup2(null, 1);
+		dup2(null, 2);
+		execv(srv[0], (char *const *)(uintptr_t)srv);
+		_exit(127);
+	}
+	for (int i = 0; i < 300; i++) {
+		struct sockaddr_in sin = { .sin_family = AF_INET,
+		    .sin_port = htons((uint16_t)port),
+		    .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		int ok = connect(c, (struct sockaddr *)&sin, sizeof(sin)) == 0;
+
+		close(c);
+		if (ok)
+			return port;
+		usleep(10 * 1000);
+	}
+	return -1;
+}
+
+static void
+test_tls(void **state)
+{
+	struct fixture *f = *state;
+	const struct fake_result *r;
+	char url[64], ca[128];
+	int port;
+
+	if ((port = tls_start(f)) < 0)
+		skip();
+	snprintf(url, sizeof(url), "https://127.0.0.1:%d", port);
+	snprintf(ca, sizeof(ca), "%s/cert.pem", f->tls_dir);
+	fake_host_set_string(f->fh, "url", url);
+
+	/* Self-signed, not in the system store: refused. */
+	new_instance(f);
+	r = run_check(f, 5000);
+	assert_int_equal(r->status, TROIKA_STATUS_CRITICAL);
+	assert_int_equal(r->evidence, TROIKA_EVIDENCE_AMBIGUOUS);
+	assert_contains(r->message, "certificate");
+	assert_down(r);
+
+	/* Trusted through ca_file, or not verified: TLS works, and the
+	 * HTML page that comes is no cluster health. */
+	fake_host_set_string(f->fh, "ca_file", ca);
+	new_instance(f);
+	r = run_check(f, 5000);
+	assert_int_equal(r->status, TROIKA_STATUS_CRITICAL);
+	assert_contains(r->message, "reply is not JSON (");
+	fake_host_unset(f->fh, "ca_file");
+	fake_host_set_bool(f->fh, "tls_verify", 0);
+	new_instance(f);
+	r = run_check(f, 5000);
+	assert_int_equal(r->status, TROIKA_STATUS_CRITICAL);
+	assert_contains(r->message, "reply is not JSON (");
+}
+
 static void
 test_bad_options(void **state)
 {
@@ -701,6 +840,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_curl_add_fails, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_tls, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_options, setup,
 		    teardown),
 	};

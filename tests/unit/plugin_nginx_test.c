@@ -691,6 +691,11 @@ test_service_actions(void **state)
 	assert_int_equal(r->status, TROIKA_STATUS_CRITICAL);
 	assert_string_equal(r->message, "stop: exit status 1: no such unit");
 	assert_string_equal(fake_host_service_last_op(f->fh), "stop");
+	/* A name the host would refuse still gets one answer. */
+	r = run_task(f, 5000, "promote");
+	assert_int_equal(r->status, TROIKA_STATUS_UNKNOWN);
+	assert_string_equal(r->message, "no action promote");
+	assert_int_equal(fake_host_service_calls(f->fh), 3);
 	assert_int_equal(f->requests, 0);
 	assert_no_plugin_events(f);
 }
