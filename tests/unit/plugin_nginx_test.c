@@ -584,6 +584,25 @@ test_curl_add_fails(void **state)
 }
 
 static void
+test_cancel_before_deferred_report(void **state)
+{
+	struct fixture *f = *state;
+	struct troika_task *task;
+
+	set_url(f, "/stub_status");
+	new_instance(f);
+	fake_host_fail_next_curl_add(f->fh, -ENOMEM);
+	task = fake_host_task(f->fh, 5000);
+	fake_host_check(f->fh, f->p, f->state, task);
+	fake_host_cancel(f->fh, f->p, f->state, task);
+	/* It never reached the multi handle: nothing to remove. */
+	assert_int_equal(fake_host_curl_removes(f->fh), 0);
+	fake_host_run_for(f->fh, 50);
+	assert_int_equal(fake_host_done_count(f->fh), 0);
+	assert_no_plugin_events(f);
+}
+
+static void
 test_bad_options(void **state)
 {
 	struct fixture *f = *state;
@@ -804,6 +823,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_curl_add_fails, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_cancel_before_deferred_report, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_options, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_basic_auth, setup,

@@ -969,6 +969,24 @@ test_fastcgi_cancel(void **state)
 }
 
 static void
+test_fastcgi_cancel_before_deferred_report(void **state)
+{
+	struct fixture *f = *state;
+	struct troika_task *task;
+
+	/* A missing socket fails inside connect(): reported from the loop,
+	 * so a cancel before that silences it. */
+	fake_host_set_string(f->fh, "fastcgi", "/nonexistent/php-fpm.sock");
+	new_instance(f);
+	task = fake_host_task(f->fh, 5000);
+	fake_host_check(f->fh, f->p, f->state, task);
+	fake_host_cancel(f->fh, f->p, f->state, task);
+	fake_host_run_for(f->fh, 50);
+	assert_int_equal(fake_host_done_count(f->fh), 0);
+	assert_no_plugin_events(f);
+}
+
+static void
 test_actions(void **state)
 {
 	struct fixture *f = *state;
@@ -1019,6 +1037,8 @@ main(void)
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fastcgi_cancel, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_fastcgi_cancel_before_deferred_report, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_actions, setup, teardown),
 	};
 
