@@ -682,9 +682,23 @@ static void
 grpc_call_deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct grpc_call *call = arg;
+	struct timespec now;
 
 	(void)fd;
 	(void)what;
+	/*
+	 * libevent's timers run on a coarse, cached clock and may fire a
+	 * few milliseconds early: never fail a call before its deadline.
+	 */
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (now.tv_sec < call->deadline.tv_sec ||
+	    (now.tv_sec == call->deadline.tv_sec &&
+		now.tv_nsec < call->deadline.tv_nsec)) {
+		struct timeval tv = { 0, 1000 };
+
+		evtimer_add(call->deadline_ev, &tv);
+		return;
+	}
 	grpc_call_fail(call, GRPC_STATUS_DEADLINE_EXCEEDED,
 	    "deadline exceeded");
 }

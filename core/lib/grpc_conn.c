@@ -82,8 +82,11 @@ grpc_conn_free(struct grpc_conn *conn)
 	while ((call = TAILQ_FIRST(&conn->calls)) != NULL)
 		grpc_call_on_stream_close(call, NGHTTP2_CANCEL);
 	nghttp2_session_del(conn->h2);
-	if (conn->bev != NULL)
+	if (conn->bev != NULL) {
+		/* A socket closes with the fd; a pair needs to be told. */
+		bufferevent_flush(conn->bev, EV_WRITE, BEV_FINISHED);
 		bufferevent_free(conn->bev);
+	}
 	if (conn->idle_ev != NULL)
 		event_free(conn->idle_ev);
 	if (conn->ping_ev != NULL)

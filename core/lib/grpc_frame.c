@@ -58,6 +58,7 @@ grpc_frame_decoder_free(struct grpc_frame_decoder *d)
 	free(d->buf);
 	d->buf = NULL;
 	d->buf_have = d->buf_cap = 0;
+	d->hdr_have = 0;
 }
 
 size_t

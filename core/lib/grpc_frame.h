@@ -41,7 +41,10 @@ struct grpc_frame_decoder {
 
 /* A decoder for messages of at most max_len bytes; nothing allocated yet. */
 void grpc_frame_decoder_init(struct grpc_frame_decoder *d, size_t max_len);
-/* Free what the decoder holds; it can be initialised again. NULL is fine. */
+/*
+ * Free what the decoder holds (pending is 0 afterwards); it can be
+ * initialised again. NULL is fine.
+ */
 void grpc_frame_decoder_free(struct grpc_frame_decoder *d);
 
 /*

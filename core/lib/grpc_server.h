@@ -57,7 +57,7 @@ struct grpc_handler {
 	/*
 	 * A new call. Set per-call state with grpc_call_set_data(). Return 0,
 	 * or a negative errno to have the call finished with INTERNAL (unless
-	 * start finished it already).
+	 * start finished it already); close() follows in either case.
 	 */
 	int (*start)(struct grpc_call *call, void *arg);
 	/* One request message; msg is valid during the callback only. */
