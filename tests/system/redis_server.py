@@ -6,7 +6,9 @@ its own address (127.0.1.N:6379) and also connects from it
 (bind-source-addr), announces it to its master (replica-announce-ip), runs
 in the foreground without protected mode (a replica connecting from
 127.0.1.2 would be DENIED otherwise) and never saves on its own (save "").
-Diskless sync without delay makes a replica's full sync take milliseconds.
+Diskless sync without delay makes a replica's full sync take milliseconds,
+and a master that pings its replicas every second (instead of every 10 s)
+lets a replica's silence from its master be judged in seconds.
 Servers are started through the harness's Procs and stopped by PID.
 """
 import os
@@ -98,6 +100,7 @@ bind-source-addr {ip}
 replica-announce-ip {ip}
 repl-diskless-sync yes
 repl-diskless-sync-delay 0
+repl-ping-replica-period 1
 maxmemory 64mb
 """
 
@@ -201,6 +204,7 @@ class Topology:
         master = self.nodes[0]
         master.cmd("REPLICAOF", "NO", "ONE")
         master.cmd("FLUSHALL")
+        master.cmd("CONFIG", "SET", "repl-ping-replica-period", "1")
         for n in self.nodes[1:]:
             r = n.info("replication")
             if (r.get("role") != "slave" or r.get("master_host") != master.ip

@@ -67,6 +67,8 @@ def wait_status(agent, name, status, timeout=10.0):
 
 def test_topology_statuses_and_metrics(agent, cluster):
     master = cluster.nodes[0]
+    # Offsets hold still between the master's pings: 10 s apart here.
+    master.cmd("CONFIG", "SET", "repl-ping-replica-period", "10")
     for i in range(10):
         master.cmd("SET", f"k{i}", "v")
     agent.write(check("m", M, expected_role="master", min_replicas=2)
@@ -91,12 +93,19 @@ def test_topology_statuses_and_metrics(agent, cluster):
              what="10 keys on the master")
     wait_for(lambda: agent.find("redis_db_keys", check="r3", db="db0") == 10, 5,
              what="10 keys on a replica")
-    # Replicas catch up with the master's offset.
+    # Replicas catch up with the master's offset (compared within one
+    # scrape, between two pings of the master).
     def caught_up():
-        mo = agent.find("redis_master_repl_offset", check="m")
-        return mo and all(agent.find("redis_slave_repl_offset", check=c) == mo
-                          and agent.find("redis_connected_slave_offset_bytes", check="m",
-                                         slave_ip=ip) == mo
+        page = agent.metrics()
+        def one(name, **labels):
+            for (n, ls), v in page.items():
+                if n == name and set(labels.items()) <= set(ls):
+                    return v
+            return None
+        mo = one("redis_master_repl_offset", check="m")
+        return mo and all(one("redis_slave_repl_offset", check=c) == mo
+                          and one("redis_connected_slave_offset_bytes", check="m",
+                                  slave_ip=ip) == mo
                           for c, ip in (("r2", R2), ("r3", R3)))
     wait_for(caught_up, 10, what="replica offsets equal to the master's")
     assert agent.find("redis_connected_slave_lag_seconds", check="m", slave_ip=R2,
@@ -202,6 +211,48 @@ def test_master_killed(agent, cluster):
     cluster.nodes[0].start()
     for n in ("m", "r2", "r3"):
         wait_status(agent, n, 0, timeout=10)
+
+
+def test_replication_lag(agent, cluster):
+    """A stopped (SIGSTOP) replica: its master sees its acks stop, its own
+    check times out. A stopped master: its replicas hear nothing."""
+    agent.write(check("m", M, max_replication_lag="2s")
+                + check("r2", R2, max_replication_lag="2s")
+                + check("r3", R3, max_replication_lag="2s"))
+    agent.start()
+    for n in ("m", "r2", "r3"):
+        wait_status(agent, n, 0)
+    r3 = cluster.nodes[2]
+    r3.kill(signal.SIGSTOP)
+    try:
+        wait_status(agent, "m", 1)
+        wait_status(agent, "r3", 2)
+        msg = status_line(agent, "m")[1]
+        assert msg.startswith(f"replica {R3}:6379 silent for "), msg
+        assert "s (max_replication_lag 2 s) (master, 2 replicas online" in msg, msg
+        assert agent.find("redis_connected_slave_lag_seconds", check="m",
+                          slave_ip=R3) >= 3
+        assert status_line(agent, "r3")[1] == (
+            f"no reply to PING from {R3}:6379 within 360 ms")
+        assert agent.status("r2") == 0
+    finally:
+        r3.kill(signal.SIGCONT)
+    for n in ("m", "r3"):
+        wait_status(agent, n, 0)
+    master = cluster.nodes[0]
+    master.kill(signal.SIGSTOP)
+    try:
+        wait_status(agent, "r2", 1)
+        wait_status(agent, "r3", 1)
+        wait_status(agent, "m", 2)
+        msg = status_line(agent, "r2")[1]
+        assert msg.startswith(f"nothing from master {M}:6379 for "), msg
+        assert agent.find("redis_master_last_io_seconds_ago", check="r2") >= 3
+        assert agent.find("redis_master_link_up", check="r2") == 1
+    finally:
+        master.kill(signal.SIGCONT)
+    for n in ("m", "r2", "r3"):
+        wait_status(agent, n, 0)
 
 
 def test_auth(agent, procs, tmp_path):
