@@ -9,8 +9,9 @@
  * Names are not resolved (a blocking resolver would stall the loop): host
  * is a numeric address, or socket a unix socket path.
  *
- * Evidence: a refused connect (or a missing socket file) is certain; a
- * timeout or a lost connection is ambiguous; what the server reports about
+ * Evidence: a refused connect (or a missing socket file), and a connection
+ * reset while logging in (a server shutting down), are certain; a timeout
+ * or any other lost connection is ambiguous; what the server reports about
  * itself (non-Primary, not ready, ...) is certain.
  */
 #include <sys/socket.h>
@@ -225,6 +226,12 @@ mysql_instance_free(void *state)
 		mysql_run_stop(m->run);
 		free(m->run);
 		m->run = NULL;
+	}
+	while (m->tickets != NULL) {
+		struct mysql_ticket *t = m->tickets;
+
+		m->tickets = t->next;
+		free(t);
 	}
 	if (m->defer != NULL)
 		event_free(m->defer);
@@ -476,8 +483,11 @@ mysql_connect_failed(struct mysql_run *run)
 		    o->query + 1, o->message);
 		return;
 	}
+	/* Reset while logging in: a server going away, as a rule. */
 	mysql_set_result(run, TROIKA_STATUS_CRITICAL,
-	    TROIKA_EVIDENCE_AMBIGUOUS, "%s: %s", where, o->message);
+	    o->step == MYCONN_CONNECT && o->sys_errno == ECONNRESET ?
+	    TROIKA_EVIDENCE_CERTAIN : TROIKA_EVIDENCE_AMBIGUOUS, "%s: %s",
+	    where, o->message);
 }
 
 static void

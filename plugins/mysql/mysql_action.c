@@ -13,12 +13,14 @@
  *              until the server is Primary and ready.
  *   desync     on|off: SET GLOBAL wsrep_desync.
  *   start, restart, stop
- *              through host->service_control(). Before a start (or the
- *              restart of a server that is down) after a crash, the
- *              recovered position is written into grastate.dat, so the
- *              node starts from it and rejoins by IST, not SST: a
- *              service manager cannot pass --wsrep_start_position, but
- *              Galera reads its starting position from grastate.dat.
+ *              through host->service_control() (the check's `service:`),
+ *              start and restart then wait until the server answers.
+ *              Before a start (or the restart of a server that is down)
+ *              after a crash, the recovered position is written into
+ *              grastate.dat, so the node starts from it and rejoins by
+ *              IST, not SST: a service manager cannot pass
+ *              --wsrep_start_position, but Galera reads its starting
+ *              position from grastate.dat.
  *
  * "Down" is decided by the datadir, not by the network: a server that does
  * not answer may still be running (hung, or starting). InnoDB holds a lock
@@ -123,20 +125,36 @@ mysql_position_fields(struct mysql_run *run)
 
 /* ---- service manager ---- */
 
+static void mysql_wait_up(struct mysql_run *run);
+
 static void
 mysql_service_done(int ok, const char *message, void *arg)
 {
 	struct mysql_ticket *ticket = arg;
 	struct mysql_run *run = ticket->run;
 
+	for (struct mysql_ticket **pp = &ticket->m->tickets; *pp != NULL;
+	    pp = &(*pp)->next)
+		if (*pp == ticket) {
+			*pp = ticket->next;
+			break;
+		}
 	free(ticket);
 	if (run == NULL)
 		return; /* the run was cancelled meanwhile */
 	run->ticket = NULL;
-	mysql_set_result(run, ok ? TROIKA_STATUS_OK : TROIKA_STATUS_CRITICAL,
-	    TROIKA_EVIDENCE_NONE, "%s: %s", mysql_job_op(run->job),
-	    message != NULL ? message : (ok ? "done" : "failed"));
-	mysql_report(run);
+	if (message == NULL)
+		message = ok ? "done" : "failed";
+	if (!ok || run->job == MYSQL_JOB_STOP) {
+		mysql_set_result(run, ok ? TROIKA_STATUS_OK :
+		    TROIKA_STATUS_CRITICAL, TROIKA_EVIDENCE_NONE, "%s: %s",
+		    mysql_job_op(run->job), message);
+		mysql_report(run);
+		return;
+	}
+	/* Started: done once the server answers. */
+	snprintf(run->service_msg, sizeof(run->service_msg), "%s", message);
+	mysql_wait_up(run);
 }
 
 static void
@@ -150,11 +168,15 @@ mysql_service(struct mysql_run *run, const char *op)
 		mysql_fail(run, "out of memory");
 		return;
 	}
+	ticket->m = m;
 	ticket->run = run;
+	ticket->next = m->tickets;
+	m->tickets = ticket;
 	run->ticket = ticket;
 	r = m->host->service_control(m->inst, op, mysql_run_left_ms(run),
 	    mysql_service_done, ticket);
 	if (r < 0) {
+		m->tickets = ticket->next;
 		run->ticket = NULL;
 		free(ticket);
 		if (r == -ENOENT)
@@ -162,7 +184,6 @@ mysql_service(struct mysql_run *run, const char *op)
 			    "this check");
 		else
 			mysql_fail(run, "service manager: %s", strerror(-r));
-		return;
 	}
 }
 
@@ -387,12 +408,56 @@ mysql_offline(struct mysql_run *run)
 	mysql_recover(run);
 }
 
-/* ---- bootstrap ---- */
+/* ---- waiting for a started server ---- */
 
-static void bootstrap_poll(struct mysql_run *run);
+/*
+ * Whether the server is up as the job needs it: a bootstrapped node must
+ * be Primary and ready, a started one just answer (a joiner may take a
+ * while to be Synced, and the check says how it is).
+ */
+static int
+mysql_is_up(const struct mysql_run *run, const struct myconn_outcome *o)
+{
+	const struct mysql_facts *f = &run->facts;
+
+	if (!o->ok)
+		return 0;
+	if (run->job != MYSQL_JOB_BOOTSTRAP)
+		return 1;
+	return strcmp(f->cluster_status, "Primary") == 0 && f->ready == 1;
+}
 
 static void
-bootstrap_poll_done(void *arg, struct myconn *c, const struct myconn_outcome *o)
+mysql_up_result(struct mysql_run *run)
+{
+	const struct mysql_facts *f = &run->facts;
+	const char *state = f->local_state_comment[0] != '\0' ?
+	    f->local_state_comment : "no wsrep status";
+
+	if (f->cluster_status[0] != '\0')
+		mysql_field(run, "wsrep_cluster_status", "%s",
+		    f->cluster_status);
+	if (f->local_state_comment[0] != '\0')
+		mysql_field(run, "wsrep_local_state_comment", "%s",
+		    f->local_state_comment);
+	if (run->job == MYSQL_JOB_BOOTSTRAP)
+		mysql_set_result(run, TROIKA_STATUS_OK, TROIKA_EVIDENCE_NONE,
+		    "bootstrapped at %s:%" PRId64 ": %s, %s, cluster size %lld",
+		    run->pos.uuid, run->pos.seqno, f->cluster_status, state,
+		    (long long)f->cluster_size);
+	else if (f->cluster_status[0] != '\0')
+		mysql_set_result(run, TROIKA_STATUS_OK, TROIKA_EVIDENCE_NONE,
+		    "%s: %s; the server answers (%s, %s)",
+		    mysql_job_op(run->job), run->service_msg, f->cluster_status,
+		    state);
+	else
+		mysql_set_result(run, TROIKA_STATUS_OK, TROIKA_EVIDENCE_NONE,
+		    "%s: %s; the server answers", mysql_job_op(run->job),
+		    run->service_msg);
+}
+
+static void
+mysql_wait_up_done(void *arg, struct myconn *c, const struct myconn_outcome *o)
 {
 	struct mysql_run *run = arg;
 	const struct mysql_facts *f = &run->facts;
@@ -402,26 +467,26 @@ bootstrap_poll_done(void *arg, struct myconn *c, const struct myconn_outcome *o)
 	myconn_free(c); /* o was inside c */
 	run->conn = NULL;
 	o = &run->conn_out;
-	if (o->ok && strcmp(f->cluster_status, "Primary") == 0 &&
-	    f->ready == 1) {
-		mysql_field(run, "wsrep_cluster_status", "%s",
-		    f->cluster_status);
-		mysql_field(run, "wsrep_local_state_comment", "%s",
-		    f->local_state_comment);
-		mysql_set_result(run, TROIKA_STATUS_OK, TROIKA_EVIDENCE_NONE,
-		    "bootstrapped at %s:%" PRId64 ": %s, %s, cluster size %lld",
-		    run->pos.uuid, run->pos.seqno, f->cluster_status,
-		    f->local_state_comment, (long long)f->cluster_size);
+	if (mysql_is_up(run, o)) {
+		mysql_up_result(run);
 		mysql_report(run);
 		return;
 	}
 	if (mysql_run_left_ms(run) <= POLL_INTERVAL_MS) {
-		mysql_set_result(run, TROIKA_STATUS_UNKNOWN,
-		    TROIKA_EVIDENCE_NONE, "bootstrap_command started the "
-		    "server at %s:%" PRId64 ", but it was not Primary and "
-		    "ready in time (last look: %s)", run->pos.uuid,
-		    run->pos.seqno, o->ok ? (f->cluster_status[0] != '\0' ?
-		    f->cluster_status : "no wsrep status") : o->message);
+		const char *last = o->ok ? (f->cluster_status[0] != '\0' ?
+		    f->cluster_status : "no wsrep status") : o->message;
+
+		if (run->job == MYSQL_JOB_BOOTSTRAP)
+			mysql_set_result(run, TROIKA_STATUS_UNKNOWN,
+			    TROIKA_EVIDENCE_NONE, "bootstrap_command started "
+			    "the server at %s:%" PRId64 ", but it was not "
+			    "Primary and ready in time (last look: %s)",
+			    run->pos.uuid, run->pos.seqno, last);
+		else
+			mysql_set_result(run, TROIKA_STATUS_UNKNOWN,
+			    TROIKA_EVIDENCE_NONE, "%s: %s; but the server did "
+			    "not answer in time (last look: %s)",
+			    mysql_job_op(run->job), run->service_msg, last);
 		mysql_report(run);
 		return;
 	}
@@ -432,16 +497,17 @@ bootstrap_poll_done(void *arg, struct myconn *c, const struct myconn_outcome *o)
 	}
 }
 
+/* Look at the server until it is up (mysql_is_up) or time runs out. */
 static void
-bootstrap_poll(struct mysql_run *run)
+mysql_wait_up(struct mysql_run *run)
 {
 	const char *q[1] = { mysql_q_status };
 	int64_t left = mysql_run_left_ms(run);
 	int r;
 
 	run->polls++;
-	r = mysql_connect(run, q, 1, left < 1000 ? left : 1000,
-	    bootstrap_poll_done);
+	r = mysql_connect(run, q, 1, left < 1000 ? (left > 0 ? left : 1) : 1000,
+	    mysql_wait_up_done);
 	if (r < 0) {
 		mysql_set_result(run, TROIKA_STATUS_UNKNOWN,
 		    TROIKA_EVIDENCE_NONE, "cannot start a connection: %s",
@@ -457,9 +523,11 @@ mysql_poll_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (m->run != NULL && m->run->job == MYSQL_JOB_BOOTSTRAP)
-		bootstrap_poll(m->run);
+	if (m->run != NULL)
+		mysql_wait_up(m->run);
 }
+
+/* ---- bootstrap ---- */
 
 /* The first line of a command's output, for a message. */
 static void
@@ -512,7 +580,7 @@ bootstrap_command_done(const struct troika_spawn_result *res, void *arg)
 			    "signal %d", res->signal);
 		return;
 	}
-	bootstrap_poll(run);
+	mysql_wait_up(run);
 }
 
 static void

@@ -161,20 +161,34 @@ myconn_report(struct myconn *c)
 	c->done(c->arg, c, &c->out);
 }
 
-/* The errno a failed connect put at the end of its message: "... (111)". */
+/*
+ * The errno Connector/C put into its message: "Can't connect to server on
+ * 'h' (111)" for a failed connect, "Lost connection to server at '...',
+ * system error: 104" for a lost one; 0 when there is none.
+ */
 static int
-myconn_connect_errno(unsigned int error, const char *msg)
+myconn_sys_errno(unsigned int error, const char *msg)
 {
+	static const char tag[] = "system error: ";
 	const char *p;
 	int v = 0;
 
-	if (error != CR_CONNECTION_ERROR && error != CR_CONN_HOST_ERROR)
+	if (error == CR_CONNECTION_ERROR || error == CR_CONN_HOST_ERROR) {
+		if ((p = strrchr(msg, '(')) == NULL)
+			return 0;
+		p++;
+	} else if (error == CR_SERVER_LOST) {
+		if ((p = strstr(msg, tag)) == NULL)
+			return 0;
+		p += sizeof(tag) - 1;
+	} else {
 		return 0;
-	if ((p = strrchr(msg, '(')) == NULL)
+	}
+	if (*p < '0' || *p > '9')
 		return 0;
-	for (p++; *p >= '0' && *p <= '9' && v < 100000; p++)
+	for (; *p >= '0' && *p <= '9' && v < 100000; p++)
 		v = v * 10 + (*p - '0');
-	return *p == ')' ? v : 0;
+	return *p == ')' || *p == '\0' || *p == ' ' ? v : 0;
 }
 
 /* End the run with the error Connector/C reported. */
@@ -187,8 +201,7 @@ myconn_fail_mysql(struct myconn *c)
 	c->out.error = mysql_errno(c->my);
 	snprintf(c->out.message, sizeof(c->out.message), "%s",
 	    mysql_error(c->my));
-	c->out.sys_errno = myconn_connect_errno(c->out.error,
-	    c->out.message);
+	c->out.sys_errno = myconn_sys_errno(c->out.error, c->out.message);
 	c->waiting = 0;
 	myconn_abandon(c);
 	myconn_report(c);

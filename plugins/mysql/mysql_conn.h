@@ -48,7 +48,8 @@ struct myconn_outcome {
 	enum myconn_step step; /* where it stopped */
 	size_t query;          /* index of the query it stopped in */
 	unsigned int error;    /* mysql_errno(), 0 when none */
-	int sys_errno;         /* errno of a failed connect, 0 if unknown */
+	int sys_errno;         /* errno behind a failed or lost connection,
+	                        * 0 if unknown */
 	int timed_out;         /* the deadline passed */
 	char message[256];     /* what went wrong; "" when ok */
 };

@@ -99,10 +99,16 @@ enum mysql_job {
 struct mysql_check;
 struct mysql_run;
 
-/* A service_control() call that may outlive its run (no cancel in the
- * ABI): the run is forgotten, the ticket stays until done is called. */
+/*
+ * A service_control() call, which may outlive its run (the ABI has no
+ * cancel): a cancelled run is forgotten and the ticket stays until done
+ * comes. The host never calls done for a freed check, so the instance
+ * frees the tickets still out.
+ */
 struct mysql_ticket {
+	struct mysql_check *m;
 	struct mysql_run *run; /* NULL once the run is gone */
+	struct mysql_ticket *next;
 };
 
 /*
@@ -128,6 +134,7 @@ struct mysql_run {
 	struct mysql_ticket *ticket;
 	int desync_on;
 	int polls;
+	char service_msg[200]; /* what the service manager said */
 
 	/* Position, once known (bootstrap, start, position). */
 	struct galera_state pos;
@@ -159,6 +166,7 @@ struct mysql_check {
 
 	struct mysql_run *run; /* the task out, or NULL */
 	struct troika_task *oom_task; /* a task with no memory for a run */
+	struct mysql_ticket *tickets; /* service calls still out */
 
 	/* Flow control: the previous run's counter, for a ratio per run. */
 	int have_fc;

@@ -52,6 +52,7 @@ enum srv_mode {
 	SRV_STALL_MID, /* a query's reply stops after its column count */
 	SRV_HUGE,      /* SHOW GLOBAL STATUS answers 20000 rows */
 	SRV_BAD_ROWS,  /* status rows with three columns */
+	SRV_RESET,     /* accept, then reset the connection at once */
 };
 
 struct kv {
@@ -108,7 +109,7 @@ static const struct kv synced_status[] = {
 	{ "wsrep_flow_control_paused_ns", "1000" },
 	{ "wsrep_local_recv_queue", "0" },
 	{ "wsrep_local_send_queue", "1" },
-	{ "wsrep_provider_version", "26.4.23(rXXXX)" },
+	{ "wsrep_provider_version", "4.23(rXXXX)" },
 	{ "Threads_connected", "5" },
 	{ NULL, NULL },
 };
@@ -515,6 +516,13 @@ server_accept_cb(evutil_socket_t fd, short what, void *arg)
 	if ((cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) < 0)
 		return;
 	s->accepted++;
+	if (s->mode == SRV_RESET) {
+		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+		setsockopt(cfd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		close(cfd);
+		return;
+	}
 	c = calloc(1, sizeof(*c));
 	assert_non_null(c);
 	c->s = s;
@@ -989,7 +997,7 @@ test_synced_ok(void **state)
 	assert_string_equal(fake_sample_label(s, "wsrep_cluster_state_uuid"),
 	    UUID);
 	assert_string_equal(fake_sample_label(s, "wsrep_provider_version"),
-	    "26.4.23(rXXXX)");
+	    "4.23(rXXXX)");
 	for (size_t i = 0; i < r->nsamples; i++)
 		assert_int_equal(r->samples[i].type, TROIKA_METRIC_GAUGE);
 	assert_string_equal(fake_result_field(r, "wsrep_local_state_comment"),
@@ -1377,6 +1385,24 @@ test_garbage(void **state)
 	assert_contains(r->message, "127.0.0.1:");
 	/* Refused as soon as it is read, not at the deadline. */
 	assert_true(elapsed_ms(&t0) < 1000);
+	assert_true(sample(r, "mysql_up") == 0);
+}
+
+static void
+test_reset_while_logging_in(void **state)
+{
+	struct fixture *f = *state;
+	const struct fake_result *r;
+
+	/* What a server shutting down does to a new connection. */
+	serve(f, SRV_RESET);
+	new_instance(f);
+	r = run_check(f, 2000);
+	assert_int_equal(r->status, TROIKA_STATUS_CRITICAL);
+	assert_int_equal(r->evidence, TROIKA_EVIDENCE_CERTAIN);
+	/* "Can't connect ... (104)" or "Lost connection ... system error:
+	 * 104", depending on when the reset comes. */
+	assert_contains(r->message, "104");
 	assert_true(sample(r, "mysql_up") == 0);
 }
 
@@ -1890,7 +1916,10 @@ test_service_with_manager(void **state)
 	new_instance(f);
 	r = run_action(f, 2000, "restart", NULL);
 	assert_int_equal(r->status, TROIKA_STATUS_OK);
-	assert_string_equal(r->message, "restart: mariadb.service restarted");
+	assert_string_equal(r->message, "restart: mariadb.service restarted; "
+	    "the server answers (Primary, Synced)");
+	assert_string_equal(fake_result_field(r, "wsrep_local_state_comment"),
+	    "Synced");
 	assert_string_equal(fake_host_service_last_op(f->fh), "restart");
 	/* Running already: start has nothing to do. */
 	r = run_action(f, 2000, "start", NULL);
@@ -1925,11 +1954,13 @@ test_start_after_crash_records_position(void **state)
 	assert_string_equal(grastate(f), "# GALERA saved state\nversion: 2.1\n"
 	    "uuid:    " UUID "\nseqno:   77\nsafe_to_bootstrap: 0\n");
 	assert_string_equal(fake_host_service_last_op(f->fh), "start");
-	/* Now with one: after a clean stop, nothing to recover. */
+	/* Now with one: the position is in grastate.dat already. The
+	 * server never comes up here: said so at the deadline. */
 	fake_host_set_service(f->fh, 1, "started");
-	r = run_action(f, 3000, "start", NULL);
-	assert_int_equal(r->status, TROIKA_STATUS_OK);
-	assert_string_equal(r->message, "start: started");
+	r = run_action(f, 1000, "start", NULL);
+	assert_int_equal(r->status, TROIKA_STATUS_UNKNOWN);
+	assert_contains(r->message, "start: started; but the server did not "
+	    "answer in time (last look: ");
 	assert_string_equal(fake_result_field(r, "source"), "grastate");
 	assert_int_equal(fake_host_spawns(f->fh), 1);
 }
@@ -1952,8 +1983,10 @@ test_start_refusals(void **state)
 	assert_contains(r->message, "start: a mariadbd (pid ");
 	assert_int_equal(fake_host_service_calls(f->fh), 0);
 	/* But restart is what a hung server needs. */
-	r = run_action(f, 2000, "restart", NULL);
-	assert_int_equal(r->status, TROIKA_STATUS_OK);
+	r = run_action(f, 1000, "restart", NULL);
+	assert_int_equal(r->status, TROIKA_STATUS_UNKNOWN);
+	assert_contains(r->message, "restart: done; but the server did not "
+	    "answer in time");
 	assert_string_equal(fake_host_service_last_op(f->fh), "restart");
 }
 
@@ -1991,6 +2024,24 @@ test_cancel_action(void **state)
 	assert_int_equal(fake_host_done_count(f->fh), 0);
 }
 
+static void
+test_free_with_service_call_out(void **state)
+{
+	struct fixture *f = *state;
+	struct troika_task *task;
+
+	/* The host never answers a freed check's service call: the
+	 * instance frees what it kept for it (ASan checks). */
+	serve(f, SRV_NORMAL);
+	fake_host_set_service(f->fh, 1, "never seen");
+	new_instance(f);
+	task = fake_host_task(f->fh, 5000);
+	fake_host_action(f->fh, f->p, f->state, task, "stop", NULL, 0);
+	assert_int_equal(fake_host_service_calls(f->fh), 1);
+	f->p->instance_free(f->state);
+	f->state = NULL;
+}
+
 int
 main(void)
 {
@@ -2025,6 +2076,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_silent_server_times_out,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_garbage, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reset_while_logging_in,
+		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_closed_mid_reply, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_stalled_mid_reply, setup,
@@ -2070,6 +2123,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_action, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_free_with_service_call_out,
+		    setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
