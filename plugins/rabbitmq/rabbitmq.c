@@ -10,11 +10,7 @@
  * HTTP requests. Each run opens one AMQP connection and closes it: a check
  * must see a refused or slow accept, and no idle connection is held.
  *
- * Actions start, stop and restart go through the host's service manager.
- * host->service_control() belongs to the loop thread and action() runs on
- * a worker, so the call is handed to the loop with event_base_once() (the
- * agent's libevent is thread-enabled) and the worker waits for its answer
- * until the deadline.
+ * Actions start, stop and restart: rabbitmq_action.c.
  */
 #include <sys/socket.h>
 #include <arpa/inet.h>
@@ -22,7 +18,6 @@
 
 #include <errno.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,8 +25,6 @@
 #include <time.h>
 
 #include <curl/curl.h>
-#include <event2/event.h>
-
 #include <troika/plugin.h>
 
 #include "rabbitmq.h"
@@ -42,14 +35,6 @@
 #define RABBITMQ_MESSAGE_MAX 2048
 /* Samples besides the per-queue ones. */
 #define RABBITMQ_FIXED_SAMPLES 24
-
-struct rabbitmq {
-	const struct troika_host *host;
-	struct troika_instance *inst;
-	struct event_base *base;
-	struct rabbitmq_conf conf;
-	int curl_inited;
-};
 
 static const struct troika_option rabbitmq_options[] = {
 	{ .name = "host", .type = TROIKA_OPT_STRING, .default_value = "127.0.0.1",
@@ -85,16 +70,6 @@ static const struct troika_option rabbitmq_options[] = {
 	{ .name = "management_tls_verify", .type = TROIKA_OPT_BOOL,
 	    .default_value = "true",
 	    .help = "verify the management API's certificate (https)" },
-	{ .name = NULL },
-};
-
-static const struct troika_action rabbitmq_actions[] = {
-	{ .name = "start", .min_args = 0, .max_args = 0,
-	    .help = "start the broker through the service manager" },
-	{ .name = "stop", .min_args = 0, .max_args = 0,
-	    .help = "stop the broker through the service manager" },
-	{ .name = "restart", .min_args = 0, .max_args = 0,
-	    .help = "restart the broker through the service manager" },
 	{ .name = NULL },
 };
 
@@ -166,7 +141,7 @@ rabbitmq_since(const struct timespec *start)
 }
 
 /* The task's time left minus a margin (a tenth, at most 100 ms). */
-static int64_t
+int64_t
 rabbitmq_budget_ms(int64_t remaining)
 {
 	int64_t margin = remaining / 10;
@@ -176,7 +151,7 @@ rabbitmq_budget_ms(int64_t remaining)
 	return remaining - margin > 1 ? remaining - margin : 1;
 }
 
-static void
+void
 rabbitmq_deadline(int64_t ms, struct timespec *ret)
 {
 	clock_gettime(CLOCK_MONOTONIC, ret);
@@ -198,6 +173,8 @@ rabbitmq_instance_free(void *state)
 
 	if (rq == NULL)
 		return;
+	/* The host calls no done for a freed check: drop what waits for one. */
+	rabbitmq_calls_free(rq);
 	c = &rq->conf;
 	free(c->host);
 	free(c->vhost);
@@ -642,6 +619,13 @@ rabbitmq_done(struct rabbitmq *rq, struct troika_task *task,
 	free(line);
 }
 
+void
+rabbitmq_report(struct rabbitmq *rq, struct troika_task *task,
+    enum troika_status status, const char *message)
+{
+	rabbitmq_done(rq, task, status, TROIKA_EVIDENCE_NONE, message, NULL);
+}
+
 /* OK: what was seen, in one line. */
 static void
 rabbitmq_summary(const struct rabbitmq_conf *c, const struct rabbitmq_amqp *a,
@@ -741,165 +725,6 @@ done:
 	rabbitmq_mgmt_clear(&m);
 	rabbitmq_amqp_clear(&a);
 	rabbitmq_report_free(&rep);
-}
-
-/* ---- actions ---- */
-
-/*
- * One service_control() call, shared by the waiting worker and the loop
- * side; the last of the two to let go frees it.
- */
-struct rabbitmq_svc_call {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	int refs;
-	int abandoned; /* the worker stopped waiting */
-	int finished;
-	int ret;       /* service_control()'s return, when negative */
-	int ok;
-	char *message;
-	struct rabbitmq *rq;
-	const char *op;
-	int64_t timeout_ms;
-};
-
-static void
-rabbitmq_svc_unref(struct rabbitmq_svc_call *call)
-{
-	int last;
-
-	pthread_mutex_lock(&call->lock);
-	last = --call->refs == 0;
-	pthread_mutex_unlock(&call->lock);
-	if (!last)
-		return;
-	pthread_mutex_destroy(&call->lock);
-	pthread_cond_destroy(&call->cond);
-	free(call->message);
-	free(call);
-}
-
-static void
-rabbitmq_svc_finish(struct rabbitmq_svc_call *call, int ret, int ok,
-    const char *message)
-{
-	pthread_mutex_lock(&call->lock);
-	call->finished = 1;
-	call->ret = ret;
-	call->ok = ok;
-	call->message = message != NULL ? strdup(message) : NULL;
-	pthread_cond_signal(&call->cond);
-	pthread_mutex_unlock(&call->lock);
-}
-
-/* Loop thread: the service manager's answer. */
-static void
-rabbitmq_svc_done_cb(int ok, const char *message, void *arg)
-{
-	struct rabbitmq_svc_call *call = arg;
-
-	rabbitmq_svc_finish(call, 0, ok, message);
-	rabbitmq_svc_unref(call);
-}
-
-/* Loop thread: ask the service manager, unless the worker gave up. */
-static void
-rabbitmq_svc_start_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct rabbitmq_svc_call *call = arg;
-	struct rabbitmq *rq = call->rq;
-	int abandoned, r;
-
-	(void)fd;
-	(void)what;
-	pthread_mutex_lock(&call->lock);
-	abandoned = call->abandoned;
-	pthread_mutex_unlock(&call->lock);
-	if (abandoned) {
-		rabbitmq_svc_unref(call);
-		return;
-	}
-	/* From here on done owns the loop side's reference. */
-	r = rq->host->service_control(rq->inst, call->op, call->timeout_ms,
-	    rabbitmq_svc_done_cb, call);
-	if (r < 0) {
-		rabbitmq_svc_finish(call, r, 0, NULL);
-		rabbitmq_svc_unref(call);
-	}
-}
-
-static void
-rabbitmq_action(void *state, struct troika_task *task, const char *name,
-    const char *const *argv, size_t argc)
-{
-	struct rabbitmq *rq = state;
-	struct rabbitmq_svc_call *call;
-	const struct timeval now = { 0, 0 };
-	struct timespec deadline;
-	pthread_condattr_t attr;
-	int64_t budget;
-	int finished;
-	char msg[512];
-
-	(void)argv;
-	(void)argc;
-	budget = rabbitmq_budget_ms(rq->host->task_remaining_ms(task));
-	if ((call = calloc(1, sizeof(*call))) == NULL) {
-		rabbitmq_done(rq, task, TROIKA_STATUS_CRITICAL,
-		    TROIKA_EVIDENCE_NONE, "out of memory", NULL);
-		return;
-	}
-	pthread_mutex_init(&call->lock, NULL);
-	pthread_condattr_init(&attr);
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	pthread_cond_init(&call->cond, &attr);
-	pthread_condattr_destroy(&attr);
-	call->refs = 2; /* this worker, and the loop side */
-	call->rq = rq;
-	call->op = name; /* one of rabbitmq_actions' names: static */
-	call->timeout_ms = budget;
-	rabbitmq_deadline(budget, &deadline);
-	if (event_base_once(rq->base, -1, EV_TIMEOUT, rabbitmq_svc_start_cb,
-	    call, &now) == -1) {
-		call->refs = 1;
-		rabbitmq_svc_unref(call);
-		rabbitmq_done(rq, task, TROIKA_STATUS_CRITICAL,
-		    TROIKA_EVIDENCE_NONE, "cannot hand the request to the "
-		    "agent's loop", NULL);
-		return;
-	}
-
-	pthread_mutex_lock(&call->lock);
-	while (!call->finished) {
-		if (pthread_cond_timedwait(&call->cond, &call->lock,
-		    &deadline) == ETIMEDOUT && !call->finished) {
-			call->abandoned = 1;
-			break;
-		}
-	}
-	/* Once finished, the loop side writes nothing more. */
-	finished = call->finished;
-	pthread_mutex_unlock(&call->lock);
-
-	if (!finished)
-		rabbitmq_done(rq, task, TROIKA_STATUS_UNKNOWN,
-		    TROIKA_EVIDENCE_NONE, "the service manager did not answer "
-		    "in time; the operation may still complete", NULL);
-	else if (call->ret == -ENOENT)
-		rabbitmq_done(rq, task, TROIKA_STATUS_CRITICAL,
-		    TROIKA_EVIDENCE_NONE, "no service manager configured for "
-		    "this check", NULL);
-	else if (call->ret < 0) {
-		snprintf(msg, sizeof(msg), "service manager: %s",
-		    strerror(-call->ret));
-		rabbitmq_done(rq, task, TROIKA_STATUS_CRITICAL,
-		    TROIKA_EVIDENCE_NONE, msg, NULL);
-	} else
-		rabbitmq_done(rq, task, call->ok ? TROIKA_STATUS_OK :
-		    TROIKA_STATUS_CRITICAL, TROIKA_EVIDENCE_NONE,
-		    call->message != NULL ? call->message : (call->ok ?
-		    "done" : "failed"), NULL);
-	rabbitmq_svc_unref(call);
 }
 
 static const struct troika_plugin rabbitmq_plugin = {

@@ -1,6 +1,7 @@
 /*
  * rabbitmq plugin internals, shared by its three files:
- *   rabbitmq.c       descriptor, options, the verdict, metrics, actions
+ *   rabbitmq.c       descriptor, options, the verdict, metrics
+ *   rabbitmq_action.c  start, stop, restart through the service manager
  *   rabbitmq_amqp.c  AMQP 0-9-1 (librabbitmq): login, passive queue.declare
  *   rabbitmq_mgmt.c  the management HTTP API (libcurl easy + jansson)
  * Everything here runs on a worker thread, one run of an instance at a time.
@@ -36,6 +37,35 @@ struct rabbitmq_conf {
 	int64_t mgmt_max_body;
 	int mgmt_tls_verify;
 };
+
+struct event_base;
+struct rabbitmq_svc_call;
+
+/* One configured check. */
+struct rabbitmq {
+	const struct troika_host *host;
+	struct troika_instance *inst;
+	struct event_base *base;
+	struct rabbitmq_conf conf;
+	int curl_inited;
+	/* Loop thread only: calls whose service_control() done is due. */
+	struct rabbitmq_svc_call *calls;
+};
+
+/* The task's time left minus a margin (a tenth, at most 100 ms). */
+int64_t rabbitmq_budget_ms(int64_t remaining);
+/* ms from now, on CLOCK_MONOTONIC. */
+void rabbitmq_deadline(int64_t ms, struct timespec *ret);
+/* Report a result without samples or fields (evidence none). */
+void rabbitmq_report(struct rabbitmq *rq, struct troika_task *task,
+    enum troika_status status, const char *message);
+
+/* rabbitmq_action.c: start, stop and restart. */
+extern const struct troika_action rabbitmq_actions[];
+void rabbitmq_action(void *state, struct troika_task *task, const char *name,
+    const char *const *argv, size_t argc);
+/* Free the calls still waiting for the service manager (instance_free). */
+void rabbitmq_calls_free(struct rabbitmq *rq);
 
 /* A growing one-line text; on allocation failure it stays what it was. */
 struct rabbitmq_text {
@@ -73,6 +103,7 @@ struct rabbitmq_queue_stat {
 
 struct rabbitmq_amqp {
 	int logged_in;
+	int refused; /* the TCP connect was refused */
 	/* A failure of the session (connect, login, a broken connection). */
 	struct rabbitmq_text error;
 	enum troika_evidence evidence;

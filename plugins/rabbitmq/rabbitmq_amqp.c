@@ -113,6 +113,7 @@ rabbitmq_connect(const struct rabbitmq_conf *c, const struct timespec *deadline,
 
 fail:
 	close(fd);
+	a->refused = err == ECONNREFUSED;
 	if (err == ETIMEDOUT)
 		rabbitmq_fail(a, TROIKA_EVIDENCE_AMBIGUOUS, "connect to %s port "
 		    "%d timed out", c->host, c->port);

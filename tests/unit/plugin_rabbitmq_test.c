@@ -1694,24 +1694,139 @@ test_action_no_service(void **state)
 }
 
 static void
-test_action_done(void **state)
+test_action_start_waits_for_login(void **state)
 {
 	struct fixture *f = *state;
 	const struct fake_result *r;
 
+	target_amqp(f);
 	fake_host_set_service(f->fh, 1, "rabbitmq-server started");
 	r = run_action(f, "start", 2000);
 	assert_int_equal(r->status, TROIKA_STATUS_OK);
-	assert_string_equal(r->message, "rabbitmq-server started");
+	assert_contains(r->message, "rabbitmq-server started; the broker "
+	    "accepts logins after 0.");
 	assert_string_equal(fake_host_service_last_op(f->fh), "start");
+	server_stop(&f->amqp);
+	assert_int_equal(f->amqp.amqp.closed_cleanly, 1);
+	assert_int_equal(f->amqp.amqp.channel_opens, 0);
+	assert_int_equal(fake_host_events_pending(f->fh), 0);
+}
 
+static void
+test_action_start_never_up(void **state)
+{
+	struct fixture *f = *state;
+	const struct fake_result *r;
+	char want[200];
+	int port, fd = bound_socket(-1, &port);
+	double t0 = now_ms();
+
+	assert_true(fd >= 0);
+	f->extra_fd[0] = fd;
+	fake_host_set_string(f->fh, "host", "127.0.0.1");
+	fake_host_set_int(f->fh, "port", port);
+	fake_host_set_service(f->fh, 1, "restarted");
+	r = run_action(f, "restart", 600);
+	/* It kept trying until its deadline. */
+	assert_true(now_ms() - t0 >= 500);
+	assert_int_equal(r->status, TROIKA_STATUS_UNKNOWN);
+	snprintf(want, sizeof(want), "restarted; the broker accepted no login "
+	    "in time: connect to 127.0.0.1 port %d: Connection refused", port);
+	assert_string_equal(r->message, want);
+}
+
+static void
+test_action_stop_waits_for_refusal(void **state)
+{
+	struct fixture *f = *state;
+	const struct fake_result *r;
+	int port, fd = bound_socket(-1, &port);
+
+	assert_true(fd >= 0);
+	f->extra_fd[0] = fd;
+	fake_host_set_string(f->fh, "host", "127.0.0.1");
+	fake_host_set_int(f->fh, "port", port);
+	fake_host_set_service(f->fh, 1, "stopped");
+	r = run_action(f, "stop", 2000);
+	assert_int_equal(r->status, TROIKA_STATUS_OK);
+	assert_contains(r->message, "stopped; the broker refuses connections "
+	    "after 0.");
+	assert_string_equal(fake_host_service_last_op(f->fh), "stop");
+}
+
+static void
+test_action_stop_still_up(void **state)
+{
+	struct fixture *f = *state;
+	const struct fake_result *r;
+
+	target_amqp(f);
+	fake_host_set_service(f->fh, 1, "stopped");
+	r = run_action(f, "stop", 700);
+	server_stop(&f->amqp);
+	assert_int_equal(r->status, TROIKA_STATUS_UNKNOWN);
+	assert_string_equal(r->message, "stopped; the broker still accepts "
+	    "connections");
+	/* Asked again and again, 200 ms apart. */
+	assert_true(f->amqp.accepted >= 2);
+}
+
+static void
+test_action_service_failed(void **state)
+{
+	struct fixture *f = *state;
+	const struct fake_result *r;
+
+	target_amqp(f);
 	fake_host_set_service(f->fh, 0, "stop: exit status 1");
 	r = run_action(f, "stop", 2000);
 	assert_int_equal(r->status, TROIKA_STATUS_CRITICAL);
 	assert_string_equal(r->message, "stop: exit status 1");
-	assert_string_equal(fake_host_service_last_op(f->fh), "stop");
-	assert_int_equal(fake_host_service_calls(f->fh), 2);
-	assert_int_equal(fake_host_events_pending(f->fh), 0);
+	assert_int_equal(fake_host_service_calls(f->fh), 1);
+	/* A failed command is the answer: the broker is not probed. */
+	server_stop(&f->amqp);
+	assert_int_equal(f->amqp.accepted, 0);
+}
+
+/* A service manager that never answers (as for a check being freed). */
+static unsigned silent_calls;
+
+static int
+silent_service_control(struct troika_instance *inst, const char *op,
+    int64_t timeout_ms, troika_service_done_cb done, void *arg)
+{
+	(void)inst;
+	(void)op;
+	(void)timeout_ms;
+	(void)done;
+	(void)arg;
+	silent_calls++;
+	return 0;
+}
+
+static void
+test_action_freed_while_service_runs(void **state)
+{
+	struct fixture *f = *state;
+	struct troika_host table = *fake_host_table(f->fh);
+	const struct fake_result *r;
+
+	/*
+	 * The worker gives up at its deadline while the service manager
+	 * still holds the call; the host then never calls done for a freed
+	 * check, so instance_free must free the call (ASan: no leak).
+	 */
+	table.service_control = silent_service_control;
+	silent_calls = 0;
+	assert_int_equal(f->p->instance_new(&table, fake_host_instance(f->fh),
+	    &f->state), 0);
+	r = run_action(f, "restart", 300);
+	assert_int_equal(r->status, TROIKA_STATUS_UNKNOWN);
+	assert_string_equal(r->message, "the service manager did not answer "
+	    "in time; the operation may still complete");
+	assert_int_equal(silent_calls, 1);
+	f->p->instance_free(f->state);
+	f->state = NULL;
 }
 
 static void
@@ -1814,8 +1929,18 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_action_no_service, setup,
 		    teardown),
-		cmocka_unit_test_setup_teardown(test_action_done, setup,
+		cmocka_unit_test_setup_teardown(test_action_start_waits_for_login,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_action_start_never_up, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_action_stop_waits_for_refusal,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_action_stop_still_up, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_action_service_failed, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_action_freed_while_service_runs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_action_loop_stalled, setup,
 		    teardown),
 	};
