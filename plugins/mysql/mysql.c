@@ -41,8 +41,8 @@ static const struct troika_option mysql_plugin_options[] = {
 	{ .name = "socket", .type = TROIKA_OPT_STRING,
 	    .help = "unix socket path; used instead of host and port" },
 	{ .name = "user", .type = TROIKA_OPT_STRING, .required = 1,
-	    .help = "user name (needs PROCESS; SUPER for desync; "
-	    "SLAVE MONITOR for replication)" },
+	    .help = "user name (SUPER for desync, SLAVE MONITOR for "
+	    "replication)" },
 	{ .name = "password", .type = TROIKA_OPT_STRING,
 	    .help = "password; none when unset" },
 	{ .name = "galera", .type = TROIKA_OPT_BOOL, .default_value = "true",

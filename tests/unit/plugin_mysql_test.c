@@ -11,6 +11,7 @@
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
@@ -591,6 +592,26 @@ server_start(struct server *s, struct event_base *base, enum srv_mode mode,
 		assert_non_null(s->marker_ev);
 		event_add(s->marker_ev, &tv);
 	}
+	s->accept_ev = event_new(base, s->lfd, EV_READ | EV_PERSIST,
+	    server_accept_cb, s);
+	assert_non_null(s->accept_ev);
+	event_add(s->accept_ev, NULL);
+}
+
+/* Serve on a unix socket at path instead. */
+static void
+server_start_unix(struct server *s, struct event_base *base, const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+
+	s->base = base;
+	s->mode = SRV_NORMAL;
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	s->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	assert_true(s->lfd >= 0);
+	assert_int_equal(bind(s->lfd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	assert_int_equal(listen(s->lfd, 16), 0);
+	s->listening = 1;
 	s->accept_ev = event_new(base, s->lfd, EV_READ | EV_PERSIST,
 	    server_accept_cb, s);
 	assert_non_null(s->accept_ev);
@@ -1317,6 +1338,29 @@ test_socket_missing(void **state)
 	snprintf(want, sizeof(want), "connection to %s refused (no socket "
 	    "file)", path);
 	assert_string_equal(r->message, want);
+}
+
+static void
+test_unix_socket(void **state)
+{
+	struct fixture *f = *state;
+	const struct fake_result *r;
+	char path[300];
+
+	path_in(f, path, sizeof(path), "mysqld.sock");
+	server_start_unix(&f->srv, fake_host_base(f->fh), path);
+	fake_host_set_string(f->fh, "socket", path);
+	new_instance(f);
+	r = run_check(f, 2000);
+	assert_int_equal(r->status, TROIKA_STATUS_OK);
+	assert_true(sample(r, "mysql_up") == 1);
+	assert_string_equal(f->srv.user, "troika");
+	/* Nobody listening on it any more: refused, certain. */
+	server_stop(&f->srv);
+	r = run_check(f, 2000);
+	assert_int_equal(r->status, TROIKA_STATUS_CRITICAL);
+	assert_int_equal(r->evidence, TROIKA_EVIDENCE_CERTAIN);
+	assert_contains(r->message, "refused");
 }
 
 static void
@@ -2070,6 +2114,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_socket_missing, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_unix_socket, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_access_denied, setup,
 		    teardown),
