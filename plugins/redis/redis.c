@@ -168,7 +168,8 @@ static const struct troika_option redis_options[] = {
 	    "master's oldest replica ack; 0 is off" },
 	{ .name = "min_replicas", .type = TROIKA_OPT_INT, .default_value = "0",
 	    .min = 0, .max = 1000,
-	    .help = "a master with fewer online replicas is WARNING; 0 is off" },
+	    .help = "a master with fewer online replicas is WARNING; "
+	    "0 is off" },
 	{ .name = "memory_warning", .type = TROIKA_OPT_INT,
 	    .default_value = "90", .min = 0, .max = 100,
 	    .help = "WARNING at this percentage of maxmemory; 0 is off" },
@@ -288,8 +289,8 @@ redis_instance_new(const struct troika_host *host, struct troika_instance *inst,
 	else if (strcmp(s, "replica") == 0)
 		r->want = REDIS_WANT_REPLICA;
 	else {
-		host->log(inst, TROIKA_LOG_ERR, "expected_role \"%s\": expected "
-		    "master, replica or any", s);
+		host->log(inst, TROIKA_LOG_ERR, "expected_role \"%s\": "
+		    "expected master, replica or any", s);
 		rc = -EINVAL;
 		goto fail;
 	}
@@ -400,8 +401,9 @@ redis_shown(const redisReply *reply, char *buf, size_t len)
 {
 	size_t j = 0;
 
+	buf[0] = '\0';
 	if (reply->str == NULL)
-		return "";
+		return buf;
 	for (size_t i = 0; i < (size_t)reply->len && j + 4 < len &&
 	    i < REDIS_SHOWN_MAX; i++) {
 		unsigned char c = (unsigned char)reply->str[i];
@@ -699,7 +701,8 @@ redis_defer_cb(evutil_socket_t fd, short what, void *arg)
 	memcpy(msg, r->msg, sizeof(msg));
 	redis_task_clear(r);
 	if (job == REDIS_JOB_CHECK) {
-		o.cap = 64 + 2 * REDIS_INFO_MAX_REPLICAS + 2 * REDIS_INFO_MAX_DBS;
+		o.cap = 64 + 2 * REDIS_INFO_MAX_REPLICAS +
+		    2 * REDIS_INFO_MAX_DBS;
 		o.labcap = 3 * o.cap;
 		o.samples = calloc(o.cap, sizeof(*o.samples));
 		o.labels = calloc(o.labcap, sizeof(*o.labels));
@@ -905,7 +908,8 @@ redis_judge(struct redis_check *r)
 	if ((s = redis_info_get(in, "aof_last_bgrewrite_status")) != NULL &&
 	    strcmp(s, "ok") != 0)
 		redis_problem(&v, TROIKA_STATUS_WARNING, TROIKA_EVIDENCE_NONE,
-		    "last AOF rewrite failed (aof_last_bgrewrite_status:%s)", s);
+		    "last AOF rewrite failed (aof_last_bgrewrite_status:%s)",
+		    s);
 	if (redis_info_double(in, "used_memory", &used) == 0) {
 		char u[32], m[32];
 

@@ -94,7 +94,8 @@ link_show(const char *p, size_t len, char *out, size_t outlen)
 		if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\')
 			out[j++] = (char)c;
 		else
-			j += (size_t)snprintf(out + j, outlen - j, "\\x%02x", c);
+			j += (size_t)snprintf(out + j, outlen - j, "\\x%02x",
+			    c);
 	}
 	out[j < outlen ? j : outlen - 1] = '\0';
 }

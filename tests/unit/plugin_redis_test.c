@@ -79,8 +79,8 @@ struct srv {
 	int authed;
 	const char *noperm; /* a command refused with NOPERM */
 	/* Actions. */
-	int promote_polls;  /* INFOs after REPLICAOF NO ONE before role:master */
-	int link_up_polls;  /* INFOs after REPLICAOF h p before link up; -1 never */
+	int promote_polls; /* INFOs after REPLICAOF NO ONE to role:master */
+	int link_up_polls; /* INFOs after REPLICAOF h p to the link up */
 	int bgsave_polls;   /* INFOs while a BGSAVE runs */
 	int bgsave_running; /* BGSAVE answers "already in progress" */
 	const char *bgsave_result;
@@ -339,10 +339,11 @@ srv_command(struct srv *s, int argc, char **argv)
 	}
 	if (strcmp(cmd, "PING") == 0 && s->loading_pings > 0) {
 		s->loading_pings--;
-		srv_puts(s, "-LOADING Redis is loading the dataset in memory\r\n");
+		srv_puts(s, "-LOADING Redis is loading the dataset in "
+		    "memory\r\n");
 	} else if (strcmp(cmd, "PING") == 0) {
-		srv_puts(s, s->loading ? "-LOADING Redis is loading the dataset "
-		    "in memory\r\n" : "+PONG\r\n");
+		srv_puts(s, s->loading ? "-LOADING Redis is loading the "
+		    "dataset in memory\r\n" : "+PONG\r\n");
 	} else if (strcmp(cmd, "INFO") == 0) {
 		srv_send_info(s);
 	} else if (strcmp(cmd, "REPLICAOF") == 0 && argc == 3) {
@@ -1919,7 +1920,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_bad_options, setup,
 		    teardown),
-		cmocka_unit_test_setup_teardown(test_master_ok, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_master_ok, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_connection_kept_across_runs, setup, teardown),
 		cmocka_unit_test_setup_teardown(
