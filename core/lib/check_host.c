@@ -747,6 +747,7 @@ service_spec_free(struct svc_spec *s)
 	conf_strv_free(s->start, s->nstart);
 	conf_strv_free(s->stop, s->nstop);
 	conf_strv_free(s->restart, s->nrestart);
+	free(s->unit);
 	memset(s, 0, sizeof(*s));
 }
 
@@ -756,6 +757,10 @@ service_spec_copy(struct svc_spec *d, const struct conf_service *cs)
 	memset(d, 0, sizeof(*d));
 	if (cs->manager == CONF_SERVICE_NONE)
 		return 0;
+	if (cs->manager == CONF_SERVICE_SYSTEMD) {
+		d->backend = SVC_SYSTEMD;
+		return (d->unit = strdup(cs->unit)) != NULL ? 0 : -ENOMEM;
+	}
 	d->backend = SVC_EXEC;
 	d->start = strv_dup(cs->start, cs->nstart);
 	d->nstart = d->start ? cs->nstart : 0;

@@ -83,7 +83,7 @@ static const char *const conf_check_keys[] = {
 };
 
 static const char *const conf_service_keys[] = {
-	"manager", "start", "stop", "restart", NULL,
+	"manager", "start", "stop", "restart", "unit", NULL,
 };
 
 static void conf_err(struct conf_loader *ld, size_t file,
@@ -263,6 +263,7 @@ conf_check_clear(struct conf_check *c)
 	conf_strv_free(c->service.start, c->service.nstart);
 	conf_strv_free(c->service.stop, c->service.nstop);
 	conf_strv_free(c->service.restart, c->service.nrestart);
+	free(c->service.unit);
 }
 
 void
@@ -1248,7 +1249,13 @@ conf_canonical(struct conf_loader *ld, struct conf_check *c,
 		size_t counts[] = { c->service.nstart, c->service.nstop, c->service.nrestart };
 		static const char *const names[] = { "start", "stop", "restart" };
 
-		evbuffer_add_printf(b, "service exec\n");
+		evbuffer_add_printf(b, "service %s\n",
+		    c->service.manager == CONF_SERVICE_SYSTEMD ? "systemd" : "exec");
+		if (c->service.unit != NULL) {
+			evbuffer_add_printf(b, "service unit ");
+			conf_put_quoted(b, c->service.unit);
+			evbuffer_add(b, "\n", 1);
+		}
 		for (size_t k = 0; k < 3; k++) {
 			evbuffer_add_printf(b, "service %s [", names[k]);
 			for (size_t j = 0; j < counts[k]; j++) {
@@ -1408,34 +1415,48 @@ conf_service(struct conf_loader *ld, size_t file,
 		else if (strcmp(key, "restart") == 0)
 			conf_service_argv(ld, file, pr->value, "restart",
 			    &c->service.restart, &c->service.nrestart);
-		else if (strcmp(key, "manager") != 0)
+		else if (strcmp(key, "manager") != 0 && strcmp(key, "unit") != 0)
 			conf_unknown_key(ld, file, pr->key, " in 'service'",
 			    conf_service_keys, NULL);
 	}
 	if ((pm = yaml_tree_find(v, "manager")) == NULL) {
 		conf_err(ld, file, v, "missing required key 'manager' in "
-		    "'service'%s (expected exec)", where);
+		    "'service'%s (expected exec or systemd)", where);
 		return;
 	}
 	const char *m = conf_scalar(ld, file, pm->value, "manager", TROIKA_OPT_STRING);
+	const struct yaml_tree_pair *pu = yaml_tree_find(v, "unit");
 	if (m == NULL)
 		return;
 	if (strcmp(m, "exec") == 0) {
 		c->service.manager = CONF_SERVICE_EXEC;
+		if (pu != NULL)
+			conf_err(ld, file, pu->key, "'unit' is for manager "
+			    "systemd; exec takes start, stop, restart");
+		if (c->service.nstart == 0 && c->service.nstop == 0 &&
+		    c->service.nrestart == 0)
+			conf_err(ld, file, v, "'service'%s has none of start, "
+			    "stop, restart", where);
 	} else if (strcmp(m, "systemd") == 0) {
-		conf_err(ld, file, pm->value, "service manager 'systemd' is not "
-		    "supported yet (expected exec)");
-		return;
+		c->service.manager = CONF_SERVICE_SYSTEMD;
+		if (c->service.nstart > 0 || c->service.nstop > 0 ||
+		    c->service.nrestart > 0)
+			conf_err(ld, file, v, "start, stop and restart are for "
+			    "manager exec; systemd takes 'unit'%s", where);
+		if (pu == NULL)
+			conf_err(ld, file, v, "missing required key 'unit' in "
+			    "'service'%s (e.g. nginx.service)", where);
+		else if ((c->service.unit = conf_string(ld, file, pu->value,
+		    "unit")) != NULL && (strlen(c->service.unit) > 255 ||
+		    strchr(c->service.unit, '/') != NULL ||
+		    strchr(c->service.unit, '.') == NULL))
+			conf_err(ld, file, pu->value, "invalid unit name "
+			    "(expected e.g. nginx.service)");
 	} else {
 		char ex[CONF_EXCERPT];
 		conf_err(ld, file, pm->value, "unknown service manager '%s' "
-		    "(expected exec)", yaml_tree_excerpt(m, ex, sizeof(ex)));
-		return;
+		    "(expected exec or systemd)", yaml_tree_excerpt(m, ex, sizeof(ex)));
 	}
-	if (c->service.nstart == 0 && c->service.nstop == 0 &&
-	    c->service.nrestart == 0)
-		conf_err(ld, file, v, "'service'%s has none of start, stop, "
-		    "restart", where);
 }
 
 static void
@@ -1996,6 +2017,12 @@ conf_print(const struct agent_conf *conf, struct evbuffer *out)
 		if (c->plugin_missing)
 			evbuffer_add_printf(out, "    # plugin not found: "
 			    "options not validated, not shown\n");
+		if (c->service.manager == CONF_SERVICE_SYSTEMD) {
+			evbuffer_add_printf(out, "    service:\n      manager: "
+			    "systemd\n      unit: ");
+			conf_put_str(out, c->service.unit ? c->service.unit : "");
+			evbuffer_add(out, "\n", 1);
+		}
 		if (c->service.manager == CONF_SERVICE_EXEC) {
 			char **lists[] = { c->service.start, c->service.stop,
 			    c->service.restart };

@@ -22,10 +22,13 @@
  * stop and restart what the check watches), and the plugin's own options as
  * further keys of the same mapping:
  *   service:
- *     manager: exec                      (the only one so far)
- *     start: [argv...]                   each optional, argv lists run
- *     stop: [argv...]                    without a shell; restart without
- *     restart: [argv...]                 its own command is stop + start
+ *     manager: exec                      argv lists run without a shell,
+ *     start: [argv...]                   each optional; restart without
+ *     stop: [argv...]                    its own command is stop + start
+ *     restart: [argv...]
+ *   service:
+ *     manager: systemd                   unit jobs over D-Bus
+ *     unit: nginx.service
  */
 #ifndef TROIKA_CONF_H
 #define TROIKA_CONF_H
@@ -60,6 +63,7 @@ struct conf_value {
 enum conf_service_manager {
 	CONF_SERVICE_NONE = 0,
 	CONF_SERVICE_EXEC = 1,
+	CONF_SERVICE_SYSTEMD = 2,
 };
 
 /* How the host starts, stops and restarts a check's service. */
@@ -71,6 +75,7 @@ struct conf_service {
 	size_t nstop;
 	char **restart;
 	size_t nrestart;
+	char *unit; /* systemd */
 };
 
 struct conf_check {

@@ -9,6 +9,7 @@
 
 #include "log.h"
 #include "spawn.h"
+#include "svc_systemd.h"
 
 /* What a command may print that we keep for the message. */
 #define SVC_MAX_OUTPUT 4096
@@ -24,6 +25,7 @@ struct svc_op {
 	int step;
 	int64_t deadline_ms; /* monotonic */
 	struct spawn *running;
+	struct svc_systemd_op *systemd;
 	char message[600];
 	size_t message_len;
 	int ok;
@@ -145,6 +147,16 @@ svc_next_step(struct svc_op *o)
 	return o->running != NULL ? 0 : -1;
 }
 
+static void
+svc_systemd_done_cb(int ok, const char *message, void *arg)
+{
+	struct svc_op *o = arg;
+
+	o->systemd = NULL; /* svc_systemd.c frees its own */
+	o->done(ok, message, o->arg);
+	svc_op_free(o);
+}
+
 struct svc_op *
 svc_control(struct event_base *base, const struct svc_spec *spec,
     const char *op, int64_t timeout_ms, svc_done_fn done, void *arg,
@@ -170,6 +182,15 @@ svc_control(struct event_base *base, const struct svc_spec *spec,
 	o->base = base;
 	o->done = done;
 	o->arg = arg;
+	if (spec->backend == SVC_SYSTEMD) {
+		o->systemd = svc_systemd_control(base, spec->unit, op, timeout_ms,
+		    svc_systemd_done_cb, o, ret_err);
+		if (o->systemd == NULL) {
+			svc_op_free(o);
+			return NULL;
+		}
+		return o;
+	}
 	o->deadline_ms = mono_ms() + timeout_ms;
 	if (strcmp(op, "start") == 0 && spec->nstart > 0) {
 		o->steps[0] = spec->start;
@@ -214,5 +235,6 @@ svc_op_cancel(struct svc_op *o)
 	if (o == NULL)
 		return;
 	spawn_cancel(o->running);
+	svc_systemd_cancel(o->systemd);
 	svc_op_free(o);
 }

@@ -1,8 +1,8 @@
 /*
  * The service manager: start, stop or restart the service behind a check.
  * Backends: exec (argv lists from the configuration, run without a shell
- * through spawn.c) and systemd (not built yet: the configuration refuses
- * it until it is). Never blocks the loop; the result says what happened.
+ * through spawn.c) and systemd (unit jobs over D-Bus, svc_systemd.c).
+ * Never blocks the loop; the result says what happened.
  */
 #ifndef TROIKA_SVC_H
 #define TROIKA_SVC_H
@@ -15,6 +15,7 @@ struct event_base;
 enum svc_backend {
 	SVC_NONE = 0,
 	SVC_EXEC,
+	SVC_SYSTEMD,
 };
 
 struct svc_spec {
@@ -25,6 +26,7 @@ struct svc_spec {
 	size_t nstop;
 	char **restart; /* optional: without it, restart is stop then start */
 	size_t nrestart;
+	char *unit;     /* SVC_SYSTEMD */
 };
 
 /* ok: 1 if the manager did what was asked. message: one line, always set. */

@@ -210,10 +210,10 @@ class Agent:
     def admin_socket(self):
         return str(self.dir / "admin.sock")
 
-    def start(self, wait=True, args=()):
+    def start(self, wait=True, args=(), env=None):
         self.proc = self.procs.start([AGENT, "--config", str(self.config),
                                       "--admin-socket", self.admin_socket, *args],
-                                     self.log)
+                                     self.log, env=env)
         if wait:
             wait_for(self.healthy, 10, what="agent /healthz")
         return self.proc
