@@ -12,7 +12,7 @@ import pytest
 from conftest import AGENT, NODE1, Procs, free_port, wait_for
 from redis_server import (NODES, PORT, REDIS_CLI, REDIS_SERVER, FakeServer,
                           RedisServer, Topology, command, kill_pidfile,
-                          write_conf)
+                          listening, write_conf)
 
 M, R2, R3 = NODES
 
@@ -354,7 +354,12 @@ def test_service_start_stop_restart(agent, tmp_path):
         assert (rc, reply["result"]) == (0, "ok"), reply
         wait_status(agent, "svc", 2)
     finally:
+        # The daemon left our process groups: stop what could start it
+        # again, then kill it by its pidfile.
+        if agent.proc is not None:
+            agent.stop()
         kill_pidfile(pidfile)
+        wait_for(lambda: not listening(NODE1, port), 5, what="the daemon gone")
 
 
 def test_misbehaving_servers(agent, cluster):
