@@ -29,11 +29,14 @@ const struct troika_action webaction_actions[] = {
 
 /*
  * One service_control() call. The host offers no way to withdraw it, so
- * when its action is abandoned the call is only detached (wa = NULL) and
- * frees itself when the host reports.
+ * when its action is abandoned the call is only detached (wa = NULL, kept
+ * on owner->detached) and frees itself when the host reports. The host
+ * never reports for a freed check, so webaction_free() frees what is left.
  */
 struct webaction_call {
-	struct webaction *wa;
+	struct webaction *wa;    /* NULL once detached */
+	struct webaction *owner;
+	struct webaction_call *next; /* on owner->detached */
 };
 
 struct webaction {
@@ -46,6 +49,7 @@ struct webaction {
 	struct troika_task *task;
 	char op[16];
 	struct webaction_call *call;
+	struct webaction_call *detached;
 	void *spawn;
 	enum troika_status dstatus; /* a result found inside run() */
 	char dmsg[256];
@@ -59,6 +63,11 @@ webaction_free(struct webaction *wa)
 	if (wa == NULL)
 		return;
 	webaction_cancel(wa, wa->task);
+	while (wa->detached != NULL) {
+		struct webaction_call *next = wa->detached->next;
+		free(wa->detached);
+		wa->detached = next;
+	}
 	if (wa->defer != NULL)
 		event_free(wa->defer);
 	if (wa->reload_argv != NULL)
@@ -189,9 +198,18 @@ webaction_service_done_cb(int ok, const char *message, void *arg)
 	struct webaction_call *call = arg;
 	struct webaction *wa = call->wa;
 
+	if (wa == NULL) {
+		/* Abandoned: off the owner's detached list, and gone. */
+		struct webaction_call **pp;
+		for (pp = &call->owner->detached; *pp != NULL; pp = &(*pp)->next)
+			if (*pp == call) {
+				*pp = call->next;
+				break;
+			}
+		free(call);
+		return;
+	}
 	free(call);
-	if (wa == NULL)
-		return; /* abandoned */
 	wa->call = NULL;
 	webaction_report(wa, ok ? TROIKA_STATUS_OK : TROIKA_STATUS_CRITICAL,
 	    "%s: %s", wa->op, message != NULL ? message : (ok ? "done" :
@@ -210,6 +228,7 @@ webaction_service(struct webaction *wa)
 		return;
 	}
 	wa->call->wa = wa;
+	wa->call->owner = wa;
 	r = wa->host->service_control(wa->inst, wa->op, ms,
 	    webaction_service_done_cb, wa->call);
 	if (r == 0)
@@ -302,8 +321,11 @@ webaction_cancel(struct webaction *wa, struct troika_task *task)
 {
 	if (wa == NULL || task == NULL || wa->task != task)
 		return;
-	if (wa->call != NULL)
+	if (wa->call != NULL) {
 		wa->call->wa = NULL;
+		wa->call->next = wa->detached;
+		wa->detached = wa->call;
+	}
 	wa->call = NULL;
 	if (wa->spawn != NULL)
 		wa->host->spawn_cancel(wa->spawn);
