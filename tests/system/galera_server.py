@@ -81,14 +81,18 @@ def check_reachable_root(path):
                 "e.g. --basetemp=$TROIKA_BUILD_DIR/pytest-test_mysql (as ctest does).")
 
 
-def let_mysql_through(path):
-    """Give others search (x) permission on path and its ancestors that lack
-    it, so mariadbd, running as mysql, reaches its node directory below a
-    0700 pytest temporary directory. Nothing becomes readable."""
-    path = os.path.abspath(path)
+def let_mysql_through(path, top):
+    """Give others search (x) permission on path and its ancestors up to
+    top (pytest's basetemp, made 0700), so mariadbd, running as mysql,
+    reaches its node directory. Nothing becomes readable; nothing above
+    top is changed, only checked."""
+    path, top = os.path.abspath(path), os.path.abspath(top)
     while True:
         st = os.stat(path)
         if not st.st_mode & stat.S_IXOTH:
+            if not (path + os.sep).startswith(top + os.sep):
+                raise AssertionError(f"{path} is closed to others; mariadbd "
+                                     "(user mysql) cannot reach its datadir below it")
             os.chmod(path, stat.S_IMODE(st.st_mode) | stat.S_IXOTH)
         parent = os.path.dirname(path)
         if parent == path:
@@ -229,7 +233,7 @@ class Cluster:
         """Install n1, bootstrap it, join n2 then n3 (serial joins are as
         fast as parallel ones here, and more predictable)."""
         check_reachable_root(self.dir)
-        let_mysql_through(self.dir)
+        let_mysql_through(self.dir, self.dir.parent)
         for node in self.nodes:
             node.write_config()
         n1 = self.nodes[0]
