@@ -10,6 +10,7 @@ directory given; the broker and epmd are stopped by PID.
 import base64
 import json
 import os
+import shlex
 import signal
 import socket
 import struct
@@ -61,6 +62,7 @@ class RabbitMQ:
         self.node = f"rabbit1@{ip}"
         self.epmd = None
         self.server = None
+        self.adopted = None  # PID (and group) of a broker start.sh started
         self.base = os.path.join(self.dir, "n1")
         self.home = os.path.join(self.dir, "home")
 
@@ -143,35 +145,77 @@ class RabbitMQ:
                 return False
         _wait(up, timeout, "the RabbitMQ management API")
 
-    def _stop_group(self, p, timeout):
-        """TERM the process group of p, wait for all of it, then KILL."""
-        if p is None:
-            return
+    def _stop_group(self, pgid, timeout, popen=None):
+        """TERM process group pgid, wait for all of it, then KILL."""
         try:
-            os.killpg(p.pid, signal.SIGTERM)
+            os.killpg(pgid, signal.SIGTERM)
         except ProcessLookupError:
             pass
         deadline = time.monotonic() + timeout
         # The start script, beam and erl_child_setup share the group; beam
         # may still be shutting down after the script has gone.
-        while _group_alive(p.pid) and time.monotonic() < deadline:
-            p.poll()
+        while _group_alive(pgid) and time.monotonic() < deadline:
+            if popen is not None:
+                popen.poll()
             time.sleep(0.1)
         try:
-            os.killpg(p.pid, signal.SIGKILL)
+            os.killpg(pgid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        p.wait(5)
+        if popen is not None:
+            popen.wait(5)
 
     def stop(self, timeout=30):
         """Stop the broker: SIGTERM to its process group, a clean shutdown."""
-        self._stop_group(self.server, timeout)
-        self.server = None
+        if self.server is not None:
+            self._stop_group(self.server.pid, timeout, self.server)
+            self.server = None
+        if self.adopted is not None:
+            self._stop_group(self.adopted, timeout)
+            self.adopted = None
 
     def close(self):
         self.stop()
-        self._stop_group(self.epmd, 5)
-        self.epmd = None
+        if self.epmd is not None:
+            self._stop_group(self.epmd.pid, 5, self.epmd)
+            self.epmd = None
+
+    def service_scripts(self):
+        """start.sh and stop.sh for the agent's exec service manager.
+
+        start.sh starts the broker in a session of its own (so the agent's
+        spawn, which owns the script's process group, does not take it
+        along) and writes its PID to service.pid; adopt() then takes that
+        broker over for clean-up. stop.sh is `rabbitmqctl stop <pidfile>`,
+        which returns once the broker's process has exited.
+        """
+        env = self.env()
+        exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(env.items())
+                          if k in ("HOME", "PATH") or k.startswith(("ERL_", "RABBITMQ_")))
+        start = os.path.join(self.dir, "start.sh")
+        stop = os.path.join(self.dir, "stop.sh")
+        with open(start, "w") as f:
+            f.write("#!/bin/sh\nset -e\n" + exports + f"cd {shlex.quote(self.base)}\n"
+                    f"setsid {RABBIT_BIN}/rabbitmq-server >> {shlex.quote(self.dir)}/rabbit.out"
+                    f" 2>&1 < /dev/null &\necho $! > {shlex.quote(self.dir)}/service.pid\n")
+        with open(stop, "w") as f:
+            f.write("#!/bin/sh\n" + exports + f"cd {shlex.quote(self.base)}\n"
+                    f"exec {RABBIT_BIN}/rabbitmqctl stop "
+                    f"{shlex.quote(env['RABBITMQ_PID_FILE'])}\n")
+        return start, stop
+
+    def adopt(self):
+        """Take over the broker start.sh started (its PID is its group's)."""
+        with open(os.path.join(self.dir, "service.pid")) as f:
+            self.adopted = int(f.read().strip())
+
+    def forget_stopped(self):
+        """The broker we started was stopped by someone else: reap it."""
+        if self.server is not None:
+            self._stop_group(self.server.pid, 30, self.server)
+            self.server = None
+        if self.adopted is not None and not _group_alive(self.adopted):
+            self.adopted = None
 
     def ctl(self, *args, timeout=60):
         """rabbitmqctl against this node (about 1 s a call)."""

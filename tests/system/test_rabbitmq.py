@@ -6,6 +6,7 @@ on 15672) and stopped by PID at the end; the test that stops it runs last
 and starts it again. Queues are made and filled through the management API;
 a consumer needs AMQP, so rabbitmq_server.AmqpConsumer holds one.
 """
+import os
 import socket
 import subprocess
 import threading
@@ -268,14 +269,26 @@ def test_actions_without_a_service_manager(agent, rabbit):
     assert agent.status("rmq") == 0
 
 
-def test_server_stopped_is_critical_and_recovery_is_seen(agent, rabbit):
-    """Last: stops the broker, then starts it again."""
+def test_service_stop_and_start_through_the_agent(agent, rabbit):
+    """Last: the agent's exec service manager stops the broker and starts
+    it again; the actions wait until the port refuses, or a login works,
+    and a second check sees the broker go CRITICAL and come back."""
     rabbit.declare_queue("orders")
+    start, stop = rabbit.service_scripts()
     agent.write(check_yaml("rmq", rabbit, interval="300ms", timeout="300ms", queues="[orders]",
-                           management_url=f"\"{rabbit.mgmt_url}\""))
+                           management_url=f"\"{rabbit.mgmt_url}\"")
+                # Actions get the check's timeout: a broker's start needs time.
+                + check_yaml("svc", rabbit, interval="1m", timeout="45s")
+                + f"    service:\n      manager: exec\n      start: [/bin/sh, {start}]\n"
+                f"      stop: [/bin/sh, {stop}]\n")
     agent.start()
     wait_for(lambda: agent.status("rmq") == 0, 15, what="rmq ok")
-    rabbit.stop()
+
+    rc, reply = agent.action("svc", "stop")
+    rabbit.forget_stopped()
+    assert (rc, reply["result"]) == (0, "ok"), reply
+    assert reply["message"].startswith("stop: done in "), reply
+    assert "; the broker refuses connections after " in reply["message"], reply
     wait_message(agent, "rmq", "critical", f"connect to {rabbit.ip} port {AMQP_PORT}: "
                  "Connection refused", 20)
     assert agent.status("rmq") == 2
@@ -283,7 +296,16 @@ def test_server_stopped_is_critical_and_recovery_is_seen(agent, rabbit):
     # Nothing else is reported from a broker that is not there.
     assert rmq(agent, "rmq", "rabbitmq_queue_messages_ready", queue="orders") is None
     assert rmq(agent, "rmq", "troika_rabbitmq_management_up") is None
-    rabbit.start()
-    wait_for(lambda: agent.status("rmq") == 0, 30, what="rmq ok after the restart")
+
+    try:
+        rc, reply = agent.action("svc", "start")
+    finally:
+        if os.path.exists(os.path.join(rabbit.dir, "service.pid")):
+            rabbit.adopt()
+    assert (rc, reply["result"]) == (0, "ok"), reply
+    assert reply["message"].startswith("start: done in "), reply
+    assert "; the broker accepts logins after " in reply["message"], reply
+    # The action's OK means clients get in: the next run of the other check is OK.
+    wait_for(lambda: agent.status("rmq") == 0, 5, what="rmq ok after the start")
     assert rmq(agent, "rmq", "rabbitmq_up") == 1
     assert rmq(agent, "rmq", "troika_rabbitmq_queue_exists", queue="orders") == 1
