@@ -550,7 +550,7 @@ mysql_first_line(const struct troika_spawn_result *res, char *out,
 }
 
 static void
-bootstrap_command_done(const struct troika_spawn_result *res, void *arg)
+mysql_bootstrap_command_done(const struct troika_spawn_result *res, void *arg)
 {
 	struct mysql_run *run = arg;
 	char line[200];
@@ -584,7 +584,7 @@ bootstrap_command_done(const struct troika_spawn_result *res, void *arg)
 }
 
 static void
-bootstrap_start(struct mysql_run *run)
+mysql_bootstrap_start(struct mysql_run *run)
 {
 	struct mysql_check *m = run->m;
 	const struct troika_host *h = m->host;
@@ -623,7 +623,7 @@ bootstrap_start(struct mysql_run *run)
 	    "at %s:%" PRId64 " (position from %s)", run->pos.uuid,
 	    run->pos.seqno, run->pos_source);
 	run->spawn = h->spawn(m->inst, argv, mysql_run_left_ms(run),
-	    COMMAND_OUTPUT_MAX, bootstrap_command_done, run);
+	    COMMAND_OUTPUT_MAX, mysql_bootstrap_command_done, run);
 	if (run->spawn == NULL)
 		mysql_fail(run, "cannot run bootstrap_command: %s",
 		    strerror(errno));
@@ -647,7 +647,7 @@ mysql_after_position(struct mysql_run *run)
 		mysql_report_later(run);
 		return;
 	case MYSQL_JOB_BOOTSTRAP:
-		bootstrap_start(run);
+		mysql_bootstrap_start(run);
 		return;
 	case MYSQL_JOB_START:
 	case MYSQL_JOB_RESTART:
