@@ -9,8 +9,9 @@
  *           result (ok|failed|unknown|error), message, duration, and one
  *           "field.<name>: <value>" per result field.
  *
- * Bounded: 4 KiB per request, 16 connections, 30 s per connection; a
- * client that misbehaves is closed without affecting the others.
+ * Bounded: 4 KiB per request, 16 connections, 30 s to send a request and
+ * to take the reply (no limit while an action runs: it has its own
+ * deadline); a client that misbehaves is closed without affecting others.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -169,6 +170,11 @@ admin_request(struct admin_conn *c, char *line)
 	r = check_host_action(c->admin->agent->checks, argv[1], argv[2],
 	    (const char *const *)&argv[3], (size_t)(argc - 3), 0,
 	    admin_action_done_cb, c, &c->action, &err);
+	if (r == 0 && c->action != NULL) {
+		/* The action has its own deadline (action_timeout): no idle
+		 * timeout while it runs; EOF still tells us the client left. */
+		bufferevent_set_timeouts(c->bev, NULL, NULL);
+	}
 	if (r < 0) {
 		char msg[512];
 		if (r == -EINVAL)

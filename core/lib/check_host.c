@@ -118,6 +118,7 @@ struct troika_instance {
 	char *canonical;
 	int64_t interval_ms;
 	int64_t timeout_ms;
+	int64_t action_timeout_ms;
 	struct opt_copy *opts;
 	size_t nopts;
 	struct svc_spec service;
@@ -1202,7 +1203,8 @@ check_host_action(struct check_host *h, const char *check, const char *action,
 		return -EBUSY;
 	}
 	if (timeout_ms <= 0)
-		timeout_ms = c->timeout_ms;
+		timeout_ms = c->action_timeout_ms > 0 ? c->action_timeout_ms :
+		    c->timeout_ms;
 	if ((t = task_new(c, timeout_ms)) == NULL ||
 	    (t->action = strdup(action)) == NULL ||
 	    (argc > 0 && (t->argv = calloc(argc, sizeof(char *))) == NULL)) {
@@ -1404,6 +1406,7 @@ check_new(struct check_host *h, const struct conf_check *cc, struct plugin_set *
 	c->host = h;
 	c->interval_ms = cc->interval_ms;
 	c->timeout_ms = cc->timeout_ms;
+	c->action_timeout_ms = cc->action_timeout_ms;
 	c->name = strdup(cc->name);
 	c->plugin_name = strdup(cc->plugin);
 	c->canonical = strdup(cc->canonical ? cc->canonical : "");

@@ -74,7 +74,7 @@ typedef void (*check_action_done_fn)(const struct action_outcome *o, void *arg);
 
 /*
  * Run an action of a check's plugin (restart, promote, ...) with a
- * deadline (timeout_ms <= 0: the check's timeout). It waits for a check
+ * deadline (timeout_ms <= 0: the check's action_timeout). It waits for a check
  * run that is out; done is called exactly once unless the handle is
  * forgotten first. Returns 0, or -ENOENT (no such check, or not running),
  * -EOPNOTSUPP (no such action), -EINVAL (wrong argument count), -EBUSY

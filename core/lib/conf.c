@@ -39,6 +39,10 @@
 #define CONF_DEFAULT_INTERVAL_MS (10 * 1000)
 #define CONF_DEFAULT_TIMEOUT_MS (5 * 1000)
 #define CONF_MIN_PERIOD_MS 100
+/* Actions (restarts, bootstraps) have their own deadline. */
+#define CONF_DEFAULT_ACTION_TIMEOUT_MS (2 * 60 * 1000)
+#define CONF_MIN_ACTION_MS 1000
+#define CONF_MAX_ACTION_MS (60 * 60 * 1000)
 #define CONF_MAX_PERIOD_MS (7LL * 24 * 60 * 60 * 1000)
 
 /* Room for a user text quoted in an error message. */
@@ -79,7 +83,7 @@ static const char *const conf_main_keys[] = {
 };
 
 static const char *const conf_check_keys[] = {
-	"name", "plugin", "interval", "timeout", "service", NULL,
+	"name", "plugin", "interval", "timeout", "action_timeout", "service", NULL,
 };
 
 static const char *const conf_service_keys[] = {
@@ -803,7 +807,8 @@ static void
 conf_defaults(struct conf_loader *ld, size_t file,
     const struct yaml_tree_node *v)
 {
-	static const char *const keys[] = { "interval", "timeout", NULL };
+	static const char *const keys[] = { "interval", "timeout",
+	    "action_timeout", NULL };
 	const struct yaml_tree_node *tnode = NULL;
 	struct agent_conf *conf = ld->conf;
 	int64_t ms;
@@ -817,6 +822,12 @@ conf_defaults(struct conf_loader *ld, size_t file,
 		if (!conf_in_list(keys, key)) {
 			conf_unknown_key(ld, file, v->pairs[i].key,
 			    " in 'defaults'", keys, NULL);
+			continue;
+		}
+		if (strcmp(key, "action_timeout") == 0) {
+			if (conf_number(ld, file, val, key, TROIKA_OPT_DURATION,
+			    CONF_MIN_ACTION_MS, CONF_MAX_ACTION_MS, &ms) == 0)
+				conf->default_action_timeout_ms = ms;
 			continue;
 		}
 		if (conf_number(ld, file, val, key, TROIKA_OPT_DURATION,
@@ -1211,8 +1222,9 @@ conf_canonical(struct conf_loader *ld, struct conf_check *c,
 	}
 	evbuffer_add_printf(b, "plugin ");
 	conf_put_quoted(b, c->plugin != NULL ? c->plugin : "");
-	evbuffer_add_printf(b, "\ninterval %lld\ntimeout %lld\n",
-	    (long long)c->interval_ms, (long long)c->timeout_ms);
+	evbuffer_add_printf(b, "\ninterval %lld\ntimeout %lld\naction_timeout %lld\n",
+	    (long long)c->interval_ms, (long long)c->timeout_ms,
+	    (long long)c->action_timeout_ms);
 	for (size_t i = 0; i < c->nopts; i++) {
 		const struct conf_value *v = &c->opts[i];
 
@@ -1464,7 +1476,7 @@ conf_check(struct conf_loader *ld, size_t file,
     const struct yaml_tree_node *item, size_t idx)
 {
 	struct agent_conf *conf = ld->conf;
-	const struct yaml_tree_pair *pname, *pplugin, *pint, *ptmo, *psvc;
+	const struct yaml_tree_pair *pname, *pplugin, *pint, *ptmo, *psvc, *pat;
 	const struct conf_plugin *p = NULL;
 	struct conf_check *c;
 	char where[CONF_EXCERPT + 32], label[CONF_EXCERPT + 16];
@@ -1513,6 +1525,11 @@ conf_check(struct conf_loader *ld, size_t file,
 
 	c->interval_ms = conf->default_interval_ms;
 	c->timeout_ms = conf->default_timeout_ms;
+	c->action_timeout_ms = conf->default_action_timeout_ms;
+	if ((pat = yaml_tree_find(item, "action_timeout")) != NULL)
+		conf_number(ld, file, pat->value, "action_timeout",
+		    TROIKA_OPT_DURATION, CONF_MIN_ACTION_MS, CONF_MAX_ACTION_MS,
+		    &c->action_timeout_ms);
 	if ((pint = yaml_tree_find(item, "interval")) != NULL &&
 	    conf_number(ld, file, pint->value, "interval", TROIKA_OPT_DURATION,
 	    CONF_MIN_PERIOD_MS, CONF_MAX_PERIOD_MS, &c->interval_ms) < 0)
@@ -1804,6 +1821,7 @@ conf_new(struct conf_loader *ld, const char *path)
 	conf->log_level = LOG_INFO;
 	conf->default_interval_ms = CONF_DEFAULT_INTERVAL_MS;
 	conf->default_timeout_ms = CONF_DEFAULT_TIMEOUT_MS;
+	conf->default_action_timeout_ms = CONF_DEFAULT_ACTION_TIMEOUT_MS;
 	if ((conf->path = strdup(path)) == NULL ||
 	    (conf->metrics_listen = strdup(CONF_DEFAULT_LISTEN)) == NULL) {
 		conf_free(conf);
@@ -1998,6 +2016,8 @@ conf_print(const struct agent_conf *conf, struct evbuffer *out)
 	evbuffer_add_printf(out, "defaults:\n  interval: %s\n  timeout: %s\n",
 	    format_duration_ms(conf->default_interval_ms, a, sizeof(a)),
 	    format_duration_ms(conf->default_timeout_ms, b, sizeof(b)));
+	evbuffer_add_printf(out, "  action_timeout: %s\n",
+	    format_duration_ms(conf->default_action_timeout_ms, a, sizeof(a)));
 
 	evbuffer_add_printf(out, "checks:%s\n",
 	    conf->nchecks == 0 ? " []" : "");
@@ -2014,6 +2034,8 @@ conf_print(const struct agent_conf *conf, struct evbuffer *out)
 		    "\n    interval: %s\n    timeout: %s\n",
 		    format_duration_ms(c->interval_ms, a, sizeof(a)),
 		    format_duration_ms(c->timeout_ms, b, sizeof(b)));
+		evbuffer_add_printf(out, "    action_timeout: %s\n",
+		    format_duration_ms(c->action_timeout_ms, a, sizeof(a)));
 		if (c->plugin_missing)
 			evbuffer_add_printf(out, "    # plugin not found: "
 			    "options not validated, not shown\n");

@@ -14,11 +14,14 @@
  *   workers: <int 1..256>          blocking-plugin worker threads; default 4
  *   metrics: { listen: "host:port" }  default 127.0.0.1:9464; "" disables
  *   log: { level: err|warning|info|debug, target: stderr|syslog }
- *   defaults: { interval: <duration>, timeout: <duration> }  10s / 5s
+ *   defaults: { interval: <duration>, timeout: <duration>,
+ *               action_timeout: <duration> }  10s / 5s / 2m
  *   checks: [ <check>, ... ]
  * Drop-in files hold only `checks:`.
  * A check: name (unique, [A-Za-z0-9_.-]+), plugin, optional interval and
- * timeout (100ms..7d; timeout <= interval), optional service (how to start,
+ * timeout (100ms..7d; timeout <= interval), optional action_timeout (the
+ * deadline of its actions: restarts and bootstraps take longer than a
+ * check; 1s..1h), optional service (how to start,
  * stop and restart what the check watches), and the plugin's own options as
  * further keys of the same mapping:
  *   service:
@@ -83,6 +86,7 @@ struct conf_check {
 	char *plugin;
 	int64_t interval_ms;
 	int64_t timeout_ms;
+	int64_t action_timeout_ms;
 	struct conf_pos pos;        /* of the check's mapping */
 	struct conf_pos plugin_pos; /* of the plugin value */
 	/*
@@ -114,6 +118,7 @@ struct agent_conf {
 	int log_syslog;        /* 1: target syslog */
 	int64_t default_interval_ms;
 	int64_t default_timeout_ms;
+	int64_t default_action_timeout_ms;
 	struct conf_check *checks; /* main file first, then drop-ins by name */
 	size_t nchecks;
 	char **files;          /* every file read; conf_pos.file points here */

@@ -361,6 +361,7 @@ def test_actions_through_the_admin_socket(agent):
     plugin: actor
     interval: 1s
     timeout: 500ms
+    action_timeout: 1s
   - name: plain
     plugin: flaky
     interval: 1s

@@ -705,12 +705,14 @@ test_print(void **state)
 	    "defaults:\n"
 	    "  interval: 10s\n"
 	    "  timeout: 5s\n"
+	    "  action_timeout: 2m\n"
 	    "checks:\n"
 	    "  # agent.yaml:5\n"
 	    "  - name: web\n"
 	    "    plugin: tcp\n"
 	    "    interval: 5s\n"
 	    "    timeout: 2s\n"
+	    "    action_timeout: 2m\n"
 	    "    host: \"127.0.0.1\"\n"
 	    "    port: 80\n"
 	    "  # agent.yaml:11\n"
@@ -718,6 +720,7 @@ test_print(void **state)
 	    "    plugin: all\n"
 	    "    interval: 1m30s\n"
 	    "    timeout: 5s\n"
+	    "    action_timeout: 2m\n"
 	    "    s: \"q\\\"uo\\\\te\\n\\ttab\\x01 ü\"\n"
 	    "    i: -5\n"
 	    "    b: true\n"
@@ -736,6 +739,7 @@ test_print(void **state)
 	    "    plugin: all\n"
 	    "    interval: 10s\n"
 	    "    timeout: 5s\n"
+	    "    action_timeout: 2m\n"
 	    "    s: dflt\n"
 	    "    i: 7\n"
 	    "    b: true\n"
@@ -748,6 +752,7 @@ test_print(void **state)
 	    "    plugin: \"no such\"\n"
 	    "    interval: 10s\n"
 	    "    timeout: 5s\n"
+	    "    action_timeout: 2m\n"
 	    "    # plugin not found: options not validated, not shown\n";
 	struct agent_conf *conf;
 	char *out;
@@ -963,7 +968,7 @@ test_section_errors(void **state)
 	    "'timeout' 11s is longer than 'interval' 10s in 'defaults'");
 	one_err("node: n\ndefaults: {intervall: 1s}\n", "agent.yaml:2:12: "
 	    "unknown key 'intervall' in 'defaults' (expected one of: "
-	    "interval, timeout)");
+	    "interval, timeout, action_timeout)");
 }
 
 static void
@@ -1006,7 +1011,7 @@ test_check_errors(void **state)
 	}
 	one_err("node: n\nchecks:\n  - {name: a, plugin: none, port: 1}\n",
 	    "agent.yaml:3:29: unknown key 'port' in check 'a' (expected one "
-	    "of: name, plugin, interval, timeout, service)");
+	    "of: name, plugin, interval, timeout, action_timeout, service)");
 	one_err("node: n\nchecks:\n"
 		"  - name: web\n"
 		"    plugin: tcp\n"
@@ -1014,7 +1019,8 @@ test_check_errors(void **state)
 		"    port: 1\n"
 		"    intervall: 5s\n",
 	    "agent.yaml:7:5: unknown key 'intervall' in check 'web' (expected "
-	    "one of: name, plugin, interval, timeout, service, host, port, send, "
+	    "one of: name, plugin, interval, timeout, action_timeout, service, "
+	    "host, port, send, "
 	    "expect)");
 	one_err("node: n\nchecks:\n  - {name: a, plugin: none, interval: x}\n",
 	    "agent.yaml:3:39: invalid duration 'x' for 'interval' (expected "

@@ -606,7 +606,8 @@ server_start_unix(struct server *s, struct event_base *base, const char *path)
 
 	s->base = base;
 	s->mode = SRV_NORMAL;
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	assert_true(strlen(path) < sizeof(sun.sun_path));
+	memcpy(sun.sun_path, path, strlen(path) + 1);
 	s->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	assert_true(s->lfd >= 0);
 	assert_int_equal(bind(s->lfd, (struct sockaddr *)&sun, sizeof(sun)), 0);
