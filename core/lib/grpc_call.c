@@ -20,6 +20,8 @@
 
 /* grpc-message text we send is cut to this many bytes before encoding. */
 #define GRPC_CALL_MSG_MAX 512
+/* A client still sending this long after our END_STREAM is reset. */
+#define GRPC_CALL_LINGER_S 1
 /* A grpc-timeout longer than this is taken as this (timer arithmetic). */
 #define GRPC_CALL_DEADLINE_MAX_S (366LL * 24 * 3600)
 
@@ -94,6 +96,8 @@ grpc_call_free(struct grpc_call *call)
 	conn->ncalls--;
 	if (call->deadline_ev != NULL)
 		event_free(call->deadline_ev);
+	if (call->linger_ev != NULL)
+		event_free(call->linger_ev);
 	free(call->http_method);
 	free(call->path);
 	free(call->content_type);
@@ -518,16 +522,39 @@ grpc_call_on_remote_close(struct grpc_call *call)
 		h->half_close(call);
 }
 
+static void
+grpc_call_linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct grpc_call *call = arg;
+
+	(void)fd;
+	(void)what;
+	nghttp2_submit_rst_stream(call->conn->h2, NGHTTP2_FLAG_NONE,
+	    call->stream_id, NGHTTP2_NO_ERROR);
+	grpc_conn_schedule_flush(call->conn);
+}
+
 void
 grpc_call_on_end_sent(struct grpc_call *call)
 {
+	struct timeval tv = { GRPC_CALL_LINGER_S, 0 };
+
 	/*
-	 * The response is complete; a client still sending is told to stop
-	 * (RFC 9113 8.1: RST_STREAM with NO_ERROR).
+	 * The response is complete. A client still sending is told to stop
+	 * (RFC 9113 8.1: RST_STREAM with NO_ERROR), but not at once: gRPC
+	 * clients end their side as soon as they see the status, and some
+	 * HTTP/2 clients (curl 7.88) report an error when the reset comes
+	 * while their last DATA frame is on its way. What it still sends is
+	 * given back to flow control and dropped.
 	 */
-	if (!call->remote_closed)
-		nghttp2_submit_rst_stream(call->conn->h2, NGHTTP2_FLAG_NONE,
-		    call->stream_id, NGHTTP2_NO_ERROR);
+	if (call->remote_closed)
+		return;
+	if (call->linger_ev == NULL && (call->linger_ev = evtimer_new(
+	    call->conn->srv->base, grpc_call_linger_cb, call)) == NULL) {
+		grpc_call_linger_cb(-1, 0, call);
+		return;
+	}
+	evtimer_add(call->linger_ev, &tv);
 }
 
 static double

@@ -37,6 +37,16 @@
 
 static void grpc_conn_flush(struct grpc_conn *conn);
 
+/* Count a connection ended by a protocol error, once. */
+static void
+grpc_conn_protocol_error(struct grpc_conn *conn)
+{
+	if (!conn->protocol_error) {
+		conn->protocol_error = 1;
+		conn->srv->stats.conns_protocol_error++;
+	}
+}
+
 static void
 grpc_timer_ms(struct event *ev, int64_t ms)
 {
@@ -128,7 +138,7 @@ grpc_conn_flush(struct grpc_conn *conn)
 		if (n < 0) {
 			log_warnx("grpc %s: %s", conn->peer,
 			    nghttp2_strerror((int)n));
-			conn->srv->stats.conns_protocol_error++;
+			grpc_conn_protocol_error(conn);
 			grpc_conn_free(conn);
 			return;
 		}
@@ -179,7 +189,7 @@ grpc_conn_read_cb(struct bufferevent *bev, void *arg)
 		if (n < 0) {
 			log_debug("grpc %s: %s", conn->peer,
 			    nghttp2_strerror((int)n));
-			conn->srv->stats.conns_protocol_error++;
+			grpc_conn_protocol_error(conn);
 			grpc_conn_free(conn);
 			return;
 		}
@@ -253,7 +263,12 @@ grpc_conn_ping_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (conn->read_seen) {
+	/*
+	 * Only connections with calls are probed: idle ones are the idle
+	 * timeout's business, and gRPC core clients answer PINGs late
+	 * while they have no call open.
+	 */
+	if (conn->read_seen || conn->ncalls == 0) {
 		/* Heard from the peer since the last look: all is well. */
 		conn->read_seen = 0;
 		conn->ping_state = GRPC_PING_IDLE;
@@ -401,7 +416,15 @@ grpc_on_frame_send(nghttp2_session *h2, const nghttp2_frame *frame,
 {
 	struct grpc_call *call;
 
-	(void)user_data;
+	/* nghttp2 ends a connection that broke the protocol with GOAWAY. */
+	if (frame->hd.type == NGHTTP2_GOAWAY &&
+	    frame->goaway.error_code != NGHTTP2_NO_ERROR) {
+		log_debug("grpc %s: GOAWAY %s", ((struct grpc_conn *)
+		    user_data)->peer, nghttp2_http2_strerror(
+		    frame->goaway.error_code));
+		grpc_conn_protocol_error(user_data);
+		return 0;
+	}
 	if ((frame->hd.type != NGHTTP2_HEADERS &&
 	    frame->hd.type != NGHTTP2_DATA) ||
 	    !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))

@@ -84,6 +84,7 @@ struct grpc_conn {
 	int dying;       /* being freed: calls must not submit anything */
 	int read_paused; /* output backed up: input stopped */
 	int read_seen;   /* bytes arrived since the keepalive timer ran */
+	int protocol_error; /* counted as closed for a protocol error */
 	enum grpc_ping_state ping_state;
 	size_t in_held;  /* partial request messages held by its calls */
 	size_t out_held; /* response bytes queued by its calls */
@@ -139,6 +140,7 @@ struct grpc_call {
 	int has_deadline;
 	struct timespec deadline; /* CLOCK_MONOTONIC */
 	struct event *deadline_ev;
+	struct event *linger_ev;  /* reset a client that sends on after the end */
 	struct timespec t0;  /* start, for the handling histogram */
 
 	size_t in_held;      /* accounted in conn and server */
