@@ -94,6 +94,11 @@ def test_elasticsearch_green_yellow_red_no_master_and_credentials(agent, replay)
             "auth-ok": 0, "auth-bad": 3}
     wait_for(lambda: all(agent.status(c) == s for c, s in want.items()), 10,
              what="every check's status")
+    # The banner (GET /) is optional per run: under load its 250 ms may
+    # run out while the health reply came. Wait for a run with both.
+    wait_for(lambda: agent.find("elasticsearch_clusterinfo_version_info", check="yellow")
+             and agent.find("elasticsearch_clusterinfo_version_info", check="green"),
+             10, what="a run with the banner")
     m = agent.metrics()
 
     def v(name, check, **labels):
