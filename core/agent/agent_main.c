@@ -8,6 +8,7 @@
  *   troika-agent [--admin-socket PATH] status
  */
 #include <errno.h>
+#include <stddef.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -104,12 +105,19 @@ list_plugins(struct agent *a)
 		    d->exec_model == TROIKA_EXEC_ASYNC ? "async" : "blocking",
 		    d->description ? d->description : "", p->path);
 		for (const struct troika_option *o = d->options; o && o->name; o++)
-			printf("  %-16s %-8s %s%s%s%s\n", o->name,
+			printf("  %-22s %-8s %s%s%s%s%s\n", o->name,
 			    option_type_name(o->type),
 			    o->required ? "(required) " : "",
 			    o->default_value ? "[default " : "",
 			    o->default_value ? o->default_value : "",
-			    o->default_value ? "] " : "");
+			    o->default_value ? "] " : "",
+			    o->help ? o->help : "");
+		if (d->size >= offsetof(struct troika_plugin, action) +
+		    sizeof(d->action) && d->actions != NULL)
+			for (const struct troika_action *act = d->actions; act->name; act++)
+				printf("  action %s%s%s: %s\n", act->name,
+				    act->usage ? " " : "", act->usage ? act->usage : "",
+				    act->help ? act->help : "");
 	}
 	for (struct plugin_refusal *r = a->plugins.refused; r; r = r->next)
 		printf("refused %s: %s\n", r->path, r->reason);
