@@ -3,8 +3,9 @@
  * bufferevent: socket, TLS, or a pair in tests) go through nghttp2, whose
  * callbacks drive the calls (grpc_call.c); nghttp2's output goes to the
  * transport only while the transport's own queue is short, and input is
- * paused while it is long, so a peer that does not read makes us hold at
- * most that queue plus the calls' capped queues.
+ * paused while it is not, so a peer that does not read makes us hold at
+ * most that queue plus the calls' capped queues, and cannot make us
+ * produce more (PING and SETTINGS acks) by writing.
  *
  * Timers: the handshake timeout (until the client's SETTINGS), the idle
  * timeout (no call open), keepalive PINGs, and a linger limit for the last
@@ -30,12 +31,18 @@
 #define GRPC_CONN_OUT_HIGH (64 * 1024)
 /* The write callback runs when the transport is down to this. */
 #define GRPC_CONN_OUT_LOW (16 * 1024)
-/* Input waits while the transport's output holds more than this. */
-#define GRPC_CONN_OUT_PAUSE (256 * 1024)
+/* Input held by the transport at most (reads stop above it). */
+#define GRPC_CONN_IN_HIGH (256 * 1024)
+/*
+ * Input given to nghttp2 between two flushes: small enough that the
+ * control frames it may answer (a PING flood) stay well under nghttp2's
+ * limit of queued acks, which it treats as an attack.
+ */
+#define GRPC_CONN_IN_BATCH (8 * 1024)
 /* A closing connection gets this long to deliver its last bytes. */
 #define GRPC_CONN_LINGER_MS 5000
 
-static void grpc_conn_flush(struct grpc_conn *conn);
+static int grpc_conn_flush(struct grpc_conn *conn);
 
 /* Count a connection ended by a protocol error, once. */
 static void
@@ -124,9 +131,9 @@ grpc_conn_close_soon(struct grpc_conn *conn)
 
 /*
  * Hand nghttp2's output to the transport while it is short, and free the
- * connection when both sides are done. May free conn.
+ * connection when both sides are done. Returns -1 when conn was freed.
  */
-static void
+static int
 grpc_conn_flush(struct grpc_conn *conn)
 {
 	struct evbuffer *out = bufferevent_get_output(conn->bev);
@@ -140,14 +147,14 @@ grpc_conn_flush(struct grpc_conn *conn)
 			    nghttp2_strerror((int)n));
 			grpc_conn_protocol_error(conn);
 			grpc_conn_free(conn);
-			return;
+			return -1;
 		}
 		if (n == 0)
 			break;
 		if (evbuffer_add(out, data, (size_t)n) != 0) {
 			log_warnx("grpc %s: out of memory", conn->peer);
 			grpc_conn_free(conn);
-			return;
+			return -1;
 		}
 		conn->srv->stats.bytes_sent += (uint64_t)n;
 	}
@@ -156,13 +163,18 @@ grpc_conn_flush(struct grpc_conn *conn)
 	    !nghttp2_session_want_write(conn->h2))
 		grpc_conn_close_soon(conn);
 	if (conn->closing) {
-		if (evbuffer_get_length(out) == 0)
+		if (evbuffer_get_length(out) == 0) {
 			grpc_conn_free(conn);
-		return;
+			return -1;
+		}
+		return 0;
 	}
 
-	/* A peer that sends but does not read gets no more of our time. */
-	if (evbuffer_get_length(out) > GRPC_CONN_OUT_PAUSE) {
+	/*
+	 * A peer that sends but does not read gets no more of our time:
+	 * what it sends would only make more output.
+	 */
+	if (evbuffer_get_length(out) >= GRPC_CONN_OUT_HIGH) {
 		if (!conn->read_paused) {
 			conn->read_paused = 1;
 			bufferevent_disable(conn->bev, EV_READ);
@@ -170,7 +182,13 @@ grpc_conn_flush(struct grpc_conn *conn)
 	} else if (conn->read_paused) {
 		conn->read_paused = 0;
 		bufferevent_enable(conn->bev, EV_READ);
+		/* What is already read wakes no read callback by itself. */
+		if (evbuffer_get_length(bufferevent_get_input(conn->bev)) > 0)
+			bufferevent_trigger(conn->bev, EV_READ,
+			    BEV_TRIG_IGNORE_WATERMARKS |
+			    BEV_TRIG_DEFER_CALLBACKS);
 	}
+	return 0;
 }
 
 static void
@@ -179,12 +197,15 @@ grpc_conn_read_cb(struct bufferevent *bev, void *arg)
 	struct grpc_conn *conn = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 
-	while (evbuffer_get_length(in) > 0 && !conn->closing) {
+	while (evbuffer_get_length(in) > 0 && !conn->closing &&
+	    !conn->read_paused) {
 		struct evbuffer_iovec v;
 		ssize_t n;
 
 		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
 			break;
+		if (v.iov_len > GRPC_CONN_IN_BATCH)
+			v.iov_len = GRPC_CONN_IN_BATCH;
 		n = nghttp2_session_mem_recv(conn->h2, v.iov_base, v.iov_len);
 		if (n < 0) {
 			log_debug("grpc %s: %s", conn->peer,
@@ -196,6 +217,8 @@ grpc_conn_read_cb(struct bufferevent *bev, void *arg)
 		evbuffer_drain(in, (size_t)n);
 		conn->srv->stats.bytes_received += (uint64_t)n;
 		conn->read_seen = 1;
+		if (grpc_conn_flush(conn) < 0)
+			return;
 	}
 	if (conn->closing)
 		evbuffer_drain(in, evbuffer_get_length(in));
@@ -550,6 +573,7 @@ grpc_conn_new(struct grpc_server *srv, struct bufferevent *bev,
 	bufferevent_setcb(bev, grpc_conn_read_cb, grpc_conn_write_cb,
 	    grpc_conn_event_cb, conn);
 	bufferevent_setwatermark(bev, EV_WRITE, GRPC_CONN_OUT_LOW, 0);
+	bufferevent_setwatermark(bev, EV_READ, 0, GRPC_CONN_IN_HIGH);
 	if (bufferevent_enable(bev, EV_READ | EV_WRITE) != 0) {
 		grpc_conn_free(conn);
 		return NULL;

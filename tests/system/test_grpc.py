@@ -17,7 +17,7 @@ import grpc
 import pytest
 
 from conftest import NODE1, SANITIZED, parse_metrics, wait_for
-from grpc_echo import (DATA, END_STREAM, GOAWAY, HEADERS, PING, RST_STREAM, EchoServer,
+from grpc_echo import (DATA, END_STREAM, GOAWAY, HEADERS, RST_STREAM, SERVER, EchoServer,
                        RawH2, Stubs, frame, generate_modules, grpc_message)
 
 
@@ -595,3 +595,20 @@ def test_tls_and_mutual_tls(server, pb, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "grpc-status: 0" in r.stdout.decode()
     assert r.stdout.decode().startswith("HTTP/2 200")
+    # A client that offers only HTTP/1.1 in ALPN is refused in the handshake.
+    r = subprocess.run(["curl", "-sS", "--http1.1", "--cacert", str(tmp_path / "ca.crt"),
+                        "--max-time", "5", "-o", "/dev/null", f"https://{s.target}/"],
+                       capture_output=True, timeout=20)
+    assert r.returncode == 35, r  # CURLE_SSL_CONNECT_ERROR
+    assert b"no application protocol" in r.stderr
+    # Broken TLS files stop the server at start-up, saying why.
+    for cert, key, ca, why in (
+            ("server.crt", "client.key", None, "key values mismatch"),
+            ("missing.crt", "server.key", None, "cannot load certificate"),
+            ("server.crt", "server.key", "missing.crt", "cannot load CA")):
+        argv = [SERVER, "--tls-cert", str(tmp_path / cert), "--tls-key", str(tmp_path / key)]
+        if ca:
+            argv += ["--tls-ca", str(tmp_path / ca)]
+        r = subprocess.run(argv + [NODE1, "0"], capture_output=True, timeout=20)
+        assert r.returncode == 1
+        assert why in r.stderr.decode(), r.stderr

@@ -1187,6 +1187,47 @@ test_output_not_reading(void **state)
 	assert_int_equal(stats(c)->buffered, 0);
 }
 
+/*
+ * A client that floods PINGs and reads nothing: the server stops reading
+ * once its answers back up, holds a bounded amount, and carries on when
+ * the client reads again (never mistaking the backlog for an attack).
+ */
+static void
+test_ping_flood_not_reading(void **state)
+{
+	struct ctx *c = *state;
+	static const uint8_t ping[17] = { 0, 0, 8, 6, 0, 0, 0, 0, 0,
+		'p', 'i', 'n', 'g', 'p', 'i', 'n', 'g' };
+	struct evbuffer *flood = evbuffer_new();
+	uint64_t got;
+
+	ctx_server(c);
+	ctx_connect(c, 1);
+	ts_send(tc_request(&c->tc, "/t.S/Unary"), "before", 1);
+	assert_true(run_until(c, s0_closed, 2000));
+	bufferevent_disable(c->tc.bev, EV_READ);
+	bufferevent_setwatermark(c->tc.bev, EV_READ, 0, 1);
+	for (int i = 0; i < 50000; i++)
+		evbuffer_add(flood, ping, sizeof(ping));
+	got = stats(c)->bytes_received;
+	bufferevent_write_buffer(c->tc.bev, flood);
+	evbuffer_free(flood);
+	run_for(c, 200);
+	/* 850 KB sent; the server took what filled its output, no more. */
+	assert_true(stats(c)->bytes_received - got < 600 * 1024);
+	assert_int_equal(stats(c)->conns_open, 1);
+	/* Reading again, the client gets every answer. */
+	bufferevent_setwatermark(c->tc.bev, EV_READ, 0, 0);
+	bufferevent_enable(c->tc.bev, EV_READ);
+	run_for(c, 500);
+	assert_int_equal(stats(c)->bytes_received - got, 50000 * 17);
+	assert_int_equal(stats(c)->conns_open, 1);
+	assert_int_equal(stats(c)->conns_protocol_error, 0);
+	ts_send(tc_request(&c->tc, "/t.S/Unary"), "after", 1);
+	assert_true(run_until(c, all_closed, 2000));
+	assert_string_equal(c->tc.streams[1].grpc_status, "0");
+}
+
 static void
 test_max_streams(void **state)
 {
@@ -1594,6 +1635,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_output_not_reading, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_ping_flood_not_reading,
+		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_max_streams, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_max_connections, setup,
