@@ -2,8 +2,8 @@
 """Benchmark: troika-agent beside collectd, against the same real servers.
 
     tests/bench/bench_agent_vs_collectd.py [--build build] [--seconds 60]
-        [--warmup 5] [--collectd-write none|csv] [--lean] [--smaps] [--perf]
-        [--keep]
+        [--warmup 5] [--collectd-write none|csv] [--lean] [--split] [--smaps]
+        [--perf] [--keep]
 
 Not a test: it asserts nothing and builds nothing (run `cmake --preset
 default && cmake --build --preset default` first). It starts, on 127.0.2.1
@@ -24,6 +24,8 @@ and then, all at the same time, these monitors at a 1 s interval:
   collectd      its mysql, redis and curl plugins (3 reads per interval)
                 and logfile at level notice; no write plugin, or csv files
                 (--collectd-write csv)
+  (--split)     troika-mysql, troika-redis, troika-http, collectd-mysql,
+                collectd-redis, collectd-curl: each of those checks alone
 
 After a warm-up it reads each monitor's CPU over --seconds: utime+stime
 from /proc/PID/stat (10 ms ticks), perf stat's task-clock (the same time,
@@ -82,12 +84,20 @@ CHECK_DUMMY = "/usr/lib/nagios/plugins/check_dummy"
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPLAY = os.path.join(HERE, "..", "system", "replay_server.py")
 
-# Who is who in nginx's access log and MariaDB's user statistics.
-MONITORS = ("troika-full", "troika-pair", "troika-lean", "collectd")
-MYSQL_USERS = {"troika-full": "troika_full", "troika-pair": "troika_pair",
-               "troika-lean": "troika_lean", "collectd": "collectd"}
-PAIR_PLUGINS = ("mysql", "redis", "http")
-AGENTS = {m: f"bench-{m}" for m in MONITORS}          # User-Agent
+PAIR_PLUGINS = ("mysql", "redis", "http")          # troika's side of the pair
+COLLECTD_READS = ("mysql", "redis", "curl")        # collectd's side
+SPLIT = tuple(f"troika-{p}" for p in PAIR_PLUGINS) + tuple(
+    f"collectd-{p}" for p in COLLECTD_READS)       # --split: one check each
+
+
+# Who is who in nginx's access log and in MariaDB's user statistics: every
+# monitor sends its own User-Agent and logs in as its own user.
+def user_agent(monitor):
+    return f"bench-{monitor}"
+
+
+def mysql_user(monitor):
+    return monitor.replace("-", "_")
 
 
 # ---- processes ----
@@ -287,7 +297,8 @@ class MariaDB:
         return os.path.exists(self.sock) and self.sql("SELECT 1", check=False) == [["1"]]
 
     def setup(self):
-        for user in MYSQL_USERS.values():
+        for user in map(mysql_user, ("troika-full", "troika-pair", "troika-lean",
+                                     "collectd") + SPLIT):
             self.sql(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{MYSQL_PASSWORD}';"
                      f"GRANT PROCESS, SLAVE MONITOR ON *.* TO '{user}'@'%'")
 
@@ -476,13 +487,13 @@ def check(name, plugin, **opts):
 def mysql_check(monitor):
     # galera: false, as the server is standalone (wsrep_on=OFF); with the
     # default (galera: true) the plugin says CRITICAL "wsrep_on is OFF".
-    return check("mysql", "mysql", host=HOST, port=MYSQL_PORT, user=MYSQL_USERS[monitor],
+    return check("mysql", "mysql", host=HOST, port=MYSQL_PORT, user=mysql_user(monitor),
                  password=MYSQL_PASSWORD, galera=False)
 
 
 def http_check(monitor):
     return check("http", "http", url=f"http://{HOST}:{NGINX_PORT}/hello.php",
-                 body_contains="hello from php", headers={"User-Agent": AGENTS[monitor]})
+                 body_contains="hello from php", headers={"User-Agent": user_agent(monitor)})
 
 
 def full_checks(run, replay_port):
@@ -505,9 +516,15 @@ def full_checks(run, replay_port):
             + check("nginx", "nginx", url=f"http://{HOST}:{NGINX_PORT}/stub_status"))
 
 
-def pair_checks(m):
-    return (mysql_check(m) + check("redis", "redis", host=HOST, port=REDIS_PORT)
-            + http_check(m))
+def redis_check(monitor):
+    return check("redis", "redis", host=HOST, port=REDIS_PORT)
+
+
+PAIR_CHECKS = {"mysql": mysql_check, "redis": redis_check, "http": http_check}
+
+
+def pair_checks(m, plugins=PAIR_PLUGINS):
+    return "".join(PAIR_CHECKS[p](m) for p in plugins)
 
 
 class Agent:
@@ -563,7 +580,7 @@ class Agent:
         return len(st) == self.nchecks and all(s[1] != "pending" for s in st.values())
 
 
-COLLECTD_CONF = """Hostname "bench"
+COLLECTD_CONF = {"main": """Hostname "bench"
 FQDNLookup false
 BaseDir "{d}"
 PIDFile "{d}/collectd.pid"
@@ -579,7 +596,7 @@ LoadPlugin logfile
   Timestamp true
   PrintSeverity true
 </Plugin>
-
+""", "mysql": """
 LoadPlugin mysql
 <Plugin mysql>
   <Database "bench">
@@ -590,7 +607,7 @@ LoadPlugin mysql
     ConnectTimeout 1
   </Database>
 </Plugin>
-
+""", "redis": """
 LoadPlugin redis
 <Plugin redis>
   <Node "bench">
@@ -599,7 +616,7 @@ LoadPlugin redis
     Timeout 900
   </Node>
 </Plugin>
-
+""", "curl": """
 LoadPlugin curl
 <Plugin curl>
   <Page "hello">
@@ -610,7 +627,7 @@ LoadPlugin curl
     Timeout 900
   </Page>
 </Plugin>
-"""
+"""}
 
 # --collectd-write csv: what collectd does when it stores what it reads.
 COLLECTD_CSV = """
@@ -620,32 +637,38 @@ LoadPlugin csv
   StoreRates false
 </Plugin>
 """
-COLLECTD_READS = 3   # mysql, redis, curl: one read each per interval
 INTERVAL = 1.0       # seconds, for every monitor
 
 
 class Collectd:
-    def __init__(self, procs, run, write, web, db):
-        self.name = "collectd"
+    """collectd in the foreground; its reads (plugins) are mysql, redis,
+    curl or a subset, one read each per interval."""
+
+    def __init__(self, procs, run, name, write, web, db, reads=COLLECTD_READS):
+        self.name = name
+        self.reads = reads
+        self.nchecks = len(reads)
         self.web, self.db = web, db
-        self.dir = os.path.join(run, "collectd")
+        self.dir = os.path.join(run, name)
         os.makedirs(self.dir)
         self.conf = os.path.join(self.dir, "collectd.conf")
         self.log = os.path.join(self.dir, "collectd.log")
         with open(self.conf, "w") as f:
-            f.write(COLLECTD_CONF.format(
-                d=self.dir, plugins=COLLECTD_PLUGINS, host=HOST, mysql_port=MYSQL_PORT,
-                mysql_user=MYSQL_USERS["collectd"], mysql_password=MYSQL_PASSWORD,
-                redis_port=REDIS_PORT, url=f"http://{HOST}:{NGINX_PORT}/hello.php",
-                agent=AGENTS["collectd"]))
+            for part in ("main",) + reads:
+                f.write(COLLECTD_CONF[part].format(
+                    d=self.dir, plugins=COLLECTD_PLUGINS, host=HOST, mysql_port=MYSQL_PORT,
+                    mysql_user=mysql_user(name), mysql_password=MYSQL_PASSWORD,
+                    redis_port=REDIS_PORT, url=f"http://{HOST}:{NGINX_PORT}/hello.php",
+                    agent=user_agent(name)))
             if write == "csv":
                 f.write(COLLECTD_CSV.format(d=self.dir))
         r = subprocess.run([COLLECTD, "-t", "-C", self.conf], capture_output=True)
         if r.returncode != 0:
             raise SystemExit("collectd -t refused the configuration:\n"
                              + r.stdout.decode() + r.stderr.decode())
-        self.proc = procs.start("collectd", [COLLECTD, "-f", "-C", self.conf],
+        self.proc = procs.start(name, [COLLECTD, "-f", "-C", self.conf],
                                 os.path.join(self.dir, "collectd.out"))
+        self.started = time.monotonic()
 
     def csv_reads(self):
         """{plugin: reads} from the csv files: each read adds one line to
@@ -663,10 +686,17 @@ class Collectd:
 
     def ready(self):
         """Its log says nothing at level notice when all goes well, so ask
-        the servers: nginx has seen its curl read and MariaDB its login."""
+        the servers: nginx has seen its curl read and MariaDB its login.
+        Redis cannot tell one client from another: a redis-only collectd
+        gets two intervals."""
         exited(self.proc, os.path.join(self.dir, "collectd.out"))
-        return (AGENTS["collectd"] in tail(os.path.join(self.web, "access.log"))
-                and self.db.user_stats().get(MYSQL_USERS["collectd"], (0,))[0] > 0)
+        if "curl" in self.reads and user_agent(self.name) not in tail(
+                os.path.join(self.web, "access.log"), 1 << 16):
+            return False
+        if "mysql" in self.reads and self.db.user_stats().get(
+                mysql_user(self.name), (0,))[0] == 0:
+            return False
+        return time.monotonic() - self.started > 2 * INTERVAL
 
     def problems(self, since=0):
         """Log lines at warning level or worse after offset since."""
@@ -875,7 +905,6 @@ def measure(args, run):
     monitors = {
         "troika-full": Agent(procs, run, "troika-full", full_checks(run, replay_port), args),
         "troika-pair": Agent(procs, run, "troika-pair", pair_checks("troika-pair"), args),
-        "collectd": Collectd(procs, run, args.collectd_write, web, db),
     }
     if args.lean:
         # The pair's checks with a plugin directory that holds only their
@@ -887,14 +916,21 @@ def measure(args, run):
             shutil.copy(os.path.join(args.plugins, f"troika-{name}.so"), lean)
         monitors["troika-lean"] = Agent(procs, run, "troika-lean",
                                         pair_checks("troika-lean"), args, lean)
-        monitors["collectd"] = monitors.pop("collectd")    # last in the table
-    monitors["collectd"].nchecks = COLLECTD_READS
+    monitors["collectd"] = Collectd(procs, run, "collectd", args.collectd_write, web, db)
+    if args.split:
+        # Each of the pair's checks alone, on both sides: where the CPU goes.
+        for p in PAIR_PLUGINS:
+            monitors[f"troika-{p}"] = Agent(procs, run, f"troika-{p}",
+                                            pair_checks(f"troika-{p}", (p,)), args)
+        for p in COLLECTD_READS:
+            monitors[f"collectd-{p}"] = Collectd(procs, run, f"collectd-{p}",
+                                                 args.collectd_write, web, db, (p,))
     for m in monitors.values():
         wait_for(m.ready, 30, f"{m.name} to run every check once")
     time.sleep(args.warmup)
 
     cd = monitors["collectd"]
-    agents = {n: m for n, m in monitors.items() if n != "collectd"}
+    agents = {n: m for n, m in monitors.items() if isinstance(m, Agent)}
     pids = {n: m.proc.pid for n, m in monitors.items()}
     log_offset = os.path.getsize(cd.log) if os.path.exists(cd.log) else 0
     recs = perf_start(procs, pids, run) if args.perf else None
@@ -935,13 +971,15 @@ def measure(args, run):
             per[chk] = {r: v - before.get(r, 0) for r, v in results.items()}
         runs[n] = per
     counted = {n: sum(sum(r.values()) for r in runs[n].values()) for n in agents}
-    counted["collectd"] = COLLECTD_READS * elapsed / INTERVAL
+    for n, m in monitors.items():
+        if n not in agents:
+            counted[n] = m.nchecks * elapsed / INTERVAL
 
     load = " ".join(open("/proc/loadavg").read().split()[:3])
     print(f"\nmeasured {elapsed:.1f} s after a warm-up of {args.warmup:.0f} s; interval "
           f"{INTERVAL:.0f} s; collectd write plugin: {args.collectd_write}; "
           f"load average {load}")
-    print("\nmonitor      checks  runs  CPU s (user+sys)  task-clock  per run  "
+    print("\nmonitor        checks  runs  CPU s (user+sys)  task-clock  per run  "
           "children  wake-ups/s  peak RSS  RSS = anon + file  PSS  threads")
     for n, m in monitors.items():
         u = cpu1[n][0] - cpu0[n][0]
@@ -952,13 +990,13 @@ def measure(args, run):
         # Per run from the finer clock when there is one.
         cpu = task_clock.get(n, u + s)
         tc = f"{task_clock[n]:7.3f} s" if n in task_clock else "      -  "
-        print(f"{n:12} {m.nchecks:6} {counted[n]:5.0f}  {u + s:5.2f} ({u:4.2f}+{s:4.2f})"
+        print(f"{n:14} {m.nchecks:4} {counted[n]:5.0f}  {u + s:5.2f} ({u:4.2f}+{s:4.2f})"
               f"  {tc}  {cpu / counted[n] * 1000:5.2f} ms  {ch:5.2f} s"
               f"  {(sw1[n] - sw0[n]) / elapsed:9.1f}  {mib(int(st['VmHWM'])):5.1f} MiB"
               f"  {mib(rss):4.1f} = {mib(anon):4.1f} + {mib(rss - anon):4.1f}"
               f"  {mib(roll.get('Pss', 0)):4.1f}  {int(st['Threads']):5}")
     print("\nruns: troika_check_runs_total (all results) for troika; for collectd "
-          f"{COLLECTD_READS} reads x seconds / interval.\n"
+          "its reads (plugins) x seconds / interval.\n"
           "per run: task-clock (perf stat; utime+stime where perf is missing) / runs.\n"
           "children: CPU of reaped child processes (the exec check's program), not "
           "included above.\nwake-ups: voluntary context switches of all threads. "
@@ -967,12 +1005,16 @@ def measure(args, run):
     print("\nwhat the servers saw during the measurement:")
     web_req = nginx_requests(web, web0, web1)
     for n in monitors:
-        req, conns = web_req.get(AGENTS[n], (0, 0))
-        u = MYSQL_USERS[n]
+        req, conns = web_req.get(user_agent(n), (0, 0))
+        u = mysql_user(n)
         d = [b - a for a, b in zip(db0.get(u, (0, 0, 0, 0)), db1.get(u, (0, 0, 0, 0)))]
-        print(f"  {n:12} nginx: {req} requests on {conns} connections;  mariadb "
-              f"({u}): {d[0]} connections, {d[1]} rows and {d[2]} bytes sent, "
-              f"{d[3]:.3f} s server CPU")
+        seen = []
+        if req:
+            seen.append(f"nginx: {req} requests on {conns} connections")
+        if u in db1:
+            seen.append(f"mariadb ({u}): {d[0]} connections, {d[1]} rows and {d[2]} "
+                        f"bytes sent, {d[3]:.3f} s server CPU")
+        print(f"  {n:14} " + ("; ".join(seen) or "(neither nginx nor mariadb)"))
     if args.collectd_write == "csv":
         reads = {k: csv1[k] - csv0.get(k, 0) for k in csv1}
         print("  collectd's csv files: " + ", ".join(f"{k} {v} reads" for k, v in
@@ -1007,6 +1049,9 @@ def main():
     ap.add_argument("--lean", action="store_true",
                     help="a fourth monitor: the pair's checks with only their 3 plugins "
                          "in its plugin directory")
+    ap.add_argument("--split", action="store_true",
+                    help="more monitors: each of the pair's checks alone, in troika and "
+                         "in collectd")
     ap.add_argument("--smaps", action="store_true",
                     help="print each monitor's RSS by mapped object")
     ap.add_argument("--perf", action="store_true",
