@@ -250,6 +250,11 @@ grpc_call_read_cb(nghttp2_session *h2, int32_t stream_id, uint8_t *buf,
 		grpc_call_take(call, buf, n);
 		grpc_call_account(call);
 	}
+	if (call->want_drained && evbuffer_get_length(call->out) == 0) {
+		/* Not from here, inside nghttp2: after the flush. */
+		call->drained_ready = 1;
+		call->conn->drained_ready = 1;
+	}
 	if (evbuffer_get_length(call->out) == 0) {
 		if (call->finished) {
 			*data_flags |= NGHTTP2_DATA_FLAG_EOF |
@@ -783,6 +788,40 @@ size_t
 grpc_call_queued(const struct grpc_call *call)
 {
 	return call->out != NULL ? evbuffer_get_length(call->out) : 0;
+}
+
+int
+grpc_call_notify_drained(struct grpc_call *call)
+{
+	if (call->method == NULL || call->method->handler->drained == NULL)
+		return -EINVAL;
+	call->want_drained = 1;
+	if (evbuffer_get_length(call->out) == 0) {
+		call->drained_ready = 1;
+		call->conn->drained_ready = 1;
+		grpc_conn_schedule_flush(call->conn);
+	}
+	return 0;
+}
+
+void
+grpc_call_run_drained(struct grpc_conn *conn)
+{
+	struct grpc_call *call;
+
+	conn->drained_ready = 0;
+	/*
+	 * drained() may send, finish, or ask again; it frees no call (that
+	 * happens only in nghttp2's stream close), so the walk is safe.
+	 */
+	TAILQ_FOREACH(call, &conn->calls, entry) {
+		if (!call->drained_ready)
+			continue;
+		call->drained_ready = 0;
+		call->want_drained = 0;
+		if (call->started && !call->finished && !conn->dying)
+			call->method->handler->drained(call);
+	}
 }
 
 int

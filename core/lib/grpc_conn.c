@@ -159,6 +159,11 @@ grpc_conn_flush(struct grpc_conn *conn)
 		conn->srv->stats.bytes_sent += (uint64_t)n;
 	}
 
+	/* Producers waiting for room: their next messages go next turn. */
+	if (conn->drained_ready) {
+		grpc_call_run_drained(conn);
+		grpc_conn_schedule_flush(conn);
+	}
 	if (!nghttp2_session_want_read(conn->h2) &&
 	    !nghttp2_session_want_write(conn->h2))
 		grpc_conn_close_soon(conn);

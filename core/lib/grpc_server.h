@@ -65,6 +65,13 @@ struct grpc_handler {
 	/* Optional: the client will send no more messages. */
 	void (*half_close)(struct grpc_call *call);
 	/*
+	 * Optional: everything queued has gone to the transport, after the
+	 * handler asked with grpc_call_notify_drained(). Producers of many
+	 * messages send while grpc_call_queued() is small, then wait for
+	 * this, instead of running into the output caps.
+	 */
+	void (*drained)(struct grpc_call *call);
+	/*
 	 * The end. status is what the client was told: the handler's own
 	 * status, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ..., or CANCELLED
 	 * when the client reset the stream or the connection went away.
@@ -219,6 +226,14 @@ int grpc_call_send(struct grpc_call *call, const void *msg, size_t len);
 
 /* Bytes queued for this call and not yet handed to the transport. */
 size_t grpc_call_queued(const struct grpc_call *call);
+
+/*
+ * Have the handler's drained() called once, from the loop, when nothing
+ * is queued any more (at the next turn of the loop if nothing is now).
+ * Not called for a call that finished or was cancelled meanwhile.
+ * Returns 0, or -EINVAL when the handler has no drained().
+ */
+int grpc_call_notify_drained(struct grpc_call *call);
 
 /*
  * End the call with a status and an optional message (one line, sent

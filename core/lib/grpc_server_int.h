@@ -85,6 +85,7 @@ struct grpc_conn {
 	int read_paused; /* output backed up: input stopped */
 	int read_seen;   /* bytes arrived since the keepalive timer ran */
 	int protocol_error; /* counted as closed for a protocol error */
+	int drained_ready;  /* some call's drained() is due */
 	enum grpc_ping_state ping_state;
 	size_t in_held;  /* partial request messages held by its calls */
 	size_t out_held; /* response bytes queued by its calls */
@@ -127,6 +128,8 @@ struct grpc_call {
 	size_t head_left;    /* bytes of out's first message still to go */
 	int response_submitted;
 	int deferred;        /* the data source waits for resume_data */
+	int want_drained;    /* call drained() once out is empty */
+	int drained_ready;   /* ... it is: grpc_conn_flush() calls it */
 	uint64_t nsent;
 
 	/* The end. */
@@ -179,6 +182,8 @@ void grpc_call_on_remote_close(struct grpc_call *call);
 void grpc_call_on_end_sent(struct grpc_call *call);
 /* The stream is gone: tell the handler, free. */
 void grpc_call_on_stream_close(struct grpc_call *call, uint32_t error_code);
+/* Call the drained() handlers that are due on conn. */
+void grpc_call_run_drained(struct grpc_conn *conn);
 /* Finish a call for the server's own reasons (shutdown, limits). */
 void grpc_call_fail(struct grpc_call *call, int status, const char *msg);
 

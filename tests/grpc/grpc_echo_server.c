@@ -33,6 +33,9 @@
 #include "grpc_server.h"
 #include "log.h"
 
+/* Count keeps at most this much queued before it waits for drained(). */
+#define ECHO_QUEUE_MAX (256 * 1024)
+
 static struct event_base *echo_base;
 static struct grpc_server *echo_srv;
 /* Handlers' close() statuses, reported by Metrics. */
@@ -218,6 +221,11 @@ echo_count_next(struct echo_call *ec)
 			echo_after(ec, ec->req->interval_ms);
 			return;
 		}
+		if (!ec->req->ignore_flow_control &&
+		    grpc_call_queued(ec->call) >= ECHO_QUEUE_MAX) {
+			grpc_call_notify_drained(ec->call);
+			return;
+		}
 	}
 	if (ec->req->fail_code != 0)
 		grpc_call_finish(ec->call, (int)ec->req->fail_code,
@@ -237,6 +245,12 @@ echo_timer_cb(evutil_socket_t fd, short what, void *arg)
 		echo_count_next(ec);
 	else
 		echo_say_answer(ec);
+}
+
+static void
+echo_drained(struct grpc_call *call)
+{
+	echo_count_next(grpc_call_data(call));
 }
 
 static void
@@ -372,6 +386,7 @@ static const struct grpc_handler echo_handler = {
 	.start = echo_start,
 	.message = echo_message,
 	.half_close = echo_half_close,
+	.drained = echo_drained,
 	.close = echo_close,
 };
 

@@ -405,7 +405,8 @@ def test_slow_reader_is_cut_off(server, pb):
     rss0 = rss(s)
     c = RawH2(s.host, s.port)
     c.handshake()
-    body = req(pb, text="flood", count=100000, reply_size=60000).SerializeToString()
+    body = req(pb, text="flood", count=100000, reply_size=60000,
+               ignore_flow_control=True).SerializeToString()
     c.request(1, "/troika.test.Echo/Count", grpc_message(body))
     # Never read, never give window: the server holds the 4 MiB cap at most.
     wait_for(lambda: s.stubs.value("troika_grpc_server_calls_reset_total",
@@ -421,6 +422,32 @@ def test_slow_reader_is_cut_off(server, pb):
     assert frames[-1][3] == b"\x00\x00\x00\x0b"
     c.close()
     assert s.stubs.say(req(pb, text="ok"), timeout=5).text == "ok"
+
+
+def test_paced_stream(server, pb):
+    """A producer that waits for drained(): a reading client gets all of a
+    large stream; one that does not read stalls it, with no reset and
+    little held, until it goes away."""
+    s = server("--call-output-cap", str(1024 * 1024))
+    n = 0
+    for r in s.stubs.count(req(pb, text="big", count=300, reply_size=60000), timeout=30):
+        assert len(r.payload) == 60000 and r.seq == n
+        n += 1
+    assert n == 300
+    c = RawH2(s.host, s.port)
+    c.handshake()
+    body = req(pb, text="stall", count=100000, reply_size=60000).SerializeToString()
+    c.request(1, "/troika.test.Echo/Count", grpc_message(body))
+    wait_for(lambda: s.stubs.value("troika_grpc_server_buffered_bytes") > 0, 5,
+             what="the stream to fill its window")
+    time.sleep(0.5)
+    held = s.stubs.value("troika_grpc_server_buffered_bytes")
+    assert 0 < held <= 256 * 1024 + 60000 + 10
+    assert s.stubs.value("troika_grpc_server_calls_reset_total", reason="output_cap") == 0
+    c.close()
+    wait_for(lambda: s.stubs.metrics()[2].open_calls == 0, 5, what="the call to end")
+    assert s.stubs.metrics()[1]["CANCELLED"] == 1
+    assert s.stubs.value("troika_grpc_server_buffered_bytes") == 0
 
 
 def test_idle_and_half_open_connections(server, pb):

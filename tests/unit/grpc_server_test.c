@@ -126,6 +126,13 @@ t_unary_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 		h->finish_ret = grpc_call_finish(call, GRPC_STATUS_OK, NULL);
 		return;
 	}
+	if (strcmp(h->last, "drainless") == 0) {
+		/* A handler without drained() cannot ask for it. */
+		h->send_ret = grpc_call_notify_drained(call);
+		h->finish_ret = grpc_call_send(call, "d", 1);
+		grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+		return;
+	}
 	if (strcmp(h->last, "big") == 0) {
 		static uint8_t big[2048];
 
@@ -194,6 +201,47 @@ t_flood_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 	    -ECANCELED);
 }
 
+/*
+ * Pace (server streaming): 64 messages of 16 KiB, sent while less than
+ * 64 KiB wait, the rest from drained().
+ */
+#define PACE_TOTAL 64
+
+static void
+t_pace_more(struct grpc_call *call)
+{
+	static uint8_t chunk[16 * 1024];
+	struct hcall *h = hcall_of(call);
+
+	while (h->nmsg < PACE_TOTAL) {
+		if ((h->send_ret = grpc_call_send(call, chunk,
+		    sizeof(chunk))) != 0)
+			return;
+		h->nmsg++;
+		assert_true(grpc_call_queued(call) <= 64 * 1024 + 16 * 1024 + 5);
+		if (grpc_call_queued(call) >= 64 * 1024) {
+			assert_int_equal(grpc_call_notify_drained(call), 0);
+			return;
+		}
+	}
+	h->finish_ret = grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+}
+
+static void
+t_pace_message(struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	(void)msg;
+	(void)len;
+	t_pace_more(call);
+}
+
+static void
+t_pace_drained(struct grpc_call *call)
+{
+	hcall_of(call)->half_closed++; /* counts drained() calls here */
+	t_pace_more(call);
+}
+
 static int
 t_refuse_start(struct grpc_call *call, void *arg)
 {
@@ -228,6 +276,12 @@ static const struct grpc_handler hold_handler = {
 static const struct grpc_handler flood_handler = {
 	.start = t_start,
 	.message = t_flood_message,
+	.close = t_close,
+};
+static const struct grpc_handler pace_handler = {
+	.start = t_start,
+	.message = t_pace_message,
+	.drained = t_pace_drained,
 	.close = t_close,
 };
 static const struct grpc_handler refuse_handler = {
@@ -613,6 +667,7 @@ ctx_server(struct ctx *c)
 		{ "/t.S/HoldUnary", GRPC_METHOD_UNARY, &hold_handler },
 		{ "/t.S/Collect", GRPC_METHOD_CLIENT_STREAMING, &echo_handler },
 		{ "/t.S/Flood", GRPC_METHOD_SERVER_STREAMING, &flood_handler },
+		{ "/t.S/Pace", GRPC_METHOD_SERVER_STREAMING, &pace_handler },
 		{ "/t.S/Refuse", GRPC_METHOD_UNARY, &refuse_handler },
 		{ "/t.S/Deny", GRPC_METHOD_UNARY, &deny_handler },
 	};
@@ -1228,6 +1283,62 @@ test_ping_flood_not_reading(void **state)
 	assert_string_equal(c->tc.streams[1].grpc_status, "0");
 }
 
+/* A producer that waits for drained() never hits a cap. */
+static void
+test_paced_producer(void **state)
+{
+	struct ctx *c = *state;
+	struct tstream *s;
+
+	c->cfg.call_output_cap = 128 * 1024;
+	ctx_server(c);
+	ctx_connect(c, 1);
+	s = tc_request(&c->tc, "/t.S/Pace");
+	ts_send(s, "go", 1);
+	assert_true(run_until(c, s0_closed, 5000));
+	assert_string_equal(s->grpc_status, "0");
+	assert_int_equal(ts_nmessages(s), PACE_TOTAL);
+	assert_int_equal(hcalls[0].nmsg, PACE_TOTAL);
+	assert_true(hcalls[0].half_closed >= 10); /* drained() calls */
+	assert_int_equal(hcalls[0].close_status, GRPC_STATUS_OK);
+	assert_int_equal(stats(c)->calls_output_overflow, 0);
+
+	s = tc_request(&c->tc, "/t.S/Unary");
+	ts_send(s, "drainless", 1);
+	assert_true(run_until(c, all_closed, 2000));
+	assert_int_equal(hcalls[1].send_ret, -EINVAL);
+	assert_int_equal(hcalls[1].finish_ret, 0);
+}
+
+/* ... and with a client that gives no window, it just waits. */
+static void
+test_paced_producer_stalled(void **state)
+{
+	struct ctx *c = *state;
+	struct tstream *s;
+
+	c->cfg.call_output_cap = 128 * 1024;
+	ctx_server(c);
+	ctx_connect(c, 0);
+	s = tc_request(&c->tc, "/t.S/Pace");
+	ts_send(s, "go", 1);
+	run_for(c, 200);
+	/*
+	 * Four messages reach the 64 KiB mark; the client's window (65535)
+	 * takes all but 21 bytes of them, which wait. No reset, no more.
+	 */
+	assert_false(s->closed);
+	assert_int_equal(hcalls[0].nmsg, 4);
+	assert_int_equal(hcalls[0].send_ret, 0);
+	assert_int_equal(hcalls[0].half_closed, 0);
+	assert_int_equal(stats(c)->calls_output_overflow, 0);
+	assert_int_equal(stats(c)->buffered, 4 * (16 * 1024 + 5) - 65535);
+	ts_reset(s);
+	assert_true(run_until(c, hcall0_closed, 2000));
+	assert_int_equal(hcalls[0].close_status, GRPC_STATUS_CANCELLED);
+	assert_int_equal(stats(c)->buffered, 0);
+}
+
 static void
 test_max_streams(void **state)
 {
@@ -1636,6 +1747,10 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_output_not_reading, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_ping_flood_not_reading,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_paced_producer, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_paced_producer_stalled,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_max_streams, setup,
 		    teardown),
