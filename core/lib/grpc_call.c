@@ -225,7 +225,6 @@ grpc_call_submit_trailers(struct grpc_call *call)
 	grpc_nv(&nv[n++], "grpc-status", code);
 	if (call->status_msg != NULL && call->status_msg[0] != '\0')
 		grpc_nv(&nv[n++], "grpc-message", call->status_msg);
-	call->trailers_submitted = 1;
 	return nghttp2_submit_trailer(call->conn->h2, call->stream_id, nv, n);
 }
 
@@ -306,7 +305,6 @@ grpc_call_submit_headers_only(struct grpc_call *call, const char *http_status,
 	if (extra_name != NULL)
 		grpc_nv(&nv[n++], extra_name, extra_value);
 	call->response_submitted = 1;
-	call->trailers_submitted = 1;
 	return nghttp2_submit_response(call->conn->h2, call->stream_id, nv, n,
 	    NULL);
 }
@@ -385,6 +383,7 @@ grpc_call_reset(struct grpc_call *call, int status, uint32_t h2_error)
 	call->reset = 1;
 	evbuffer_drain(call->out, evbuffer_get_length(call->out));
 	call->head_left = 0;
+	grpc_call_account(call);
 	grpc_call_set_status(call, status, NULL);
 	nghttp2_submit_rst_stream(call->conn->h2, NGHTTP2_FLAG_NONE,
 	    call->stream_id, h2_error);
@@ -406,6 +405,7 @@ grpc_call_fail(struct grpc_call *call, int status, const char *msg)
 	}
 	/* Whole messages not yet sent are dropped: the status goes first. */
 	evbuffer_drain(call->out, evbuffer_get_length(call->out));
+	grpc_call_account(call);
 	grpc_call_end(call, status, msg, "200", NULL, NULL);
 }
 
@@ -478,7 +478,7 @@ grpc_call_on_data(struct grpc_call *call, const uint8_t *data, size_t len)
 				snprintf(why, sizeof(why), "%s",
 				    strerror(-r));
 			grpc_call_fail(call, grpc_frame_error_status(r), why);
-			return;
+			break;
 		}
 		data += used;
 		len -= used;

@@ -139,7 +139,6 @@ struct grpc_call {
 	int reset;           /* we sent RST_STREAM */
 	int status;
 	char *status_msg;    /* percent-encoded, or NULL */
-	int trailers_submitted;
 	int has_deadline;
 	struct timespec deadline; /* CLOCK_MONOTONIC */
 	struct event *deadline_ev;
