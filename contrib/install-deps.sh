@@ -13,7 +13,7 @@ nginx-light monitoring-plugins-basic monitoring-plugins-standard
 prometheus
 redis-server mariadb-server galera-4 rsync rabbitmq-server php-fpm socat
 collectd-core libcurl3-gnutls libyajl2 dbus-daemon python3-dbus python3-gi
-curl procps iproute2 psmisc
+curl openssl procps iproute2 psmisc
 "
 
 missing=""
