@@ -744,8 +744,8 @@ test_reload(void **state)
 {
 	struct fixture *f = *state;
 	const char *ok[] = { "/bin/true" };
-	const char *bad[] = { "/bin/sh", "-c", "echo 'nginx: [emerg] bad "
-	    "config'; echo more; exit 3" };
+	const char *bad[] = { "/bin/sh", "-c",
+	    ("echo 'nginx: [emerg] bad config'; echo more; exit 3") };
 	const char *missing[] = { "/nonexistent/nginx", "-s", "reload" };
 	const char *hangs[] = { "/bin/sleep", "10" };
 	const struct fake_result *r;
