@@ -1,0 +1,851 @@
+/*
+ * The gRPC client (core/lib/grpc_client.c) against our own server
+ * (grpc_server.c) over a bufferevent pair: every call kind, statuses and
+ * messages, deadlines, oversized replies, the send cap and drained(),
+ * cancel, GOAWAY, connection loss, keepalive and connect timeouts; and the
+ * reconnect backoff. Each test ends on a fresh base with nothing pending
+ * and every call closed exactly once (ASan finds what is left).
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "grpc_client.h"
+#include "grpc_server.h"
+
+/* ---- the server side: test methods ---- */
+
+static int srv_closed[GRPC_STATUS_MAX + 1];
+static char srv_md[64];
+static struct grpc_call *held;
+
+static int
+s_start(struct grpc_call *call, void *arg)
+{
+	const char *md = grpc_call_metadata(call, "x-test");
+
+	(void)arg;
+	if (md != NULL)
+		snprintf(srv_md, sizeof(srv_md), "%s", md);
+	return 0;
+}
+
+static void
+s_close(struct grpc_call *call, int status)
+{
+	if (call == held)
+		held = NULL;
+	srv_closed[status]++;
+}
+
+/* Unary: "fail", "big", "hold", "md", "none" or the text back. */
+static void
+s_unary_message(struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	char text[64];
+
+	snprintf(text, sizeof(text), "%.*s", (int)len, (const char *)msg);
+	if (strcmp(text, "fail") == 0) {
+		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
+		    "bad \n100% \xc3\xa9");
+	} else if (strcmp(text, "big") == 0) {
+		static uint8_t big[100000];
+
+		grpc_call_send(call, big, sizeof(big));
+		grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+	} else if (strcmp(text, "hold") == 0) {
+		held = call;
+	} else if (strcmp(text, "md") == 0) {
+		grpc_call_send(call, srv_md, strlen(srv_md));
+		grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+	} else {
+		grpc_call_send(call, msg, len);
+		grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+	}
+}
+
+/* Server streaming: the number asked for, "0", "1", ... */
+static void
+s_count_message(struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	char buf[16];
+	int n;
+
+	snprintf(buf, sizeof(buf), "%.*s", (int)len, (const char *)msg);
+	n = atoi(buf);
+	for (int i = 0; i < n; i++) {
+		snprintf(buf, sizeof(buf), "%d", i);
+		grpc_call_send(call, buf, strlen(buf));
+	}
+	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+}
+
+/* Client streaming and bidi: collect; bidi also echoes each. */
+static char collected[256];
+
+static void
+s_collect_message(struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	(void)call;
+	strncat(collected, (const char *)msg,
+	    len < sizeof(collected) - strlen(collected) - 1 ? len :
+	    sizeof(collected) - strlen(collected) - 1);
+}
+
+static void
+s_collect_half_close(struct grpc_call *call)
+{
+	grpc_call_send(call, collected, strlen(collected));
+	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+}
+
+static void
+s_chat_message(struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	held = call;
+	grpc_call_send(call, msg, len);
+}
+
+static void
+s_chat_half_close(struct grpc_call *call)
+{
+	grpc_call_finish(call, GRPC_STATUS_OK, "bye");
+}
+
+static const struct grpc_handler unary_h = {
+	.start = s_start, .message = s_unary_message, .close = s_close,
+};
+static const struct grpc_handler count_h = {
+	.start = s_start, .message = s_count_message, .close = s_close,
+};
+static const struct grpc_handler collect_h = {
+	.start = s_start, .message = s_collect_message,
+	.half_close = s_collect_half_close, .close = s_close,
+};
+static const struct grpc_handler chat_h = {
+	.start = s_start, .message = s_chat_message,
+	.half_close = s_chat_half_close, .close = s_close,
+};
+
+/* ---- the client side: what the callbacks saw ---- */
+
+#define NCALLS 16
+
+struct ccall {
+	struct grpc_client_call *call;
+	int headers;
+	int nmsg;
+	size_t last_len;
+	char last[128];
+	char all[512];
+	int drained;
+	int closed;
+	int status;
+	char message[128];
+	char ct[64];
+};
+
+struct ctx {
+	struct event_base *base;
+	struct event *tick;
+	struct grpc_server *srv;
+	struct grpc_server_config scfg;
+	struct grpc_client *cl;
+	struct grpc_client_config ccfg;
+	struct bufferevent *peer; /* the far end when no server is used */
+	int down;
+	char down_reason[128];
+	int free_in_down;
+	struct ccall calls[NCALLS];
+	int ncalls;
+};
+
+static void
+c_headers(struct grpc_client_call *call, void *arg)
+{
+	struct ccall *c = arg;
+	const char *ct = grpc_client_call_header(call, "content-type");
+
+	c->headers++;
+	snprintf(c->ct, sizeof(c->ct), "%s", ct != NULL ? ct : "");
+}
+
+static void
+c_message(struct grpc_client_call *call, const uint8_t *msg, size_t len,
+    void *arg)
+{
+	struct ccall *c = arg;
+
+	(void)call;
+	c->nmsg++;
+	c->last_len = len;
+	snprintf(c->last, sizeof(c->last), "%.*s", (int)len,
+	    (const char *)msg);
+	if (len < 64) {
+		strncat(c->all, c->last, sizeof(c->all) - strlen(c->all) - 2);
+		strcat(c->all, ",");
+	}
+}
+
+static void
+c_drained(struct grpc_client_call *call, void *arg)
+{
+	struct ccall *c = arg;
+
+	(void)call;
+	c->drained++;
+}
+
+static void
+c_close(struct grpc_client_call *call, int status, const char *message,
+    void *arg)
+{
+	struct ccall *c = arg;
+
+	(void)call;
+	c->closed++;
+	c->status = status;
+	c->call = NULL;
+	snprintf(c->message, sizeof(c->message), "%s", message);
+}
+
+static const struct grpc_client_handler chandler = {
+	.headers = c_headers, .message = c_message, .drained = c_drained,
+	.close = c_close,
+};
+
+static void
+c_down(struct grpc_client *cl, const char *reason, void *arg)
+{
+	struct ctx *c = arg;
+
+	c->down++;
+	snprintf(c->down_reason, sizeof(c->down_reason), "%s", reason);
+	if (c->free_in_down) {
+		grpc_client_free(cl);
+		c->cl = NULL;
+	}
+}
+
+static void
+tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+}
+
+static int
+setup(void **state)
+{
+	struct ctx *c = calloc(1, sizeof(*c));
+	struct timeval tv = { 0, 5000 };
+
+	assert_non_null(c);
+	memset(srv_closed, 0, sizeof(srv_closed));
+	srv_md[0] = '\0';
+	collected[0] = '\0';
+	held = NULL;
+	assert_non_null(c->base = event_base_new());
+	assert_non_null(c->tick = event_new(c->base, -1, EV_PERSIST, tick_cb,
+	    NULL));
+	evtimer_add(c->tick, &tv);
+	grpc_server_config_default(&c->scfg);
+	grpc_client_config_default(&c->ccfg);
+	*state = c;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct ctx *c = *state;
+
+	grpc_client_free(c->cl);
+	grpc_server_free(c->srv);
+	if (c->peer != NULL)
+		bufferevent_free(c->peer);
+	event_free(c->tick);
+	event_base_loop(c->base, EVLOOP_NONBLOCK);
+	assert_int_equal(event_base_get_num_events(c->base,
+	    EVENT_BASE_COUNT_ADDED), 0);
+	event_base_free(c->base);
+	for (int i = 0; i < c->ncalls; i++)
+		assert_int_equal(c->calls[i].closed, 1);
+	free(c);
+	return 0;
+}
+
+/* Server with the test methods, client on a bufferevent pair to it. */
+static void
+ctx_connect(struct ctx *c)
+{
+	static const struct {
+		const char *path;
+		enum grpc_method_kind kind;
+		const struct grpc_handler *h;
+	} methods[] = {
+		{ "/t.S/Unary", GRPC_METHOD_UNARY, &unary_h },
+		{ "/t.S/Count", GRPC_METHOD_SERVER_STREAMING, &count_h },
+		{ "/t.S/Collect", GRPC_METHOD_CLIENT_STREAMING, &collect_h },
+		{ "/t.S/Chat", GRPC_METHOD_BIDI_STREAMING, &chat_h },
+	};
+	struct bufferevent *pair[2];
+
+	assert_non_null(c->srv = grpc_server_new(c->base, &c->scfg));
+	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+		struct grpc_method m = {
+			.path = methods[i].path,
+			.kind = methods[i].kind,
+			.handler = methods[i].h,
+		};
+
+		assert_int_equal(grpc_server_add_method(c->srv, &m), 0);
+	}
+	assert_int_equal(bufferevent_pair_new(c->base, 0, pair), 0);
+	assert_int_equal(grpc_server_adopt(c->srv, pair[0], "pair"), 0);
+	assert_non_null(c->cl = grpc_client_adopt(c->base, pair[1], "test",
+	    &c->ccfg, c_down, c));
+}
+
+/* A client whose far end is a silent bufferevent (no server). */
+static void
+ctx_connect_silent(struct ctx *c)
+{
+	struct bufferevent *pair[2];
+
+	assert_int_equal(bufferevent_pair_new(c->base, 0, pair), 0);
+	c->peer = pair[0];
+	assert_non_null(c->cl = grpc_client_adopt(c->base, pair[1], "test",
+	    &c->ccfg, c_down, c));
+}
+
+static struct ccall *
+ctx_open(struct ctx *c, const char *path, int64_t timeout_ms)
+{
+	struct ccall *cc;
+
+	assert_true(c->ncalls < NCALLS);
+	cc = &c->calls[c->ncalls++];
+	memset(cc, 0, sizeof(*cc));
+	assert_non_null(cc->call = grpc_client_call_open(c->cl, path,
+	    timeout_ms, &chandler, cc));
+	return cc;
+}
+
+/* Open, send one message, half-close. */
+static struct ccall *
+ctx_unary(struct ctx *c, const char *path, const char *msg,
+    int64_t timeout_ms)
+{
+	struct ccall *cc = ctx_open(c, path, timeout_ms);
+
+	assert_int_equal(grpc_client_call_send(cc->call, msg, strlen(msg)), 0);
+	assert_int_equal(grpc_client_call_half_close(cc->call), 0);
+	return cc;
+}
+
+static int
+run_until(struct ctx *c, int (*cond)(struct ctx *), int ms)
+{
+	struct timespec t0, now;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		if (cond(c))
+			return 1;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if ((now.tv_sec - t0.tv_sec) * 1000 +
+		    (now.tv_nsec - t0.tv_nsec) / 1000000 > ms)
+			return 0;
+		event_base_loop(c->base, EVLOOP_ONCE);
+	}
+}
+
+static int
+never(struct ctx *c)
+{
+	(void)c;
+	return 0;
+}
+
+static int
+all_closed(struct ctx *c)
+{
+	for (int i = 0; i < c->ncalls; i++)
+		if (!c->calls[i].closed)
+			return 0;
+	return 1;
+}
+
+static int
+is_down(struct ctx *c)
+{
+	return c->down > 0;
+}
+
+static int
+is_held(struct ctx *c)
+{
+	(void)c;
+	return held != NULL;
+}
+
+/* ---- tests ---- */
+
+static void
+test_unary(void **state)
+{
+	struct ctx *c = *state;
+	struct ccall *ok, *fail, *md;
+	const struct grpc_client_stats *st;
+
+	ctx_connect(c);
+	ok = ctx_unary(c, "/t.S/Unary", "hello", 0);
+	fail = ctx_unary(c, "/t.S/Unary", "fail", 0);
+	md = ctx_open(c, "/t.S/Unary", 5000);
+	assert_int_equal(grpc_client_call_metadata(md->call, "x-test", "v1"),
+	    0);
+	assert_int_equal(grpc_client_call_metadata(md->call, "grpc-x", "v"),
+	    -EINVAL);
+	assert_int_equal(grpc_client_call_metadata(md->call, "Bad", "v"),
+	    -EINVAL);
+	assert_int_equal(grpc_client_call_send(md->call, "md", 2), 0);
+	assert_int_equal(grpc_client_call_half_close(md->call), 0);
+	/* Nothing happens inside the API calls: all from the loop. */
+	assert_int_equal(ok->closed, 0);
+	assert_true(run_until(c, all_closed, 2000));
+
+	assert_int_equal(ok->status, GRPC_STATUS_OK);
+	assert_int_equal(ok->nmsg, 1);
+	assert_string_equal(ok->last, "hello");
+	assert_int_equal(ok->headers, 1);
+	assert_string_equal(ok->ct, "application/grpc");
+	assert_string_equal(ok->message, "");
+
+	/* Trailers-Only error: no headers(), message decoded. */
+	assert_int_equal(fail->status, GRPC_STATUS_INVALID_ARGUMENT);
+	assert_string_equal(fail->message, "bad \n100% \xc3\xa9");
+	assert_int_equal(fail->nmsg, 0);
+
+	assert_int_equal(md->status, GRPC_STATUS_OK);
+	assert_string_equal(md->last, "v1");
+
+	st = grpc_client_stats(c->cl);
+	assert_int_equal(st->calls_started, 3);
+	assert_int_equal(st->calls_open, 0);
+	assert_int_equal(st->msgs_sent, 3);
+	assert_int_equal(st->msgs_received, 2);
+	assert_int_equal(st->handled[GRPC_STATUS_OK], 2);
+	assert_int_equal(st->handled[GRPC_STATUS_INVALID_ARGUMENT], 1);
+	assert_true(st->bytes_sent > 0 && st->bytes_received > 0);
+	assert_int_equal(c->down, 0);
+	assert_true(grpc_client_usable(c->cl));
+}
+
+static void
+test_unknown_method(void **state)
+{
+	struct ctx *c = *state;
+	struct ccall *cc;
+
+	ctx_connect(c);
+	cc = ctx_unary(c, "/t.S/Nope", "x", 0);
+	assert_true(run_until(c, all_closed, 2000));
+	assert_int_equal(cc->status, GRPC_STATUS_UNIMPLEMENTED);
+	assert_string_equal(cc->message, "unknown method /t.S/Nope");
+}
+
+static void
+test_bad_open(void **state)
+{
+	struct ctx *c = *state;
+
+	ctx_connect(c);
+	errno = 0;
+	assert_null(grpc_client_call_open(c->cl, "nope", 0, &chandler, NULL));
+	assert_int_equal(errno, EINVAL);
+	assert_null(grpc_client_call_open(c->cl, "/a", 0, &chandler, NULL));
+	assert_int_equal(errno, EINVAL);
+	assert_null(grpc_client_call_open(NULL, "/a/b", 0, &chandler, NULL));
+	assert_int_equal(errno, ENOTCONN);
+}
+
+static void
+test_server_streaming(void **state)
+{
+	struct ctx *c = *state;
+	struct ccall *cc;
+
+	ctx_connect(c);
+	cc = ctx_unary(c, "/t.S/Count", "5", 0);
+	assert_true(run_until(c, all_closed, 2000));
+	assert_int_equal(cc->status, GRPC_STATUS_OK);
+	assert_int_equal(cc->nmsg, 5);
+	assert_string_equal(cc->all, "0,1,2,3,4,");
+}
+
+static void
+test_client_streaming(void **state)
+{
+	struct ctx *c = *state;
+	struct ccall *cc;
+
+	ctx_connect(c);
+	cc = ctx_open(c, "/t.S/Collect", 0);
+	assert_int_equal(grpc_client_call_send(cc->call, "a", 1), 0);
+	assert_int_equal(grpc_client_call_send(cc->call, "bc", 2), 0);
+	assert_true(run_until(c, never, 50) == 0);
+	assert_int_equal(grpc_client_call_send(cc->call, "d", 1), 0);
+	assert_int_equal(grpc_client_call_half_close(cc->call), 0);
+	/* After half-close nothing more goes. */
+	assert_int_equal(grpc_client_call_send(cc->call, "e", 1), -EINVAL);
+	assert_int_equal(grpc_client_call_half_close(cc->call), -EINVAL);
+	assert_true(run_until(c, all_closed, 2000));
+	assert_int_equal(cc->status, GRPC_STATUS_OK);
+	assert_string_equal(cc->last, "abcd");
+}
+
+static int
+chat_two(struct ctx *c)
+{
+	return c->calls[0].nmsg >= 2;
+}
+
+static void
+test_bidi(void **state)
+{
+	struct ctx *c = *state;
+	struct ccall *cc;
+
+	ctx_connect(c);
+	cc = ctx_open(c, "/t.S/Chat", 0);
+	assert_int_equal(grpc_client_call_send(cc->call, "one", 3), 0);
+	assert_int_equal(grpc_client_call_send(cc->call, "two", 3), 0);
+	assert_true(run_until(c, chat_two, 2000));
+	assert_int_equal(cc->closed, 0);
+	assert_string_equal(cc->all, "one,two,");
+	assert_int_equal(grpc_client_call_send(cc->call, "three", 5), 0);
+	assert_int_equal(grpc_client_call_half_close(cc->call), 0);
+	assert_true(run_until(c, all_closed, 2000));
+	assert_int_equal(cc->status, GRPC_STATUS_OK);
+	assert_string_equal(cc->message, "bye");
+	assert_string_equal(cc->all, "one,two,three,");
+}
+
+static void
+test_deadline(void **state)
+{
+	struct ctx *c = *state;
+	struct ccall *cc;
+
+	ctx_connect(c);
+	cc = ctx_unary(c, "/t.S/Unary", "hold", 100);
+	assert_true(run_until(c, is_held, 2000));
+	/* The server saw the deadline too (grpc-timeout). */
+	assert_true(grpc_call_remaining_ms(held) > 0);
+	assert_true(grpc_call_remaining_ms(held) <= 100);
+	assert_true(run_until(c, all_closed, 2000));
+	assert_int_equal(cc->status, GRPC_STATUS_DEADLINE_EXCEEDED);
+	assert_true(run_until(c, never, 50) == 0);
+	assert_int_equal(srv_closed[GRPC_STATUS_DEADLINE_EXCEEDED] +
+	    srv_closed[GRPC_STATUS_CANCELLED], 1);
+	assert_int_equal(c->down, 0);
+	/* The connection carries on. */
+	cc = ctx_unary(c, "/t.S/Unary", "again", 100);
+	assert_true(run_until(c, all_closed, 2000));
+	assert_int_equal(cc->status, GRPC_STATUS_OK);
+}
+
+static void
+test_too_big(void **state)
+{
+	struct ctx *c = *state;
+	struct ccall *big, *ok;
+
+	c->ccfg.max_recv_message = 1000;
+	ctx_connect(c);
+	big = ctx_unary(c, "/t.S/Unary", "big", 0);
+	ok = ctx_unary(c, "/t.S/Unary", "small", 0);
+	assert_true(run_until(c, all_closed, 2000));
+	assert_int_equal(big->status, GRPC_STATUS_RESOURCE_EXHAUSTED);
+	assert_string_equal(big->message, "reply message larger than max "
+	    "(1000)");
+	assert_int_equal(big->nmsg, 0);
+	assert_int_equal(ok->status, GRPC_STATUS_OK);
+	assert_string_equal(ok->last, "small");
+}
+
+static void
+test_cancel(void **state)
+{
+	struct ctx *c = *state;
+	struct ccall *cc, *early;
+
+	ctx_connect(c);
+	cc = ctx_open(c, "/t.S/Chat", 0);
+	assert_int_equal(grpc_client_call_send(cc->call, "x", 1), 0);
+	assert_true(run_until(c, is_held, 2000));
+	grpc_client_call_cancel(cc->call);
+	assert_int_equal(cc->closed, 0);
+	assert_int_equal(grpc_client_call_send(cc->call, "y", 1), -EINVAL);
+	/* Cancelled before it ever went out. */
+	early = ctx_open(c, "/t.S/Chat", 0);
+	grpc_client_call_cancel(early->call);
+	assert_true(run_until(c, all_closed, 2000));
+	assert_int_equal(cc->status, GRPC_STATUS_CANCELLED);
+	assert_int_equal(early->status, GRPC_STATUS_CANCELLED);
+	assert_string_equal(early->message, "cancelled by the client");
+	assert_true(run_until(c, never, 30) == 0);
+	assert_int_equal(srv_closed[GRPC_STATUS_CANCELLED], 1);
+}
+
+static int
+drained_once(struct ctx *c)
+{
+	return c->calls[0].drained > 0;
+}
+
+static void
+test_send_cap(void **state)
+{
+	struct ctx *c = *state;
+	struct ccall *cc;
+	char msg[100];
+	int n = 0;
+
+	c->ccfg.call_send_cap = 250;
+	memset(msg, 'm', sizeof(msg));
+	ctx_connect(c);
+	cc = ctx_open(c, "/t.S/Chat", 0);
+	while (grpc_client_call_send(cc->call, msg, sizeof(msg)) == 0)
+		n++;
+	/* 105 bytes framed each: the third goes over 250. */
+	assert_int_equal(n, 3);
+	assert_int_equal(grpc_client_call_send(cc->call, msg, 1), -EAGAIN);
+	assert_int_equal(grpc_client_call_queued(cc->call), 315);
+	assert_true(run_until(c, drained_once, 2000));
+	assert_int_equal(grpc_client_call_queued(cc->call), 0);
+	assert_int_equal(cc->drained, 1);
+	assert_int_equal(grpc_client_call_send(cc->call, msg, 1), 0);
+	assert_int_equal(grpc_client_call_half_close(cc->call), 0);
+	assert_true(run_until(c, all_closed, 2000));
+	assert_int_equal(cc->status, GRPC_STATUS_OK);
+	assert_int_equal(cc->nmsg, 4);
+}
+
+static void
+test_goaway(void **state)
+{
+	struct ctx *c = *state;
+	struct ccall *cc;
+
+	ctx_connect(c);
+	cc = ctx_open(c, "/t.S/Chat", 0);
+	assert_int_equal(grpc_client_call_send(cc->call, "x", 1), 0);
+	assert_true(run_until(c, is_held, 2000));
+	grpc_server_shutdown(c->srv, 100, NULL, NULL);
+	assert_true(run_until(c, all_closed, 3000));
+	assert_int_equal(cc->status, GRPC_STATUS_UNAVAILABLE);
+	assert_true(run_until(c, is_down, 3000));
+	assert_int_equal(c->down, 1);
+	assert_false(grpc_client_usable(c->cl));
+	errno = 0;
+	assert_null(grpc_client_call_open(c->cl, "/t.S/Chat", 0, &chandler,
+	    NULL));
+	assert_int_equal(errno, ENOTCONN);
+}
+
+static void
+test_connection_lost(void **state)
+{
+	struct ctx *c = *state;
+	struct ccall *a, *b;
+
+	c->free_in_down = 1;
+	ctx_connect(c);
+	a = ctx_open(c, "/t.S/Chat", 0);
+	assert_int_equal(grpc_client_call_send(a->call, "x", 1), 0);
+	b = ctx_open(c, "/t.S/Count", 0); /* open, never half-closed */
+	assert_true(run_until(c, is_held, 2000));
+	grpc_server_free(c->srv);
+	c->srv = NULL;
+	assert_true(run_until(c, is_down, 2000));
+	assert_int_equal(a->status, GRPC_STATUS_UNAVAILABLE);
+	assert_int_equal(b->status, GRPC_STATUS_UNAVAILABLE);
+	assert_string_equal(a->message,
+	    "connection lost: connection closed by the server");
+	assert_string_equal(c->down_reason, "connection closed by the server");
+	/* down() freed the client. */
+	assert_null(c->cl);
+}
+
+static void
+test_connect_timeout(void **state)
+{
+	struct ctx *c = *state;
+	struct ccall *cc;
+
+	c->ccfg.connect_timeout_ms = 50;
+	ctx_connect_silent(c);
+	cc = ctx_unary(c, "/t.S/Unary", "x", 0);
+	assert_true(run_until(c, is_down, 2000));
+	assert_int_equal(cc->status, GRPC_STATUS_UNAVAILABLE);
+	assert_string_equal(cc->message, "connection lost: connect timeout");
+	assert_string_equal(c->down_reason, "connect timeout");
+}
+
+static int
+three_pings(struct ctx *c)
+{
+	return grpc_client_stats(c->cl)->pings_sent >= 3;
+}
+
+static void
+test_keepalive(void **state)
+{
+	struct ctx *c = *state;
+	struct ccall *cc;
+
+	c->ccfg.keepalive_ms = 20;
+	c->ccfg.keepalive_timeout_ms = 200;
+	ctx_connect(c);
+	/* No calls: no PINGs. */
+	assert_true(run_until(c, never, 80) == 0);
+	assert_int_equal(grpc_client_stats(c->cl)->pings_sent, 0);
+	cc = ctx_open(c, "/t.S/Chat", 0);
+	assert_true(run_until(c, three_pings, 2000));
+	assert_int_equal(c->down, 0);
+	assert_int_equal(cc->closed, 0);
+	assert_int_equal(grpc_client_call_half_close(cc->call), 0);
+	assert_true(run_until(c, all_closed, 2000));
+	assert_int_equal(cc->status, GRPC_STATUS_OK);
+}
+
+/* The server's end stops reading: its PING ack never comes. */
+static void
+test_keepalive_unanswered(void **state)
+{
+	struct ctx *c = *state;
+	struct ccall *cc;
+
+	c->ccfg.keepalive_ms = 20;
+	c->ccfg.keepalive_timeout_ms = 50;
+	c->ccfg.connect_timeout_ms = 0;
+	ctx_connect_silent(c);
+	/* A handshake without a server: an empty SETTINGS frame. */
+	{
+		static const uint8_t settings[9] = { 0, 0, 0, 4, 0, 0, 0, 0, 0 };
+
+		bufferevent_write(c->peer, settings, sizeof(settings));
+	}
+	cc = ctx_open(c, "/t.S/Chat", 0);
+	assert_true(run_until(c, is_down, 2000));
+	assert_string_equal(c->down_reason, "keepalive PING not answered");
+	assert_int_equal(cc->status, GRPC_STATUS_UNAVAILABLE);
+	assert_int_equal(grpc_client_stats(c->cl)->pings_sent, 1);
+}
+
+static void
+test_free_with_calls(void **state)
+{
+	struct ctx *c = *state;
+	struct ccall *cc;
+
+	ctx_connect(c);
+	cc = ctx_open(c, "/t.S/Chat", 0);
+	assert_int_equal(grpc_client_call_send(cc->call, "x", 1), 0);
+	assert_true(run_until(c, is_held, 2000));
+	grpc_client_free(c->cl);
+	c->cl = NULL;
+	assert_int_equal(cc->status, GRPC_STATUS_CANCELLED);
+	assert_true(run_until(c, never, 50) == 0);
+	assert_int_equal(srv_closed[GRPC_STATUS_CANCELLED], 1);
+	assert_int_equal(c->down, 0);
+}
+
+static void
+test_backoff(void **state)
+{
+	struct grpc_backoff b;
+	double base = 1000;
+
+	(void)state;
+	grpc_backoff_init(&b, 42);
+	for (int i = 0; i < 20; i++) {
+		int64_t d = grpc_backoff_next(&b);
+
+		assert_true(d >= (int64_t)(base * 0.8) - 1);
+		assert_true(d <= (int64_t)(base * 1.2) + 1);
+		base *= 1.6;
+		if (base > 120000)
+			base = 120000;
+	}
+	grpc_backoff_reset(&b);
+	assert_true(grpc_backoff_next(&b) <= 1200);
+
+	/* The jitter spreads: two seeds do not march in step. */
+	{
+		struct grpc_backoff x, y;
+		int differ = 0;
+
+		grpc_backoff_init(&x, 1);
+		grpc_backoff_init(&y, 2);
+		for (int i = 0; i < 5; i++)
+			differ += grpc_backoff_next(&x) != grpc_backoff_next(&y);
+		assert_true(differ >= 4);
+	}
+	/* No jitter: exactly the sequence. */
+	grpc_backoff_init(&b, 7);
+	b.jitter = 0;
+	b.max_ms = 3000;
+	assert_int_equal(grpc_backoff_next(&b), 1000);
+	assert_int_equal(grpc_backoff_next(&b), 1600);
+	assert_int_equal(grpc_backoff_next(&b), 2560);
+	assert_int_equal(grpc_backoff_next(&b), 3000);
+	assert_int_equal(grpc_backoff_next(&b), 3000);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_unary, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unknown_method, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_bad_open, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_server_streaming, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_client_streaming, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_bidi, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deadline, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_too_big, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_send_cap, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_goaway, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_connection_lost, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_connect_timeout, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_keepalive, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_keepalive_unanswered, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_free_with_calls, setup,
+		    teardown),
+		cmocka_unit_test(test_backoff),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
