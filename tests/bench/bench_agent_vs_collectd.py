@@ -790,7 +790,7 @@ def smaps_report(smaps):
         print(f"\nsmaps {n}: RSS by object, kB (anonymous part in brackets), "
               f"{len(objs)} objects")
         print("  " + ", ".join(f"{k} {v[0]} ({v[1]})" for k, v in top if v[0] >= 40))
-        if n == "collectd":
+        if n.startswith("collectd"):
             continue
         only = sorted(((v[0], k) for k, v in objs.items() if k not in cd), reverse=True)
         other = sorted(((v[0], k) for k, v in cd.items() if k not in objs), reverse=True)
