@@ -1,0 +1,80 @@
+/*
+ * troika-coord: the daemon's state, shared by its modules. coord_main.c
+ * owns it; coord_agent.c serves troika.v1.Agent/Connect into the view
+ * (coord_view.c), coord_admin.c answers troika.v1.Admin/GetStatus from it,
+ * coord_metrics.c and coord_http.c serve /metrics.
+ */
+#ifndef TROIKA_COORD_H
+#define TROIKA_COORD_H
+
+#include <stdint.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "grpc_server.h"
+#include "metrics.h"
+
+struct event_base;
+struct evbuffer;
+struct coord_conf;
+struct coord_view;
+struct coord_http;
+
+/* Kinds of AgentMessage, for counters. */
+enum coord_msg_kind {
+	COORD_MSG_HELLO,
+	COORD_MSG_CHECK_RESULT,
+	COORD_MSG_METRIC_BATCH,
+	COORD_MSG_HEARTBEAT,
+	COORD_MSG_COMMAND_RESULT,
+	COORD_MSG_INVALID, /* unparsable, or no body */
+	COORD_MSG_MAX,
+};
+
+const char *coord_msg_kind_str(enum coord_msg_kind kind);
+
+struct coord_stats {
+	uint64_t streams_open;                 /* gauge */
+	uint64_t streams_total;
+	uint64_t messages[COORD_MSG_MAX];
+	uint64_t message_bytes[COORD_MSG_MAX];
+	/* Streams the coordinator ended with an error status, by code. */
+	uint64_t stream_errors[GRPC_STATUS_MAX + 1];
+	uint64_t samples_invalid;
+	uint64_t samples_limit;
+	uint64_t status_requests;
+};
+
+struct coord {
+	struct event_base *base;
+	const struct coord_conf *conf;
+	struct grpc_server *srv;
+	struct coord_view *view;
+	struct coord_http *http;
+	uint64_t next_stream; /* ids of Connect streams, from 1 */
+	struct coord_stats stats;
+	/* Time a Connect handler spends on one message. */
+	struct metrics_histogram handling;
+};
+
+/* Wall-clock nanoseconds since the Unix epoch. */
+uint64_t coord_now_ns(void);
+
+/* Pack a protobuf-c message and send it on call (grpc_call_send()). */
+int coord_send(struct grpc_call *call, const ProtobufCMessage *m);
+
+/* Register Agent/Connect (coord_agent.c). */
+int coord_agent_register(struct coord *c);
+/* Register Admin/GetStatus (coord_admin.c). */
+int coord_admin_register(struct coord *c);
+/* Initialise and free the coordinator's own metrics (coord_metrics.c). */
+int coord_metrics_init(struct coord *c);
+void coord_metrics_free(struct coord *c);
+/* The whole /metrics page. */
+void coord_metrics_write(struct coord *c, struct evbuffer *out);
+
+/* /metrics and /healthz on host:port (coord_http.c); NULL after logging. */
+struct coord_http *coord_http_start(struct coord *c, const char *listen);
+void coord_http_free(struct coord_http *h);
+
+#endif

@@ -1,0 +1,333 @@
+/*
+ * troika.v1.Agent/Connect: one bidirectional stream per agent. The agent
+ * says Hello first; the coordinator answers Welcome and from then on
+ * keeps what the agent reports in the view. A message that cannot be
+ * parsed, or has no body, ends the stream with INVALID_ARGUMENT; anything
+ * before a Hello ends it with FAILED_PRECONDITION. Either ends only that
+ * stream: other agents never notice.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "coord.h"
+#include "coord_conf.h"
+#include "coord_view.h"
+#include "log.h"
+#include "troika/v1/agent.pb-c.h"
+
+/* How often an agent should send a heartbeat when it is otherwise silent. */
+#define COORD_HEARTBEAT_NS (5ULL * 1000 * 1000 * 1000)
+
+struct coord_stream {
+	struct coord *c;
+	uint64_t id;
+	char *node;      /* NULL until the Hello */
+	uint64_t heartbeats;
+};
+
+static const char *const coord_msg_kind_names[COORD_MSG_MAX] = {
+	[COORD_MSG_HELLO] = "hello",
+	[COORD_MSG_CHECK_RESULT] = "check_result",
+	[COORD_MSG_METRIC_BATCH] = "metric_batch",
+	[COORD_MSG_HEARTBEAT] = "heartbeat",
+	[COORD_MSG_COMMAND_RESULT] = "command_result",
+	[COORD_MSG_INVALID] = "invalid",
+};
+
+const char *
+coord_msg_kind_str(enum coord_msg_kind kind)
+{
+	if ((unsigned)kind >= COORD_MSG_MAX)
+		return "invalid";
+	return coord_msg_kind_names[kind];
+}
+
+uint64_t
+coord_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static double
+coord_mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int
+coord_send(struct grpc_call *call, const ProtobufCMessage *m)
+{
+	size_t len = protobuf_c_message_get_packed_size(m);
+	uint8_t *buf = malloc(len > 0 ? len : 1);
+	int r;
+
+	if (buf == NULL)
+		return -ENOMEM;
+	protobuf_c_message_pack(m, buf);
+	r = grpc_call_send(call, buf, len);
+	free(buf);
+	return r;
+}
+
+/* End the stream with an error status, counted and logged. */
+static void
+coord_stream_fail(struct coord_stream *st, struct grpc_call *call, int status,
+    const char *msg)
+{
+	st->c->stats.stream_errors[status]++;
+	log_warnx("agent stream from %s (%s): %s: %s", grpc_call_peer(call),
+	    st->node != NULL ? st->node : "no Hello yet",
+	    grpc_status_str(status), msg);
+	grpc_call_finish(call, status, msg);
+}
+
+static int
+coord_stream_start(struct grpc_call *call, void *arg)
+{
+	struct coord *c = arg;
+	struct coord_stream *st;
+
+	if ((st = calloc(1, sizeof(*st))) == NULL)
+		return -ENOMEM;
+	st->c = c;
+	st->id = ++c->next_stream;
+	grpc_call_set_data(call, st);
+	c->stats.streams_open++;
+	c->stats.streams_total++;
+	log_debug("agent stream %llu from %s", (unsigned long long)st->id,
+	    grpc_call_peer(call));
+	return 0;
+}
+
+static void
+coord_stream_welcome(struct coord_stream *st, struct grpc_call *call,
+    const Troika__V1__Hello *h)
+{
+	Troika__V1__CoordinatorMessage cm = TROIKA__V1__COORDINATOR_MESSAGE__INIT;
+	Troika__V1__Welcome w = TROIKA__V1__WELCOME__INIT;
+
+	w.coordinator = st->c->conf->name;
+	w.version = (char *)(uintptr_t)TROIKA_VERSION;
+	w.heartbeat_interval_nano = COORD_HEARTBEAT_NS;
+	/* No leader yet (no store): the agent's own token stands. */
+	w.fencing_token = h->fencing_token;
+	cm.body_case = TROIKA__V1__COORDINATOR_MESSAGE__BODY_WELCOME;
+	cm.welcome = &w;
+	coord_send(call, &cm.base);
+}
+
+static void
+coord_stream_hello(struct coord_stream *st, struct grpc_call *call,
+    Troika__V1__AgentMessage *am, uint64_t now)
+{
+	Troika__V1__Hello *h = am->hello;
+	char *node;
+	int r;
+
+	if (st->node != NULL && strcmp(st->node, h->node) != 0) {
+		coord_stream_fail(st, call, GRPC_STATUS_INVALID_ARGUMENT,
+		    "a Hello may not change the node name of a stream");
+		return;
+	}
+	if ((node = strdup(h->node)) == NULL) {
+		coord_stream_fail(st, call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+		    "out of memory");
+		return;
+	}
+	r = coord_view_hello(st->c->view, st->id, h, now);
+	if (r < 0) {
+		free(node);
+		coord_stream_fail(st, call, r == -EINVAL ?
+		    GRPC_STATUS_INVALID_ARGUMENT :
+		    GRPC_STATUS_RESOURCE_EXHAUSTED, r == -EINVAL ?
+		    "Hello needs a node name and unique, non-empty check "
+		    "names" : "out of memory");
+		return;
+	}
+	/* The view owns the Hello now. */
+	am->hello = NULL;
+	am->body_case = TROIKA__V1__AGENT_MESSAGE__BODY__NOT_SET;
+	if (st->node == NULL)
+		log_info("node %s connected from %s (agent %s)", node,
+		    grpc_call_peer(call), h->version);
+	free(st->node);
+	st->node = node;
+	coord_stream_welcome(st, call, h);
+}
+
+static void
+coord_stream_heartbeat(struct coord_stream *st, struct grpc_call *call,
+    uint64_t now)
+{
+	Troika__V1__CoordinatorMessage cm = TROIKA__V1__COORDINATOR_MESSAGE__INIT;
+	Troika__V1__Heartbeat hb = TROIKA__V1__HEARTBEAT__INIT;
+
+	coord_view_seen(st->c->view, st->id, st->node, now);
+	hb.seq = ++st->heartbeats;
+	hb.time_unix_nano = now;
+	cm.body_case = TROIKA__V1__COORDINATOR_MESSAGE__BODY_HEARTBEAT;
+	cm.heartbeat = &hb;
+	coord_send(call, &cm.base);
+}
+
+/* A view error on an established stream. */
+static void
+coord_stream_view_error(struct coord_stream *st, struct grpc_call *call, int r)
+{
+	switch (r) {
+	case -EINVAL:
+		coord_stream_fail(st, call, GRPC_STATUS_INVALID_ARGUMENT,
+		    "CheckResult needs a check name");
+		break;
+	case -ESTALE:
+	case -ENOENT:
+		/* A newer stream of the same node took over. */
+		coord_stream_fail(st, call, GRPC_STATUS_ABORTED,
+		    "a newer stream of this node replaced this one");
+		break;
+	default:
+		coord_stream_fail(st, call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+		    "out of memory");
+		break;
+	}
+}
+
+static enum coord_msg_kind
+coord_msg_kind(const Troika__V1__AgentMessage *am)
+{
+	switch (am->body_case) {
+	case TROIKA__V1__AGENT_MESSAGE__BODY_HELLO:
+		return COORD_MSG_HELLO;
+	case TROIKA__V1__AGENT_MESSAGE__BODY_CHECK_RESULT:
+		return COORD_MSG_CHECK_RESULT;
+	case TROIKA__V1__AGENT_MESSAGE__BODY_METRIC_BATCH:
+		return COORD_MSG_METRIC_BATCH;
+	case TROIKA__V1__AGENT_MESSAGE__BODY_HEARTBEAT:
+		return COORD_MSG_HEARTBEAT;
+	case TROIKA__V1__AGENT_MESSAGE__BODY_COMMAND_RESULT:
+		return COORD_MSG_COMMAND_RESULT;
+	default:
+		return COORD_MSG_INVALID;
+	}
+}
+
+static void
+coord_stream_message(struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	struct coord_stream *st = grpc_call_data(call);
+	struct coord *c = st->c;
+	struct coord_view_drops drops = { 0 };
+	Troika__V1__AgentMessage *am;
+	enum coord_msg_kind kind;
+	double t0 = coord_mono_s();
+	uint64_t now = coord_now_ns();
+	int r;
+
+	am = troika__v1__agent_message__unpack(NULL, len, msg);
+	kind = am != NULL ? coord_msg_kind(am) : COORD_MSG_INVALID;
+	c->stats.messages[kind]++;
+	c->stats.message_bytes[kind] += len;
+	if (am == NULL) {
+		coord_stream_fail(st, call, GRPC_STATUS_INVALID_ARGUMENT,
+		    "cannot parse AgentMessage");
+		goto out;
+	}
+	if (kind == COORD_MSG_INVALID) {
+		coord_stream_fail(st, call, GRPC_STATUS_INVALID_ARGUMENT,
+		    "AgentMessage without a body");
+		goto out;
+	}
+	if (st->node == NULL && kind != COORD_MSG_HELLO) {
+		coord_stream_fail(st, call, GRPC_STATUS_FAILED_PRECONDITION,
+		    "the first message must be a Hello");
+		goto out;
+	}
+	switch (kind) {
+	case COORD_MSG_HELLO:
+		coord_stream_hello(st, call, am, now);
+		break;
+	case COORD_MSG_CHECK_RESULT:
+		r = coord_view_result(c->view, st->id, st->node,
+		    am->check_result, now);
+		if (r < 0) {
+			coord_stream_view_error(st, call, r);
+			break;
+		}
+		am->check_result = NULL;
+		am->body_case = TROIKA__V1__AGENT_MESSAGE__BODY__NOT_SET;
+		break;
+	case COORD_MSG_METRIC_BATCH:
+		r = coord_view_samples(c->view, st->id, st->node,
+		    am->metric_batch, now, &drops);
+		c->stats.samples_invalid += drops.invalid;
+		c->stats.samples_limit += drops.limit;
+		if (r < 0)
+			coord_stream_view_error(st, call, r);
+		break;
+	case COORD_MSG_HEARTBEAT:
+		coord_stream_heartbeat(st, call, now);
+		break;
+	case COORD_MSG_COMMAND_RESULT:
+		/* No commands are issued yet: only proof of life. */
+		coord_view_seen(c->view, st->id, st->node, now);
+		break;
+	default:
+		break;
+	}
+out:
+	if (am != NULL)
+		troika__v1__agent_message__free_unpacked(am, NULL);
+	metrics_histogram_observe(&c->handling, coord_mono_s() - t0);
+}
+
+static void
+coord_stream_half_close(struct grpc_call *call)
+{
+	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+}
+
+static void
+coord_stream_close(struct grpc_call *call, int status)
+{
+	struct coord_stream *st = grpc_call_data(call);
+
+	if (st == NULL)
+		return;
+	if (st->node != NULL) {
+		log_info("node %s: stream ended (%s)", st->node,
+		    grpc_status_str(status));
+		coord_view_disconnect(st->c->view, st->id, st->node,
+		    coord_now_ns());
+	}
+	st->c->stats.streams_open--;
+	free(st->node);
+	free(st);
+}
+
+static const struct grpc_handler coord_agent_handler = {
+	.start = coord_stream_start,
+	.message = coord_stream_message,
+	.half_close = coord_stream_half_close,
+	.close = coord_stream_close,
+};
+
+int
+coord_agent_register(struct coord *c)
+{
+	const struct grpc_method m = {
+		.path = "/troika.v1.Agent/Connect",
+		.kind = GRPC_METHOD_BIDI_STREAMING,
+		.handler = &coord_agent_handler,
+		.arg = c,
+	};
+
+	return grpc_server_add_method(c->srv, &m);
+}

@@ -1,0 +1,55 @@
+/*
+ * troika-coord's configuration: a YAML file (core/lib/yaml_tree) with
+ *   node:    { name: coord-1 }          default: the host name
+ *   listen:  "127.0.0.1:7443"           gRPC, host:port (required)
+ *   metrics: { listen: "127.0.0.1:9465" }  /metrics and /healthz; optional
+ *   log:     { level: info, target: stderr|syslog }
+ *   tls:     { cert: FILE, key: FILE, ca: FILE }  optional; ca: mutual TLS
+ * Unknown keys and bad values are errors "file:line:col: what"; every
+ * problem is reported, not only the first.
+ */
+#ifndef TROIKA_COORD_CONF_H
+#define TROIKA_COORD_CONF_H
+
+#include <stdio.h>
+
+#include "log.h"
+
+struct coord_conf {
+	char *name;
+	char *listen;
+	char *listen_host;
+	int listen_port;
+	char *metrics_listen; /* NULL: no HTTP endpoint */
+	int log_level;
+	enum log_target log_target;
+	char *tls_cert; /* all NULL: h2c */
+	char *tls_key;
+	char *tls_ca;
+};
+
+/*
+ * Parse a config text; fname names it in errors. Returns 0 with *ret_conf
+ * set, or a negative errno: -EINVAL with every problem in *ret_errors
+ * (lines "fname:line:col: what\n", the caller frees it), -ENOMEM.
+ */
+int coord_conf_parse(const char *buf, size_t len, const char *fname,
+    struct coord_conf **ret_conf, char **ret_errors);
+
+/* Read and parse a file; as above, and -errno when it cannot be read. */
+int coord_conf_load(const char *path, struct coord_conf **ret_conf,
+    char **ret_errors);
+
+/* The effective configuration, as YAML that loads back to the same. */
+void coord_conf_print(const struct coord_conf *conf, FILE *out);
+
+void coord_conf_free(struct coord_conf *conf);
+
+/*
+ * Split "host:port" or "[v6]:port" (port 0-65535 when allow_zero, else
+ * 1-65535). Returns 0 or -EINVAL.
+ */
+int coord_conf_split_hostport(const char *s, char *host, size_t hostlen,
+    int *ret_port, int allow_zero);
+
+#endif

@@ -1,0 +1,210 @@
+/*
+ * troika-coord: the coordinator. This first version accepts agents'
+ * Connect streams, keeps the latest view of every node and check, answers
+ * Admin/GetStatus and serves /metrics; it runs alone (store "local", no
+ * quorum, never acts).
+ *
+ *   troika-coord [--config FILE] [-d]
+ *   troika-coord --config FILE --check-config [--print]
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+#include <event2/event.h>
+
+#include "coord.h"
+#include "coord_conf.h"
+#include "coord_view.h"
+#include "log.h"
+
+#ifndef TROIKA_DEFAULT_COORD_CONFIG
+#define TROIKA_DEFAULT_COORD_CONFIG "/etc/troika/coord.yaml"
+#endif
+
+/* Open streams get this long to end on their own at shutdown. */
+#define COORD_GRACE_MS 5000
+
+enum {
+	OPT_CHECK_CONFIG = 256,
+	OPT_PRINT,
+	OPT_VERSION,
+};
+
+static const struct option coord_options[] = {
+	{ "config", required_argument, NULL, 'c' },
+	{ "check-config", no_argument, NULL, OPT_CHECK_CONFIG },
+	{ "print", no_argument, NULL, OPT_PRINT },
+	{ "debug", no_argument, NULL, 'd' },
+	{ "version", no_argument, NULL, OPT_VERSION },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static void
+usage(int rc)
+{
+	fprintf(rc == 0 ? stdout : stderr,
+	    "usage: troika-coord [--config FILE] [-d]\n"
+	    "       troika-coord [--config FILE] --check-config [--print]\n"
+	    "  -c, --config FILE   configuration (default "
+	    TROIKA_DEFAULT_COORD_CONFIG ")\n"
+	    "      --check-config  validate the configuration, exit 0 if "
+	    "valid, 1 if not\n"
+	    "      --print         with --check-config: print the effective "
+	    "configuration\n"
+	    "  -d, --debug         log at debug level\n"
+	    "      --version       print the version\n");
+	exit(rc);
+}
+
+static void
+coord_done_cb(void *arg)
+{
+	struct coord *c = arg;
+
+	event_base_loopbreak(c->base);
+}
+
+static void
+coord_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct coord *c = arg;
+
+	(void)what;
+	log_info("received %s, stopping", sig == SIGTERM ? "SIGTERM" :
+	    "SIGINT");
+	grpc_server_shutdown(c->srv, COORD_GRACE_MS, coord_done_cb, c);
+}
+
+static int
+coord_load(const char *path, struct coord_conf **ret)
+{
+	char *errs = NULL;
+	int r;
+
+	if ((r = coord_conf_load(path, ret, &errs)) == -EINVAL) {
+		fputs(errs, stderr);
+	} else if (r < 0) {
+		fprintf(stderr, "%s: %s\n", path, strerror(-r));
+	}
+	free(errs);
+	return r;
+}
+
+/* Everything but the loop itself; 0 or -1 after logging why. */
+static int
+coord_start(struct coord *c)
+{
+	const struct coord_conf *conf = c->conf;
+	void *tls = NULL;
+	int r, port;
+
+	if ((c->view = coord_view_new()) == NULL ||
+	    coord_metrics_init(c) < 0 ||
+	    (c->srv = grpc_server_new(c->base, NULL)) == NULL) {
+		log_warn("starting");
+		return -1;
+	}
+	if (coord_agent_register(c) < 0 || coord_admin_register(c) < 0) {
+		log_warnx("cannot register the gRPC methods");
+		return -1;
+	}
+	if (conf->tls_cert != NULL && (tls = grpc_tls_server_ctx(
+	    conf->tls_cert, conf->tls_key, conf->tls_ca)) == NULL)
+		return -1;
+	r = grpc_server_listen(c->srv, conf->listen_host, conf->listen_port,
+	    tls, &port);
+	grpc_tls_ctx_free(tls); /* the listener keeps its own reference */
+	if (r < 0) {
+		log_warnx("cannot listen on %s: %s", conf->listen,
+		    strerror(-r));
+		return -1;
+	}
+	log_info("coordinator %s serving gRPC (%s) on %s port %d",
+	    conf->name, conf->tls_cert != NULL ? "TLS" : "h2c", conf->listen_host, port);
+	if (conf->metrics_listen != NULL &&
+	    (c->http = coord_http_start(c, conf->metrics_listen)) == NULL)
+		return -1;
+	return 0;
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct coord c = { 0 };
+	struct coord_conf *conf = NULL;
+	struct event *sig_term = NULL, *sig_int = NULL;
+	const char *path = TROIKA_DEFAULT_COORD_CONFIG;
+	int do_check = 0, do_print = 0, debug = 0, ch, rc = 1;
+
+	while ((ch = getopt_long(argc, argv, "c:dh", coord_options,
+	    NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			path = optarg;
+			break;
+		case OPT_CHECK_CONFIG:
+			do_check = 1;
+			break;
+		case OPT_PRINT:
+			do_print = 1;
+			break;
+		case 'd':
+			debug = 1;
+			break;
+		case OPT_VERSION:
+			printf("troika-coord %s\n", TROIKA_VERSION);
+			return 0;
+		case 'h':
+			usage(0);
+			break;
+		default:
+			usage(1);
+		}
+	}
+	if (optind != argc || (do_print && !do_check))
+		usage(1);
+	log_init("troika-coord", LOG_TARGET_STDERR, LOG_WARNING);
+	if (coord_load(path, &conf) < 0)
+		return 1;
+	if (do_check) {
+		if (do_print)
+			coord_conf_print(conf, stdout);
+		coord_conf_free(conf);
+		return 0;
+	}
+	log_init("troika-coord", conf->log_target,
+	    debug ? LOG_DEBUG : conf->log_level);
+	c.conf = conf;
+
+	signal(SIGPIPE, SIG_IGN);
+	if ((c.base = event_base_new()) == NULL)
+		fatalx("cannot create the event base");
+	sig_term = evsignal_new(c.base, SIGTERM, coord_signal_cb, &c);
+	sig_int = evsignal_new(c.base, SIGINT, coord_signal_cb, &c);
+	if (sig_term == NULL || sig_int == NULL ||
+	    evsignal_add(sig_term, NULL) < 0 || evsignal_add(sig_int, NULL) < 0)
+		fatalx("cannot install signal handlers");
+
+	if (coord_start(&c) == 0) {
+		event_base_dispatch(c.base);
+		rc = 0;
+	}
+	/* Streams' close() handlers use the view: free the server first. */
+	coord_http_free(c.http);
+	grpc_server_free(c.srv);
+	coord_view_free(c.view);
+	coord_metrics_free(&c);
+	event_free(sig_term);
+	event_free(sig_int);
+	event_base_free(c.base);
+	libevent_global_shutdown();
+	coord_conf_free(conf);
+	log_info("stopped");
+	return rc;
+}
