@@ -1,0 +1,411 @@
+"""troika-coord against python3-grpcio agents and admin clients (Google's
+gRPC core, code nobody here wrote): Hello, check results, metric batches
+and heartbeats on Agent/Connect; Admin/GetStatus from the view; /metrics
+through promtool with the re-exported samples labelled by node; a
+disconnected agent kept with its last state; bad streams refused with
+the right status while a good agent carries on. Every coordinator is
+stopped with SIGTERM and must exit 0 without sanitizer reports."""
+import os
+import queue
+import subprocess
+import urllib.request
+
+import grpc
+import pytest
+
+from conftest import BUILD_DIR, NODE1, free_port, parse_metrics, wait_for
+from grpc_echo import SANITIZER_REPORT, generate_modules
+
+COORD = os.path.join(BUILD_DIR, "core", "coord", "troika-coord")
+SAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "conf", "coord.yaml")
+
+
+@pytest.fixture(scope="module")
+def pb(tmp_path_factory):
+    _, agent_pb2, admin_pb2 = generate_modules(tmp_path_factory.mktemp("pb"))
+    return agent_pb2, admin_pb2
+
+
+class Coord:
+    def __init__(self, procs, workdir, pb):
+        self.procs = procs
+        self.dir = workdir
+        self.grpc_port = free_port()
+        self.http_port = free_port()
+        self.target = f"{NODE1}:{self.grpc_port}"
+        self.log = workdir / "coord.log"
+        self.conf = workdir / "coord.yaml"
+        # The sample as it is, on this test's addresses.
+        text = open(SAMPLE).read()
+        text = text.replace("127.0.0.1:7443", self.target)
+        text = text.replace("127.0.0.1:9465", f"{NODE1}:{self.http_port}")
+        assert self.target in text and str(self.http_port) in text
+        self.conf.write_text(text)
+        self.proc = procs.start([COORD, "--config", str(self.conf)], self.log)
+        wait_for(self.healthy, 10, what="troika-coord /healthz")
+        self.channel = grpc.insecure_channel(self.target)
+        agent_pb2, admin_pb2 = pb
+        self.connect = self.channel.stream_stream(
+            "/troika.v1.Agent/Connect", request_serializer=agent_pb2.AgentMessage.SerializeToString,
+            response_deserializer=agent_pb2.CoordinatorMessage.FromString)
+        # Bytes as they are, for messages no protobuf library would make.
+        self.connect_raw = self.channel.stream_stream(
+            "/troika.v1.Agent/Connect", request_serializer=lambda b: b,
+            response_deserializer=agent_pb2.CoordinatorMessage.FromString)
+        self.status_rpc = self.channel.unary_unary(
+            "/troika.v1.Admin/GetStatus",
+            request_serializer=admin_pb2.GetStatusRequest.SerializeToString,
+            response_deserializer=admin_pb2.GetStatusResponse.FromString)
+        self.admin_pb2 = admin_pb2
+
+    def healthy(self):
+        assert self.proc.poll() is None, f"troika-coord exited:\n{self.log_text()}"
+        try:
+            with urllib.request.urlopen(f"http://{NODE1}:{self.http_port}/healthz",
+                                        timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def metrics_text(self):
+        with urllib.request.urlopen(f"http://{NODE1}:{self.http_port}/metrics", timeout=5) as r:
+            return r.read().decode()
+
+    def metrics(self):
+        return parse_metrics(self.metrics_text())
+
+    def value(self, name, **labels):
+        return self.metrics().get((name, frozenset(labels.items())))
+
+    def status(self, *nodes):
+        return self.status_rpc(self.admin_pb2.GetStatusRequest(nodes=nodes), timeout=5)
+
+    def node(self, name):
+        nodes = [n for n in self.status().nodes if n.node == name]
+        return nodes[0] if nodes else None
+
+    def log_text(self):
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def stop(self):
+        self.channel.close()
+        rc = self.procs.stop(self.proc, timeout=30)
+        log = self.log_text()
+        for marker in SANITIZER_REPORT:
+            assert marker not in log, log[log.index(marker) - 200:][:4000]
+        assert rc == 0, f"troika-coord exited {rc}:\n{log[-4000:]}"
+
+
+@pytest.fixture
+def coord(procs, tmp_path, pb):
+    c = Coord(procs, tmp_path, pb)
+    yield c
+    c.stop()
+
+
+class Stream:
+    """One agent stream: send() queues a message, recv() reads a reply."""
+    END = object()
+
+    def __init__(self, method, timeout=30):
+        self.q = queue.Queue()
+        self.call = method(self._gen(), timeout=timeout)
+
+    def _gen(self):
+        while True:
+            m = self.q.get()
+            if m is Stream.END:
+                return
+            yield m
+
+    def send(self, *msgs):
+        for m in msgs:
+            self.q.put(m)
+
+    def recv(self):
+        return next(self.call)
+
+    def close(self):
+        self.q.put(Stream.END)
+
+    def outcome(self):
+        """(code, details) once the coordinator ended the stream."""
+        try:
+            for _ in self.call:
+                pass
+        except grpc.RpcError:
+            pass
+        return self.call.code(), self.call.details()
+
+
+def hello(agent_pb2, node, checks=("web", "db"), start=123):
+    return agent_pb2.AgentMessage(hello=agent_pb2.Hello(
+        node=node, version="0.1.0", start_time_unix_nano=start, fencing_token=7,
+        plugins=[agent_pb2.Plugin(name="tcp", version="1",
+                                  actions=[agent_pb2.Action(name="restart")])],
+        checks=[agent_pb2.Check(name=c, plugin="tcp", interval_nano=10**9) for c in checks]))
+
+
+def result(agent_pb2, check, status, run, message="", fields=()):
+    return agent_pb2.AgentMessage(check_result=agent_pb2.CheckResult(
+        check=check, plugin="tcp", status=status, message=message, run=run,
+        evidence=agent_pb2.EVIDENCE_CERTAIN if status == agent_pb2.CHECK_STATUS_CRITICAL
+        else agent_pb2.EVIDENCE_UNSPECIFIED,
+        duration_nano=1500000, time_unix_nano=1700000000 * 10**9 + run,
+        fields=[agent_pb2.Label(name=k, value=v) for k, v in fields]))
+
+
+def batch(agent_pb2, samples, dropped=0):
+    return agent_pb2.AgentMessage(metric_batch=agent_pb2.MetricBatch(
+        time_unix_nano=1, dropped_samples=dropped,
+        samples=[agent_pb2.Sample(name=n, value=v, type=t, help=h,
+                                  labels=[agent_pb2.Label(name=k, value=x)
+                                          for k, x in labels.items()])
+                 for n, labels, v, t, h in samples]))
+
+
+def beat(agent_pb2, seq):
+    return agent_pb2.AgentMessage(heartbeat=agent_pb2.Heartbeat(seq=seq, time_unix_nano=1))
+
+
+def test_sample_config_checks(tmp_path):
+    r = subprocess.run([COORD, "--config", SAMPLE, "--check-config", "--print"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ('node:\n  name: "coord-1"\nlisten: "127.0.0.1:7443"\n'
+                        'metrics:\n  listen: "127.0.0.1:9465"\n'
+                        'log:\n  level: info\n  target: stderr\n')
+    bad = tmp_path / "bad.yaml"
+    bad.write_text('listen: "127.0.1.1:1"\nnode:\n  nmae: x\nlog: {level: loud}\n')
+    r = subprocess.run([COORD, "--config", str(bad), "--check-config"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    assert r.stderr == (f"{bad}:3:3: unknown key 'nmae' in node\n"
+                        f"{bad}:4:14: level: expected err, warning, info or debug, got 'loud'\n")
+    # The daemon itself refuses to start with it, and with no file at all.
+    r = subprocess.run([COORD, "--config", str(bad)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "unknown key 'nmae'" in r.stderr
+    r = subprocess.run([COORD, "--config", str(tmp_path / "none.yaml")],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "No such file or directory" in r.stderr
+
+
+def test_agent_stream_status_and_metrics(coord, pb):
+    agent_pb2, admin_pb2 = pb
+    CRIT, OK = agent_pb2.CHECK_STATUS_CRITICAL, agent_pb2.CHECK_STATUS_OK
+    s = Stream(coord.connect)
+    s.send(hello(agent_pb2, "node-1"))
+    w = s.recv()
+    assert w.WhichOneof("body") == "welcome"
+    assert w.welcome.coordinator == "coord-1"
+    assert w.welcome.fencing_token == 7
+    assert w.welcome.heartbeat_interval_nano == 5 * 10**9
+    s.send(result(agent_pb2, "db", CRIT, 1, "connection refused", [("errno", "ECONNREFUSED")]),
+           result(agent_pb2, "web", OK, 1, "ok"),
+           result(agent_pb2, "db", OK, 2, "back"),
+           batch(agent_pb2, [
+               ("redis_connected_clients", {"check": "db", "plugin": "redis"}, 5,
+                agent_pb2.METRIC_TYPE_GAUGE, "Connected clients."),
+               ("redis_commands_processed_total", {"check": "db", "plugin": "redis"}, 1234,
+                agent_pb2.METRIC_TYPE_COUNTER, "Commands processed."),
+               ("bad name", {}, 1, agent_pb2.METRIC_TYPE_GAUGE, ""),
+           ], dropped=3),
+           beat(agent_pb2, 1))
+    hb = s.recv()
+    assert hb.WhichOneof("body") == "heartbeat" and hb.heartbeat.seq == 1
+    # The heartbeat came after everything else: all of it is in the view.
+    st = coord.status()
+    assert (st.coordinator, st.leader, st.leader_name, st.quorum, st.store) == (
+        "coord-1", True, "coord-1", True, admin_pb2.STORE_KIND_LOCAL)
+    assert [n.node for n in st.nodes] == ["node-1"]
+    n = st.nodes[0]
+    assert n.connected and n.agent_version == "0.1.0" and n.agent_start_time_unix_nano == 123
+    assert n.last_seen_unix_nano > 0
+    # In the Hello's order, the latest result of each.
+    assert [(c.check, c.status, c.run, c.message) for c in n.checks] == [
+        ("web", OK, 1, "ok"), ("db", OK, 2, "back")]
+
+    # A second node; GetStatus filters by node.
+    s2 = Stream(coord.connect)
+    s2.send(hello(agent_pb2, "node-2", checks=("db",)),
+            result(agent_pb2, "db", CRIT, 9, "connection refused",
+                   [("errno", "ECONNREFUSED")]), beat(agent_pb2, 1))
+    assert s2.recv().WhichOneof("body") == "welcome"
+    assert s2.recv().WhichOneof("body") == "heartbeat"
+    assert [n.node for n in coord.status().nodes] == ["node-1", "node-2"]
+    only = coord.status("node-2").nodes
+    assert [n.node for n in only] == ["node-2"]
+    c = only[0].checks[0]
+    assert (c.check, c.plugin, c.status, c.evidence, c.run) == (
+        "db", "tcp", CRIT, agent_pb2.EVIDENCE_CERTAIN, 9)
+    assert [(f.name, f.value) for f in c.fields] == [("errno", "ECONNREFUSED")]
+    assert len(coord.status("node-3").nodes) == 0
+
+    text = coord.metrics_text()
+    r = subprocess.run(["promtool", "check", "metrics"], input=text.encode(),
+                       capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stdout.decode() + r.stderr.decode() + text
+    m = parse_metrics(text)
+
+    def v(name, **labels):
+        return m.get((name, frozenset(labels.items())))
+    assert v("troika_check_status", node="node-1", check="db", plugin="tcp") == 0
+    assert v("troika_check_status", node="node-1", check="web", plugin="tcp") == 0
+    assert v("troika_check_status", node="node-2", check="db", plugin="tcp") == 2
+    assert v("redis_connected_clients", node="node-1", check="db", plugin="redis") == 5
+    assert v("redis_commands_processed_total", node="node-1", check="db",
+             plugin="redis") == 1234
+    assert "# TYPE redis_commands_processed_total counter" in text
+    assert "# HELP redis_connected_clients Connected clients." in text
+    assert v("troika_coord_agent_dropped_samples_total", node="node-1") == 3
+    assert v("troika_coord_samples_dropped_total", reason="invalid") == 1
+    assert v("troika_coord_agent_streams") == 2
+    assert v("troika_coord_agent_streams_started_total") == 2
+    assert v("troika_coord_nodes", state="connected") == 2
+    assert v("troika_coord_node_connected", node="node-2") == 1
+    assert v("troika_coord_agent_messages_received_total", kind="hello") == 2
+    assert v("troika_coord_agent_messages_received_total", kind="check_result") == 4
+    assert v("troika_coord_agent_messages_received_total", kind="metric_batch") == 1
+    assert v("troika_coord_agent_messages_received_total", kind="heartbeat") == 2
+    assert v("troika_coord_agent_received_bytes_total", kind="hello") > 0
+    assert v("troika_coord_agent_message_handling_seconds_count") == 9
+    assert v("troika_coord_status_requests_total") == 4
+    lab = dict(grpc_type="bidi_stream", grpc_service="troika.v1.Agent", grpc_method="Connect")
+    assert v("grpc_server_started_total", **lab) == 2
+    assert v("grpc_server_msg_received_total", **lab) == 9
+    assert v("grpc_server_msg_sent_total", **lab) == 4
+    assert v("troika_grpc_server_connections") >= 1
+    assert v("troika_grpc_server_received_bytes_total") > 0
+    assert v("troika_coord_info", coordinator="coord-1", version="0.1.0", store="local") == 1
+
+    # The agent ends its stream: node-1 stays, disconnected, with its
+    # last state and samples.
+    s.close()
+    assert s.outcome()[0] == grpc.StatusCode.OK
+    wait_for(lambda: not coord.node("node-1").connected, 5, what="node-1 disconnected")
+    n = coord.node("node-1")
+    assert [(c.check, c.status, c.run) for c in n.checks] == [("web", OK, 1), ("db", OK, 2)]
+    assert coord.node("node-2").connected
+    m = coord.metrics()
+    assert m[("troika_coord_node_connected", frozenset({("node", "node-1")}))] == 0
+    assert m[("troika_coord_nodes", frozenset({("state", "disconnected")}))] == 1
+    assert m[("troika_coord_agent_streams", frozenset())] == 1
+    assert m[("redis_connected_clients", frozenset(
+        {("node", "node-1"), ("check", "db"), ("plugin", "redis")}))] == 5
+    # It comes back (same agent process): state and samples kept, and
+    # new results replace the old ones.
+    s = Stream(coord.connect)
+    s.send(hello(agent_pb2, "node-1"), result(agent_pb2, "web", CRIT, 2, "refused"),
+           beat(agent_pb2, 1))
+    assert s.recv().WhichOneof("body") == "welcome"
+    assert s.recv().WhichOneof("body") == "heartbeat"
+    n = coord.node("node-1")
+    assert n.connected
+    assert [(c.check, c.status, c.run) for c in n.checks] == [("web", CRIT, 2), ("db", OK, 2)]
+    assert coord.value("redis_connected_clients", node="node-1", check="db",
+                       plugin="redis") == 5
+    # A killed agent (stream cancelled, no half-close) is disconnected too.
+    s2.call.cancel()
+    wait_for(lambda: not coord.node("node-2").connected, 5, what="node-2 disconnected")
+    assert coord.node("node-2").checks[0].run == 9
+    s.close()
+    assert s.outcome()[0] == grpc.StatusCode.OK
+
+
+def test_bad_streams_refused_good_one_unharmed(coord, pb):
+    agent_pb2, _ = pb
+    OK = agent_pb2.CHECK_STATUS_OK
+    good = Stream(coord.connect)
+    good.send(hello(agent_pb2, "good", checks=("web",)))
+    assert good.recv().WhichOneof("body") == "welcome"
+
+    def refused(method, *msgs):
+        s = Stream(method, timeout=10)
+        s.send(*msgs)
+        code, details = s.outcome()
+        return code, details
+
+    # The first message must be a Hello.
+    assert refused(coord.connect, beat(agent_pb2, 1)) == (
+        grpc.StatusCode.FAILED_PRECONDITION, "the first message must be a Hello")
+    assert refused(coord.connect, result(agent_pb2, "web", OK, 1)) == (
+        grpc.StatusCode.FAILED_PRECONDITION, "the first message must be a Hello")
+    # Bytes that are no AgentMessage (a wire type that does not exist).
+    assert refused(coord.connect_raw, b"\x0f\xff\xff") == (
+        grpc.StatusCode.INVALID_ARGUMENT, "cannot parse AgentMessage")
+    # A field of the wrong wire type: hello (1) as a varint.
+    assert refused(coord.connect_raw, b"\x08\x01") == (
+        grpc.StatusCode.INVALID_ARGUMENT, "cannot parse AgentMessage")
+    # An empty message parses but has no body.
+    assert refused(coord.connect_raw, b"") == (
+        grpc.StatusCode.INVALID_ARGUMENT, "AgentMessage without a body")
+    # Hello without a node name, or with a repeated check.
+    bad = hello(agent_pb2, "")
+    assert refused(coord.connect, bad)[0] == grpc.StatusCode.INVALID_ARGUMENT
+    assert refused(coord.connect, hello(agent_pb2, "dup", checks=("a", "a")))[0] == \
+        grpc.StatusCode.INVALID_ARGUMENT
+    # A Hello that renames the stream's node.
+    assert refused(coord.connect, hello(agent_pb2, "x"), hello(agent_pb2, "y")) == (
+        grpc.StatusCode.INVALID_ARGUMENT, "a Hello may not change the node name of a stream")
+    # A result without a check name.
+    assert refused(coord.connect, hello(agent_pb2, "z"), result(agent_pb2, "", OK, 1)) == (
+        grpc.StatusCode.INVALID_ARGUMENT, "CheckResult needs a check name")
+    # Oversized: over the 4 MiB limit, refused at its prefix.
+    big = agent_pb2.AgentMessage(hello=agent_pb2.Hello(node="big", version="v" * (5 << 20)))
+    code, _ = refused(coord.connect, big)
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    # An unknown method.
+    with pytest.raises(grpc.RpcError) as e:
+        coord.channel.unary_unary("/troika.v1.Admin/Nope")(b"", timeout=5)
+    assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    # A GetStatusRequest that does not parse.
+    with pytest.raises(grpc.RpcError) as e:
+        coord.channel.unary_unary("/troika.v1.Admin/GetStatus")(b"\x0f", timeout=5)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    # The good stream never noticed.
+    good.send(result(agent_pb2, "web", OK, 5, "fine"), beat(agent_pb2, 1))
+    assert good.recv().WhichOneof("body") == "heartbeat"
+    n = coord.node("good")
+    assert n.connected and n.checks[0].run == 5
+    m = coord.metrics()
+
+    def err(code):
+        return m.get(("troika_coord_agent_stream_errors_total",
+                      frozenset({("grpc_code", code)})), 0)
+    assert err("FAILED_PRECONDITION") == 2
+    assert err("INVALID_ARGUMENT") == 7
+    assert m[("troika_coord_agent_messages_received_total",
+              frozenset({("kind", "invalid")}))] == 3
+    assert m[("grpc_server_handled_total", frozenset({
+        ("grpc_type", "bidi_stream"), ("grpc_service", "troika.v1.Agent"),
+        ("grpc_method", "Connect"), ("grpc_code", "RESOURCE_EXHAUSTED")}))] == 1
+    # Refused streams that said Hello are disconnected nodes now.
+    assert coord.node("x") is not None and not coord.node("x").connected
+    assert coord.node("") is None and coord.node("dup") is None
+    good.close()
+    assert good.outcome()[0] == grpc.StatusCode.OK
+
+
+def test_newer_stream_takes_over(coord, pb):
+    agent_pb2, _ = pb
+    OK = agent_pb2.CHECK_STATUS_OK
+    old = Stream(coord.connect)
+    old.send(hello(agent_pb2, "n1", checks=("web",)))
+    assert old.recv().WhichOneof("body") == "welcome"
+    # The agent reconnects before the old stream is noticed dead.
+    new = Stream(coord.connect)
+    new.send(hello(agent_pb2, "n1", checks=("web",)), result(agent_pb2, "web", OK, 2),
+             beat(agent_pb2, 1))
+    assert new.recv().WhichOneof("body") == "welcome"
+    assert new.recv().WhichOneof("body") == "heartbeat"
+    # The old stream is told so at its next message, and its end does
+    # not disconnect the node.
+    old.send(result(agent_pb2, "web", OK, 1))
+    assert old.outcome() == (grpc.StatusCode.ABORTED,
+                             "a newer stream of this node replaced this one")
+    n = coord.node("n1")
+    assert n.connected and n.checks[0].run == 2
+    new.close()
+    assert new.outcome()[0] == grpc.StatusCode.OK
+    wait_for(lambda: not coord.node("n1").connected, 5, what="n1 disconnected")
