@@ -20,8 +20,10 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <nghttp2/nghttp2.h>
 
 #include "grpc_client.h"
+#include "grpc_frame.h"
 #include "grpc_server.h"
 
 /* ---- the server side: test methods ---- */
@@ -775,6 +777,395 @@ test_free_with_calls(void **state)
 	assert_int_equal(c->down, 0);
 }
 
+
+/* ---- a fake server (raw nghttp2) for replies ours never sends ---- */
+
+struct fstream {
+	int32_t id;
+	int ended;                 /* the client half-closed */
+	const uint8_t *body;
+	size_t blen;
+	const nghttp2_nv *trailers;
+	size_t ntrailers;
+};
+
+struct fsrv {
+	nghttp2_session *h2;
+	struct bufferevent *bev;
+	struct fstream streams[8];
+	int nstreams;
+};
+
+static struct fsrv fs;
+
+static struct fstream *
+fs_stream(int32_t id)
+{
+	for (int i = 0; i < fs.nstreams; i++)
+		if (fs.streams[i].id == id)
+			return &fs.streams[i];
+	return NULL;
+}
+
+static int
+fs_on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame,
+    void *user_data)
+{
+	(void)h2;
+	(void)user_data;
+	if (frame->hd.type == NGHTTP2_HEADERS && fs_stream(frame->hd.stream_id)
+	    == NULL && fs.nstreams < 8)
+		fs.streams[fs.nstreams++].id = frame->hd.stream_id;
+	return 0;
+}
+
+static int
+fs_on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame,
+    void *user_data)
+{
+	struct fstream *st = fs_stream(frame->hd.stream_id);
+
+	(void)h2;
+	(void)user_data;
+	if (st != NULL && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+		st->ended = 1;
+	return 0;
+}
+
+static ssize_t
+fs_read_cb(nghttp2_session *h2, int32_t stream_id, uint8_t *buf,
+    size_t length, uint32_t *data_flags, nghttp2_data_source *source,
+    void *user_data)
+{
+	struct fstream *st = source->ptr;
+	size_t n = st->blen < length ? st->blen : length;
+
+	(void)user_data;
+	memcpy(buf, st->body, n);
+	st->body += n;
+	st->blen -= n;
+	if (st->blen == 0) {
+		*data_flags |= NGHTTP2_DATA_FLAG_EOF;
+		if (st->trailers != NULL) {
+			*data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+			nghttp2_submit_trailer(h2, stream_id, st->trailers,
+			    st->ntrailers);
+		}
+	}
+	return (ssize_t)n;
+}
+
+static void
+fs_flush(void)
+{
+	const uint8_t *data;
+	ssize_t n;
+
+	while ((n = nghttp2_session_mem_send(fs.h2, &data)) > 0)
+		bufferevent_write(fs.bev, data, (size_t)n);
+}
+
+static void
+fs_read(struct bufferevent *bev, void *arg)
+{
+	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t len = evbuffer_get_length(in);
+
+	(void)arg;
+	assert_int_equal(nghttp2_session_mem_recv(fs.h2,
+	    evbuffer_pullup(in, -1), len), (ssize_t)len);
+	evbuffer_drain(in, len);
+	fs_flush();
+}
+
+static void
+ctx_connect_fake(struct ctx *c)
+{
+	nghttp2_session_callbacks *cbs;
+	struct bufferevent *pair[2];
+
+	memset(&fs, 0, sizeof(fs));
+	assert_int_equal(nghttp2_session_callbacks_new(&cbs), 0);
+	nghttp2_session_callbacks_set_on_begin_headers_callback(cbs,
+	    fs_on_begin_headers);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs,
+	    fs_on_frame_recv);
+	assert_int_equal(nghttp2_session_server_new(&fs.h2, cbs, NULL), 0);
+	nghttp2_session_callbacks_del(cbs);
+	assert_int_equal(nghttp2_submit_settings(fs.h2, NGHTTP2_FLAG_NONE,
+	    NULL, 0), 0);
+	assert_int_equal(bufferevent_pair_new(c->base, 0, pair), 0);
+	c->peer = fs.bev = pair[0];
+	bufferevent_setcb(fs.bev, fs_read, NULL, NULL, NULL);
+	bufferevent_enable(fs.bev, EV_READ | EV_WRITE);
+	fs_flush();
+	assert_non_null(c->cl = grpc_client_adopt(c->base, pair[1], "test",
+	    &c->ccfg, c_down, c));
+}
+
+static void
+fs_free(void)
+{
+	nghttp2_session_del(fs.h2);
+	fs.h2 = NULL;
+}
+
+static int
+fs_one_ended(struct ctx *c)
+{
+	(void)c;
+	return fs.nstreams >= 1 && fs.streams[0].ended;
+}
+
+static int
+fs_two_ended(struct ctx *c)
+{
+	(void)c;
+	return fs.nstreams >= 2 && fs.streams[1].ended;
+}
+
+#define NV(n, v) { (uint8_t *)(uintptr_t)(n), (uint8_t *)(uintptr_t)(v), \
+	sizeof(n) - 1, sizeof(v) - 1, NGHTTP2_NV_FLAG_NONE }
+
+static const nghttp2_nv hdr_ok[] = {
+	NV(":status", "200"), NV("content-type", "application/grpc"),
+};
+static const nghttp2_nv trl_ok[] = { NV("grpc-status", "0") };
+
+/*
+ * Answer the first stream: headers (END_STREAM when no body and no
+ * trailers), then body and trailers. Returns the call's final state.
+ */
+static struct ccall *
+fs_reply(struct ctx *c, const nghttp2_nv *hdrs, size_t nhdrs,
+    const void *body, size_t blen, const nghttp2_nv *trl, size_t ntrl)
+{
+	struct ccall *cc = ctx_unary(c, "/t.S/Fake", "q", 0);
+	struct fstream *st;
+
+	assert_true(run_until(c, fs_one_ended, 2000));
+	st = &fs.streams[0];
+	st->body = body;
+	st->blen = blen;
+	st->trailers = trl;
+	st->ntrailers = ntrl;
+	if (body == NULL && trl == NULL) {
+		assert_int_equal(nghttp2_submit_headers(fs.h2,
+		    NGHTTP2_FLAG_END_STREAM, st->id, NULL, hdrs, nhdrs, NULL),
+		    0);
+	} else {
+		nghttp2_data_provider prd = { .source.ptr = st,
+		    .read_callback = fs_read_cb };
+
+		assert_int_equal(nghttp2_submit_response(fs.h2, st->id, hdrs,
+		    nhdrs, &prd), 0);
+	}
+	fs_flush();
+	assert_true(run_until(c, all_closed, 2000));
+	return cc;
+}
+
+static void
+test_fake_http_error(void **state)
+{
+	struct ctx *c = *state;
+	static const nghttp2_nv h[] = { NV(":status", "503") };
+	struct ccall *cc;
+
+	ctx_connect_fake(c);
+	cc = fs_reply(c, h, 1, NULL, 0, NULL, 0);
+	assert_int_equal(cc->status, GRPC_STATUS_UNAVAILABLE);
+	assert_string_equal(cc->message, "HTTP status 503");
+	fs_free();
+}
+
+static void
+test_fake_bad_content_type(void **state)
+{
+	struct ctx *c = *state;
+	static const nghttp2_nv h[] = {
+		NV(":status", "200"), NV("content-type", "text/html"),
+	};
+	struct ccall *cc;
+
+	ctx_connect_fake(c);
+	cc = fs_reply(c, h, 2, "<html>", 6, trl_ok, 1);
+	assert_int_equal(cc->status, GRPC_STATUS_UNKNOWN);
+	assert_string_equal(cc->message,
+	    "reply content-type is not application/grpc");
+	assert_int_equal(cc->nmsg, 0);
+	fs_free();
+}
+
+static void
+test_fake_no_status(void **state)
+{
+	struct ctx *c = *state;
+	static const uint8_t body[] = { 0, 0, 0, 0, 2, 'h', 'i' };
+	struct ccall *cc;
+
+	ctx_connect_fake(c);
+	cc = fs_reply(c, hdr_ok, 2, body, sizeof(body), NULL, 0);
+	assert_int_equal(cc->status, GRPC_STATUS_INTERNAL);
+	assert_string_equal(cc->message, "reply without grpc-status");
+	assert_int_equal(cc->nmsg, 1);
+	assert_string_equal(cc->last, "hi");
+	fs_free();
+}
+
+static void
+test_fake_cut_message(void **state)
+{
+	struct ctx *c = *state;
+	static const uint8_t body[] = { 0, 0, 0, 0, 9, 'h', 'i' };
+	struct ccall *cc;
+
+	ctx_connect_fake(c);
+	cc = fs_reply(c, hdr_ok, 2, body, sizeof(body), trl_ok, 1);
+	assert_int_equal(cc->status, GRPC_STATUS_INTERNAL);
+	assert_string_equal(cc->message, "reply ended inside a message");
+	assert_int_equal(cc->nmsg, 0);
+	fs_free();
+}
+
+static void
+test_fake_compressed(void **state)
+{
+	struct ctx *c = *state;
+	static const uint8_t body[] = { 1, 0, 0, 0, 2, 'h', 'i' };
+	struct ccall *cc;
+
+	ctx_connect_fake(c);
+	cc = fs_reply(c, hdr_ok, 2, body, sizeof(body), trl_ok, 1);
+	assert_int_equal(cc->status, GRPC_STATUS_INTERNAL);
+	assert_int_equal(cc->nmsg, 0);
+	fs_free();
+}
+
+static void
+test_fake_bad_status(void **state)
+{
+	struct ctx *c = *state;
+	static const nghttp2_nv h[] = {
+		NV(":status", "200"), NV("content-type", "application/grpc"),
+		NV("grpc-status", "x7"), NV("grpc-message", "a%20b%zz"),
+	};
+	struct ccall *cc;
+
+	ctx_connect_fake(c);
+	cc = fs_reply(c, h, 4, NULL, 0, NULL, 0);
+	assert_int_equal(cc->status, GRPC_STATUS_UNKNOWN);
+	assert_string_equal(cc->message, "a b%zz");
+	fs_free();
+}
+
+static void
+test_fake_reset(void **state)
+{
+	struct ctx *c = *state;
+	static const struct {
+		uint32_t code;
+		int status;
+	} cases[] = {
+		{ NGHTTP2_REFUSED_STREAM, GRPC_STATUS_UNAVAILABLE },
+		{ NGHTTP2_ENHANCE_YOUR_CALM, GRPC_STATUS_RESOURCE_EXHAUSTED },
+		{ NGHTTP2_CANCEL, GRPC_STATUS_CANCELLED },
+		{ NGHTTP2_INTERNAL_ERROR, GRPC_STATUS_INTERNAL },
+	};
+
+	ctx_connect_fake(c);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct ccall *cc = ctx_unary(c, "/t.S/Fake", "q", 0);
+
+		assert_true(run_until(c, fs_one_ended, 2000));
+		assert_int_equal(nghttp2_submit_rst_stream(fs.h2,
+		    NGHTTP2_FLAG_NONE, fs.streams[0].id, cases[i].code), 0);
+		fs_flush();
+		assert_true(run_until(c, all_closed, 2000));
+		assert_int_equal(cc->status, cases[i].status);
+		assert_non_null(strstr(cc->message, "stream reset by the server"));
+		fs.nstreams = 0;
+	}
+	assert_int_equal(c->down, 0);
+	fs_free();
+}
+
+/*
+ * GOAWAY naming the first stream as the last processed: the second call
+ * fails UNAVAILABLE at once (retry elsewhere), the first still completes,
+ * then the client goes down.
+ */
+static void
+test_fake_goaway(void **state)
+{
+	struct ctx *c = *state;
+	static const uint8_t body[] = { 0, 0, 0, 0, 2, 'o', 'k' };
+	nghttp2_data_provider prd;
+	struct ccall *a, *b;
+
+	ctx_connect_fake(c);
+	a = ctx_unary(c, "/t.S/Fake", "a", 0);
+	b = ctx_unary(c, "/t.S/Fake", "b", 0);
+	assert_true(run_until(c, fs_two_ended, 2000));
+	assert_int_equal(nghttp2_submit_goaway(fs.h2, NGHTTP2_FLAG_NONE,
+	    fs.streams[0].id, NGHTTP2_NO_ERROR, NULL, 0), 0);
+	fs_flush();
+	assert_true(run_until(c, never, 50) == 0);
+	assert_int_equal(b->closed, 1);
+	assert_int_equal(b->status, GRPC_STATUS_UNAVAILABLE);
+	assert_int_equal(a->closed, 0);
+	assert_false(grpc_client_usable(c->cl));
+	errno = 0;
+	assert_null(grpc_client_call_open(c->cl, "/t.S/Fake", 0, &chandler,
+	    NULL));
+	assert_int_equal(errno, ENOTCONN);
+	assert_int_equal(c->down, 0);
+
+	fs.streams[0].body = body;
+	fs.streams[0].blen = sizeof(body);
+	fs.streams[0].trailers = trl_ok;
+	fs.streams[0].ntrailers = 1;
+	prd.source.ptr = &fs.streams[0];
+	prd.read_callback = fs_read_cb;
+	assert_int_equal(nghttp2_submit_response(fs.h2, fs.streams[0].id,
+	    hdr_ok, 2, &prd), 0);
+	fs_flush();
+	assert_true(run_until(c, all_closed, 2000));
+	assert_int_equal(a->status, GRPC_STATUS_OK);
+	assert_string_equal(a->last, "ok");
+	assert_true(run_until(c, is_down, 2000));
+	assert_string_equal(c->down_reason, "GOAWAY and no calls left");
+	fs_free();
+}
+
+/* A small window: the server can send only as fast as we consume. */
+static void
+test_fake_flow_control(void **state)
+{
+	struct ctx *c = *state;
+	static uint8_t body[5 * (GRPC_FRAME_HEADER_LEN + 30000)];
+	struct ccall *cc;
+
+	for (int i = 0; i < 5; i++)
+		grpc_frame_header(body + i * (GRPC_FRAME_HEADER_LEN + 30000),
+		    0, 30000);
+	c->ccfg.stream_window = 65535;
+	c->ccfg.conn_window = 65535;
+	ctx_connect_fake(c);
+	cc = fs_reply(c, hdr_ok, 2, body, sizeof(body), trl_ok, 1);
+	assert_int_equal(cc->status, GRPC_STATUS_OK);
+	assert_int_equal(cc->nmsg, 5);
+	assert_int_equal(cc->last_len, 30000);
+	/*
+	 * 150 KB through a 64 KiB window: it was given back as we went, up
+	 * to what nghttp2 batches into its next WINDOW_UPDATE (half).
+	 */
+	assert_true(sizeof(body) > 2 * 65535);
+	assert_true(nghttp2_session_get_remote_window_size(fs.h2) >=
+	    65535 / 2);
+	fs_free();
+}
+
 static void
 test_backoff(void **state)
 {
@@ -843,6 +1234,24 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_keepalive_unanswered, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_free_with_calls, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_fake_http_error, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_fake_bad_content_type, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_fake_no_status, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_fake_cut_message, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_fake_compressed, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_fake_bad_status, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_fake_reset, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_fake_goaway, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_fake_flow_control, setup,
 		    teardown),
 		cmocka_unit_test(test_backoff),
 	};
