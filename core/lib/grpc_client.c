@@ -18,6 +18,7 @@
 #include "grpc_client.h"
 
 #include <sys/queue.h>
+#include <netinet/in.h>
 
 #include <errno.h>
 #include <stdio.h>
@@ -28,9 +29,11 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <event2/util.h>
 #include <nghttp2/nghttp2.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "grpc_frame.h"
 #include "log.h"
@@ -990,15 +993,26 @@ grpc_client_connect(struct event_base *base, const char *host, int port,
 	if (tls != NULL) {
 		char name[300];
 		char *colon;
+		struct in6_addr a6;
 
 		/* The certificate names the host, without the port. */
 		snprintf(name, sizeof(name), "%s", authority);
-		if (name[0] != '[' && (colon = strrchr(name, ':')) != NULL)
+		if (name[0] == '[') {
+			memmove(name, name + 1, strlen(name));
+			if ((colon = strchr(name, ']')) != NULL)
+				*colon = '\0';
+		} else if ((colon = strrchr(name, ':')) != NULL)
 			*colon = '\0';
 		if ((ssl = SSL_new(tls)) == NULL)
 			goto fail;
-		SSL_set_tlsext_host_name(ssl, name);
-		SSL_set1_host(ssl, name);
+		/* An address is checked as an IP SAN and sent without SNI. */
+		if (evutil_inet_pton(AF_INET, name, &a6) == 1 ||
+		    evutil_inet_pton(AF_INET6, name, &a6) == 1)
+			X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name);
+		else {
+			SSL_set_tlsext_host_name(ssl, name);
+			SSL_set1_host(ssl, name);
+		}
 		SSL_CTX_up_ref(tls);
 		cl->tls = tls;
 		cl->bev = bufferevent_openssl_socket_new(base, -1, ssl,

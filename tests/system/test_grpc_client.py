@@ -25,11 +25,11 @@ TIMEOUT = 60 if SANITIZED else 20
 
 
 class PyServer:
-    def __init__(self, procs, workdir, grace=0.5):
+    def __init__(self, procs, workdir, grace=0.5, tls=()):
         self.procs = procs
         self.log = workdir / "pyserver.log"
         self.proc = procs.start(["/usr/bin/python3", SERVER, str(workdir),
-                                 NODE1, str(grace)], self.log)
+                                 NODE1, str(grace), *map(str, tls)], self.log)
         self.port = wait_for(self._port, 20, what="python grpc server port")
 
     def _port(self):
@@ -81,12 +81,12 @@ def req(pb2, **kw):
     return pb2.EchoRequest(**kw).SerializeToString().hex()
 
 
-def probe(pb2, port, path, msgs, *opts, timeout=TIMEOUT):
+def probe(pb2, port, path, msgs, *opts, timeout=TIMEOUT, rc=0):
     p = subprocess.run([PROBE, *opts, NODE1, str(port), path, *msgs],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        timeout=timeout)
     r = Result(p.stdout.decode(errors="replace"), p.returncode, pb2)
-    assert r.rc == 0, r.text
+    assert r.rc == rc, r.text
     return r
 
 
@@ -228,3 +228,72 @@ def test_server_stops_mid_stream(procs, tmp_path, pyserver, pb2):
     assert len(r.messages[0]) >= 8
     assert r.status[0][:2] == (14, "UNAVAILABLE"), r.text
     wait_for(lambda: "stopped" in pyserver.text(), 10, what="server stopped")
+
+
+def make_certs(d):
+    """A CA; a server certificate for 127.0.1.1 and the name node1.test;
+    a client certificate; and a second CA that signed none of them."""
+    def ossl(*args):
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    for ca in ("ca", "other-ca"):
+        ossl("req", "-x509", *ec, "-keyout", f"{ca}.key", "-out", f"{ca}.crt",
+             "-days", "2", "-subj", f"/CN=troika {ca}")
+    for name, ext in (("server", f"subjectAltName=IP:{NODE1},DNS:node1.test"),
+                      ("client", "basicConstraints=CA:FALSE")):
+        ossl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr",
+             "-subj", f"/CN={name}")
+        (d / f"{name}.ext").write_text(ext + "\n")
+        ossl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", f"{name}.crt", "-days", "2",
+             "-extfile", f"{name}.ext")
+
+
+def test_tls(procs, tmp_path, pb2):
+    make_certs(tmp_path)
+    s = PyServer(procs, tmp_path, tls=(tmp_path / "server.crt", tmp_path / "server.key"))
+    ca = ["--tls-ca", str(tmp_path / "ca.crt")]
+    r = probe(pb2, s.port, SAY, [req(pb2, text="over tls")], *ca)
+    assert r.status == {0: (0, "OK", "")}
+    assert r.messages[0][0].text == "over tls"
+    r = probe(pb2, s.port, COUNT, [req(pb2, text="t", count=3)], *ca)
+    assert [m.seq for m in r.messages[0]] == [0, 1, 2]
+    # The name in the certificate is checked: a DNS name that it has ...
+    r = probe(pb2, s.port, SAY, [req(pb2, text="n")], *ca,
+              "--authority", f"node1.test:{s.port}")
+    assert r.status[0][0] == 0
+    # ... and one it does not have.
+    r = probe(pb2, s.port, SAY, [req(pb2)], *ca, "--authority", f"node2.test:{s.port}")
+    assert r.status[0][:2] == (14, "UNAVAILABLE")
+    assert "certificate verify failed" in r.status[0][2]
+    # A CA that did not sign it.
+    r = probe(pb2, s.port, SAY, [req(pb2)], "--tls-ca", str(tmp_path / "other-ca.crt"))
+    assert r.status[0][:2] == (14, "UNAVAILABLE")
+    assert "certificate verify failed" in r.status[0][2]
+    # h2c against the TLS port.
+    r = probe(pb2, s.port, SAY, [req(pb2)])
+    assert r.status[0][:2] == (14, "UNAVAILABLE")
+    # A CA file that is not there: the probe cannot even start.
+    r = probe(pb2, s.port, SAY, [req(pb2)], "--tls-ca", str(tmp_path / "missing.crt"), rc=1)
+    assert "cannot load CA" in r.text
+
+
+def test_mutual_tls(procs, tmp_path, pb2):
+    make_certs(tmp_path)
+    s = PyServer(procs, tmp_path, tls=(tmp_path / "server.crt", tmp_path / "server.key",
+                                       tmp_path / "ca.crt"))
+    ca = ["--tls-ca", str(tmp_path / "ca.crt")]
+    r = probe(pb2, s.port, SAY, [req(pb2, text="mutual")], *ca,
+              "--tls-cert", str(tmp_path / "client.crt"),
+              "--tls-key", str(tmp_path / "client.key"))
+    assert r.status == {0: (0, "OK", "")}
+    assert r.messages[0][0].text == "mutual"
+    # Without a client certificate the server refuses the handshake.
+    r = probe(pb2, s.port, SAY, [req(pb2)], *ca)
+    assert r.status[0][:2] == (14, "UNAVAILABLE")
+    # A key that does not match the certificate: refused at once.
+    r = probe(pb2, s.port, SAY, [req(pb2)], *ca,
+              "--tls-cert", str(tmp_path / "client.crt"),
+              "--tls-key", str(tmp_path / "server.key"), rc=1)
+    assert "cannot load key" in r.text or "does not match" in r.text
