@@ -5,11 +5,20 @@
  * parsed, or has no body, ends the stream with INVALID_ARGUMENT; anything
  * before a Hello ends it with FAILED_PRECONDITION. Either ends only that
  * stream: other agents never notice.
+ *
+ * Heartbeats are not answered: each side sends one when it had nothing
+ * else to send for the heartbeat interval (agent.proto), so a timer per
+ * stream sends ours, and ends a stream the agent left silent for the
+ * configured timeout with UNAVAILABLE (a dead peer behind a proxy that
+ * answers HTTP/2 PINGs for it).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <event2/event.h>
 
 #include "coord.h"
 #include "coord_conf.h"
@@ -17,14 +26,16 @@
 #include "log.h"
 #include "troika/v1/agent.pb-c.h"
 
-/* How often an agent should send a heartbeat when it is otherwise silent. */
-#define COORD_HEARTBEAT_NS (5ULL * 1000 * 1000 * 1000)
-
 struct coord_stream {
 	struct coord *c;
+	struct grpc_call *call;
 	uint64_t id;
-	char *node;      /* NULL until the Hello */
+	char *node;       /* NULL until the Hello */
 	uint64_t heartbeats;
+	struct event *timer;
+	double last_recv; /* monotonic seconds */
+	double last_sent;
+	int finished;     /* we ended it: send nothing more */
 };
 
 static const char *const coord_msg_kind_names[COORD_MSG_MAX] = {
@@ -86,7 +97,46 @@ coord_stream_fail(struct coord_stream *st, struct grpc_call *call, int status,
 	log_warnx("agent stream from %s (%s): %s: %s", grpc_call_peer(call),
 	    st->node != NULL ? st->node : "no Hello yet",
 	    grpc_status_str(status), msg);
+	st->finished = 1;
 	grpc_call_finish(call, status, msg);
+}
+
+static int
+coord_stream_send(struct coord_stream *st, const ProtobufCMessage *m)
+{
+	st->last_sent = coord_mono_s();
+	return coord_send(st->call, m);
+}
+
+static void
+coord_stream_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct coord_stream *st = arg;
+	const struct coord_conf *conf = st->c->conf;
+	Troika__V1__CoordinatorMessage cm = TROIKA__V1__COORDINATOR_MESSAGE__INIT;
+	Troika__V1__Heartbeat hb = TROIKA__V1__HEARTBEAT__INIT;
+	double now = coord_mono_s();
+	char msg[96];
+
+	(void)fd;
+	(void)what;
+	if (st->finished)
+		return;
+	if ((now - st->last_recv) * 1000 >= (double)conf->agent_timeout_ms) {
+		snprintf(msg, sizeof(msg), "no message from the agent for "
+		    "%.1f s", now - st->last_recv);
+		coord_stream_fail(st, st->call, GRPC_STATUS_UNAVAILABLE, msg);
+		return;
+	}
+	/* Half a tick early is fine: heartbeats are a floor, not a clock. */
+	if ((now - st->last_sent) * 1000 + (double)conf->heartbeat_ms / 4 <
+	    (double)conf->heartbeat_ms)
+		return;
+	hb.seq = ++st->heartbeats;
+	hb.time_unix_nano = coord_now_ns();
+	cm.body_case = TROIKA__V1__COORDINATOR_MESSAGE__BODY_HEARTBEAT;
+	cm.heartbeat = &hb;
+	coord_stream_send(st, &cm.base);
 }
 
 static int
@@ -94,10 +144,25 @@ coord_stream_start(struct grpc_call *call, void *arg)
 {
 	struct coord *c = arg;
 	struct coord_stream *st;
+	int64_t tick_ms = c->conf->heartbeat_ms / 4;
+	struct timeval tick = {
+		.tv_sec = tick_ms / 1000,
+		.tv_usec = (suseconds_t)(tick_ms % 1000) * 1000,
+	};
 
 	if ((st = calloc(1, sizeof(*st))) == NULL)
 		return -ENOMEM;
 	st->c = c;
+	st->call = call;
+	st->last_recv = st->last_sent = coord_mono_s();
+	if ((st->timer = event_new(c->base, -1, EV_PERSIST,
+	    coord_stream_timer_cb, st)) == NULL ||
+	    event_add(st->timer, &tick) < 0) {
+		if (st->timer != NULL)
+			event_free(st->timer);
+		free(st);
+		return -ENOMEM;
+	}
 	st->id = ++c->next_stream;
 	grpc_call_set_data(call, st);
 	c->stats.streams_open++;
@@ -108,20 +173,20 @@ coord_stream_start(struct grpc_call *call, void *arg)
 }
 
 static void
-coord_stream_welcome(struct coord_stream *st, struct grpc_call *call,
-    const Troika__V1__Hello *h)
+coord_stream_welcome(struct coord_stream *st, const Troika__V1__Hello *h)
 {
 	Troika__V1__CoordinatorMessage cm = TROIKA__V1__COORDINATOR_MESSAGE__INIT;
 	Troika__V1__Welcome w = TROIKA__V1__WELCOME__INIT;
 
 	w.coordinator = st->c->conf->name;
 	w.version = (char *)(uintptr_t)TROIKA_VERSION;
-	w.heartbeat_interval_nano = COORD_HEARTBEAT_NS;
+	w.heartbeat_interval_nano = (uint64_t)st->c->conf->heartbeat_ms *
+	    1000000ULL;
 	/* No leader yet (no store): the agent's own token stands. */
 	w.fencing_token = h->fencing_token;
 	cm.body_case = TROIKA__V1__COORDINATOR_MESSAGE__BODY_WELCOME;
 	cm.welcome = &w;
-	coord_send(call, &cm.base);
+	coord_stream_send(st, &cm.base);
 }
 
 static void
@@ -160,22 +225,7 @@ coord_stream_hello(struct coord_stream *st, struct grpc_call *call,
 		    grpc_call_peer(call), h->version);
 	free(st->node);
 	st->node = node;
-	coord_stream_welcome(st, call, h);
-}
-
-static void
-coord_stream_heartbeat(struct coord_stream *st, struct grpc_call *call,
-    uint64_t now)
-{
-	Troika__V1__CoordinatorMessage cm = TROIKA__V1__COORDINATOR_MESSAGE__INIT;
-	Troika__V1__Heartbeat hb = TROIKA__V1__HEARTBEAT__INIT;
-
-	coord_view_seen(st->c->view, st->id, st->node, now);
-	hb.seq = ++st->heartbeats;
-	hb.time_unix_nano = now;
-	cm.body_case = TROIKA__V1__COORDINATOR_MESSAGE__BODY_HEARTBEAT;
-	cm.heartbeat = &hb;
-	coord_send(call, &cm.base);
+	coord_stream_welcome(st, h);
 }
 
 /* A view error on an established stream. */
@@ -231,6 +281,7 @@ coord_stream_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 	uint64_t now = coord_now_ns();
 	int r;
 
+	st->last_recv = t0;
 	am = troika__v1__agent_message__unpack(NULL, len, msg);
 	kind = am != NULL ? coord_msg_kind(am) : COORD_MSG_INVALID;
 	c->stats.messages[kind]++;
@@ -273,10 +324,8 @@ coord_stream_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 			coord_stream_view_error(st, call, r);
 		break;
 	case COORD_MSG_HEARTBEAT:
-		coord_stream_heartbeat(st, call, now);
-		break;
 	case COORD_MSG_COMMAND_RESULT:
-		/* No commands are issued yet: only proof of life. */
+		/* No commands are issued yet: both are proof of life. */
 		coord_view_seen(c->view, st->id, st->node, now);
 		break;
 	default:
@@ -291,6 +340,9 @@ out:
 static void
 coord_stream_half_close(struct grpc_call *call)
 {
+	struct coord_stream *st = grpc_call_data(call);
+
+	st->finished = 1;
 	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
 }
 
@@ -308,6 +360,7 @@ coord_stream_close(struct grpc_call *call, int status)
 		    coord_now_ns());
 	}
 	st->c->stats.streams_open--;
+	event_free(st->timer);
 	free(st->node);
 	free(st);
 }

@@ -16,6 +16,7 @@
 
 #include <event2/buffer.h>
 
+#include "parse.h"
 #include "yaml_tree.h"
 
 #define COORD_CONF_EXCERPT 80
@@ -157,6 +158,34 @@ coord_conf_listen(struct coord_conf_loader *ld, const struct yaml_tree_pair *p,
 	}
 }
 
+/* A duration within the heartbeat bounds, in *ret_ms. */
+static void
+coord_conf_duration(struct coord_conf_loader *ld,
+    const struct yaml_tree_pair *p, int64_t *ret_ms)
+{
+	char ex[COORD_CONF_EXCERPT], lo[32], hi[32];
+	const char *v = p->value->kind == YAML_TREE_SCALAR ? p->value->str :
+	    "";
+	int64_t ms;
+
+	if (parse_duration_ms(v, &ms) < 0) {
+		coord_conf_err(ld, p->value, "%s: expected a duration such as "
+		    "5s or 500ms, got '%s'", p->key->str,
+		    yaml_tree_excerpt(v, ex, sizeof(ex)));
+		return;
+	}
+	if (ms < COORD_CONF_MIN_HEARTBEAT_MS ||
+	    ms > COORD_CONF_MAX_HEARTBEAT_MS) {
+		coord_conf_err(ld, p->value, "%s: %s is out of range (%s to %s)",
+		    p->key->str, yaml_tree_excerpt(v, ex, sizeof(ex)),
+		    format_duration_ms(COORD_CONF_MIN_HEARTBEAT_MS, lo,
+		    sizeof(lo)), format_duration_ms(COORD_CONF_MAX_HEARTBEAT_MS,
+		    hi, sizeof(hi)));
+		return;
+	}
+	*ret_ms = ms;
+}
+
 static void
 coord_conf_walk(struct coord_conf_loader *ld, const struct yaml_tree_node *root,
     struct coord_conf *c)
@@ -165,7 +194,9 @@ coord_conf_walk(struct coord_conf_loader *ld, const struct yaml_tree_node *root,
 	static const char *const metrics_keys[] = { "listen", NULL };
 	static const char *const log_keys[] = { "level", "target", NULL };
 	static const char *const tls_keys[] = { "cert", "key", "ca", NULL };
-	const struct yaml_tree_node *tls_at = NULL;
+	static const char *const agents_keys[] = { "heartbeat", "timeout",
+	    NULL };
+	const struct yaml_tree_node *tls_at = NULL, *agents_at = NULL;
 	char ex[COORD_CONF_EXCERPT];
 	int has_listen = 0;
 
@@ -228,6 +259,17 @@ coord_conf_walk(struct coord_conf_loader *ld, const struct yaml_tree_node *root,
 					    sizeof(ex)));
 				}
 			}
+		} else if (strcmp(key, "agents") == 0) {
+			agents_at = p->value;
+			if (coord_conf_mapping(ld, p, agents_keys) < 0)
+				continue;
+			for (size_t j = 0; j < m->npairs; j++) {
+				const struct yaml_tree_pair *q = &m->pairs[j];
+
+				coord_conf_duration(ld, q, strcmp(q->key->str,
+				    "heartbeat") == 0 ? &c->heartbeat_ms :
+				    &c->agent_timeout_ms);
+			}
 		} else if (strcmp(key, "tls") == 0) {
 			tls_at = p->value;
 			if (coord_conf_mapping(ld, p, tls_keys) < 0)
@@ -250,6 +292,12 @@ coord_conf_walk(struct coord_conf_loader *ld, const struct yaml_tree_node *root,
 		    "required");
 	if (tls_at != NULL && (c->tls_cert == NULL) != (c->tls_key == NULL))
 		coord_conf_err(ld, tls_at, "tls: cert and key go together");
+	/* Unset: three heartbeats missed. */
+	if (c->agent_timeout_ms == 0)
+		c->agent_timeout_ms = 3 * c->heartbeat_ms;
+	else if (c->agent_timeout_ms <= c->heartbeat_ms)
+		coord_conf_err(ld, agents_at, "agents: timeout must be longer "
+		    "than heartbeat");
 	if (tls_at != NULL && c->tls_ca != NULL && c->tls_cert == NULL)
 		coord_conf_err(ld, tls_at, "tls: ca (client certificates) "
 		    "needs cert and key");
@@ -274,6 +322,7 @@ coord_conf_parse(const char *buf, size_t len, const char *fname,
 		r = -ENOMEM;
 		goto out;
 	}
+	c->heartbeat_ms = COORD_CONF_HEARTBEAT_MS;
 	c->log_level = LOG_INFO;
 	c->log_target = LOG_TARGET_STDERR;
 	if ((r = yaml_tree_parse_buf(buf, len, &root, &yerr)) < 0) {
@@ -389,6 +438,8 @@ coord_conf_print_str(FILE *out, const char *s)
 void
 coord_conf_print(const struct coord_conf *c, FILE *out)
 {
+	char d1[32], d2[32];
+
 	fputs("node:\n  name: ", out);
 	coord_conf_print_str(out, c->name);
 	fputs("\nlisten: ", out);
@@ -399,6 +450,9 @@ coord_conf_print(const struct coord_conf *c, FILE *out)
 		coord_conf_print_str(out, c->metrics_listen);
 		fputc('\n', out);
 	}
+	fprintf(out, "agents:\n  heartbeat: %s\n  timeout: %s\n",
+	    format_duration_ms(c->heartbeat_ms, d1, sizeof(d1)),
+	    format_duration_ms(c->agent_timeout_ms, d2, sizeof(d2)));
 	fprintf(out, "log:\n  level: %s\n  target: %s\n",
 	    log_level_str(c->log_level),
 	    c->log_target == LOG_TARGET_SYSLOG ? "syslog" : "stderr");

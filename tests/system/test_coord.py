@@ -8,6 +8,8 @@ stopped with SIGTERM and must exit 0 without sanitizer reports."""
 import os
 import queue
 import subprocess
+import threading
+import time
 import urllib.request
 
 import grpc
@@ -27,7 +29,7 @@ def pb(tmp_path_factory):
 
 
 class Coord:
-    def __init__(self, procs, workdir, pb):
+    def __init__(self, procs, workdir, pb, heartbeat="30m", timeout="1h"):
         self.procs = procs
         self.dir = workdir
         self.grpc_port = free_port()
@@ -39,6 +41,9 @@ class Coord:
         text = open(SAMPLE).read()
         text = text.replace("127.0.0.1:7443", self.target)
         text = text.replace("127.0.0.1:9465", f"{NODE1}:{self.http_port}")
+        # Tests count messages: no heartbeat unless a test wants them.
+        text = text.replace("heartbeat: 5s", f"heartbeat: {heartbeat}")
+        text = text.replace("timeout: 15s", f"timeout: {timeout}")
         assert self.target in text and str(self.http_port) in text
         self.conf.write_text(text)
         self.proc = procs.start([COORD, "--config", str(self.conf)], self.log)
@@ -83,6 +88,12 @@ class Coord:
     def node(self, name):
         nodes = [n for n in self.status().nodes if n.node == name]
         return nodes[0] if nodes else None
+
+    def got(self, kind, n):
+        """Wait until n messages of a kind arrived: messages of one stream
+        are handled in order, so all sent before them are in the view."""
+        wait_for(lambda: self.value("troika_coord_agent_messages_received_total",
+                                    kind=kind) == n, 10, what=f"{n} {kind} messages")
 
     def log_text(self):
         return self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -174,6 +185,7 @@ def test_sample_config_checks(tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout == ('node:\n  name: "coord-1"\nlisten: "127.0.0.1:7443"\n'
                         'metrics:\n  listen: "127.0.0.1:9465"\n'
+                        'agents:\n  heartbeat: 5s\n  timeout: 15s\n'
                         'log:\n  level: info\n  target: stderr\n')
     bad = tmp_path / "bad.yaml"
     bad.write_text('listen: "127.0.1.1:1"\nnode:\n  nmae: x\nlog: {level: loud}\n')
@@ -199,7 +211,7 @@ def test_agent_stream_status_and_metrics(coord, pb):
     assert w.WhichOneof("body") == "welcome"
     assert w.welcome.coordinator == "coord-1"
     assert w.welcome.fencing_token == 7
-    assert w.welcome.heartbeat_interval_nano == 5 * 10**9
+    assert w.welcome.heartbeat_interval_nano == 30 * 60 * 10**9
     s.send(result(agent_pb2, "db", CRIT, 1, "connection refused", [("errno", "ECONNREFUSED")]),
            result(agent_pb2, "web", OK, 1, "ok"),
            result(agent_pb2, "db", OK, 2, "back"),
@@ -211,9 +223,7 @@ def test_agent_stream_status_and_metrics(coord, pb):
                ("bad name", {}, 1, agent_pb2.METRIC_TYPE_GAUGE, ""),
            ], dropped=3),
            beat(agent_pb2, 1))
-    hb = s.recv()
-    assert hb.WhichOneof("body") == "heartbeat" and hb.heartbeat.seq == 1
-    # The heartbeat came after everything else: all of it is in the view.
+    coord.got("heartbeat", 1)
     st = coord.status()
     assert (st.coordinator, st.leader, st.leader_name, st.quorum, st.store) == (
         "coord-1", True, "coord-1", True, admin_pb2.STORE_KIND_LOCAL)
@@ -231,7 +241,7 @@ def test_agent_stream_status_and_metrics(coord, pb):
             result(agent_pb2, "db", CRIT, 9, "connection refused",
                    [("errno", "ECONNREFUSED")]), beat(agent_pb2, 1))
     assert s2.recv().WhichOneof("body") == "welcome"
-    assert s2.recv().WhichOneof("body") == "heartbeat"
+    coord.got("heartbeat", 2)
     assert [n.node for n in coord.status().nodes] == ["node-1", "node-2"]
     only = coord.status("node-2").nodes
     assert [n.node for n in only] == ["node-2"]
@@ -273,7 +283,7 @@ def test_agent_stream_status_and_metrics(coord, pb):
     lab = dict(grpc_type="bidi_stream", grpc_service="troika.v1.Agent", grpc_method="Connect")
     assert v("grpc_server_started_total", **lab) == 2
     assert v("grpc_server_msg_received_total", **lab) == 9
-    assert v("grpc_server_msg_sent_total", **lab) == 4
+    assert v("grpc_server_msg_sent_total", **lab) == 2
     assert v("troika_grpc_server_connections") >= 1
     assert v("troika_grpc_server_received_bytes_total") > 0
     assert v("troika_coord_info", coordinator="coord-1", version="0.1.0", store="local") == 1
@@ -298,7 +308,7 @@ def test_agent_stream_status_and_metrics(coord, pb):
     s.send(hello(agent_pb2, "node-1"), result(agent_pb2, "web", CRIT, 2, "refused"),
            beat(agent_pb2, 1))
     assert s.recv().WhichOneof("body") == "welcome"
-    assert s.recv().WhichOneof("body") == "heartbeat"
+    coord.got("heartbeat", 3)
     n = coord.node("node-1")
     assert n.connected
     assert [(c.check, c.status, c.run) for c in n.checks] == [("web", CRIT, 2), ("db", OK, 2)]
@@ -365,7 +375,8 @@ def test_bad_streams_refused_good_one_unharmed(coord, pb):
 
     # The good stream never noticed.
     good.send(result(agent_pb2, "web", OK, 5, "fine"), beat(agent_pb2, 1))
-    assert good.recv().WhichOneof("body") == "heartbeat"
+    # The refused stream that began with a heartbeat counted one too.
+    coord.got("heartbeat", 2)
     n = coord.node("good")
     assert n.connected and n.checks[0].run == 5
     m = coord.metrics()
@@ -398,7 +409,7 @@ def test_newer_stream_takes_over(coord, pb):
     new.send(hello(agent_pb2, "n1", checks=("web",)), result(agent_pb2, "web", OK, 2),
              beat(agent_pb2, 1))
     assert new.recv().WhichOneof("body") == "welcome"
-    assert new.recv().WhichOneof("body") == "heartbeat"
+    coord.got("heartbeat", 1)
     # The old stream is told so at its next message, and its end does
     # not disconnect the node.
     old.send(result(agent_pb2, "web", OK, 1))
@@ -409,3 +420,54 @@ def test_newer_stream_takes_over(coord, pb):
     new.close()
     assert new.outcome()[0] == grpc.StatusCode.OK
     wait_for(lambda: not coord.node("n1").connected, 5, what="n1 disconnected")
+
+
+def test_heartbeats_and_silent_agents(procs, tmp_path, pb):
+    agent_pb2, _ = pb
+    coord = Coord(procs, tmp_path, pb, heartbeat="200ms", timeout="1s")
+    try:
+        s = Stream(coord.connect)
+        s.send(hello(agent_pb2, "n1", checks=("web",)),
+               result(agent_pb2, "web", agent_pb2.CHECK_STATUS_OK, 1))
+        w = s.recv()
+        assert w.welcome.heartbeat_interval_nano == 200 * 10**6
+        # The agent keeps talking; the coordinator, with nothing to say,
+        # sends a heartbeat every 200 ms, never an answer to the agent's.
+        stop = threading.Event()
+
+        def talk():
+            seq = 0
+            while not stop.wait(0.1):
+                seq += 1
+                s.send(beat(agent_pb2, seq))
+        t = threading.Thread(target=talk)
+        t.start()
+        t0 = time.monotonic()
+        seqs = []
+        for _ in range(4):
+            m = s.recv()
+            assert m.WhichOneof("body") == "heartbeat"
+            seqs.append(m.heartbeat.seq)
+        elapsed = time.monotonic() - t0
+        assert seqs == [1, 2, 3, 4]
+        # 4 heartbeats at 200 ms, give or take a 50 ms tick.
+        assert 0.55 < elapsed < 2.5, elapsed
+        assert coord.node("n1").connected
+        # The agent falls silent (its process hangs): after 1 s the stream
+        # is ended and the node shown disconnected, its state kept.
+        stop.set()
+        t.join()
+        t0 = time.monotonic()
+        code, details = s.outcome()
+        assert code == grpc.StatusCode.UNAVAILABLE
+        assert details.startswith("no message from the agent for 1.")
+        assert 0.7 < time.monotonic() - t0 < 3
+        n = coord.node("n1")
+        assert not n.connected and [(c.check, c.run) for c in n.checks] == [("web", 1)]
+        # A stream that never says anything is ended the same way.
+        q = Stream(coord.connect)
+        assert q.outcome()[0] == grpc.StatusCode.UNAVAILABLE
+        assert coord.value("troika_coord_agent_stream_errors_total",
+                           grpc_code="UNAVAILABLE") == 2
+    finally:
+        coord.stop()

@@ -60,6 +60,8 @@ test_minimal_defaults(void **state)
 	assert_int_equal(c->log_level, LOG_INFO);
 	assert_int_equal(c->log_target, LOG_TARGET_STDERR);
 	assert_null(c->tls_cert);
+	assert_int_equal(c->heartbeat_ms, 5000);
+	assert_int_equal(c->agent_timeout_ms, 15000);
 	/* The name defaults to the host name. */
 	assert_int_equal(gethostname(host, sizeof(host)), 0);
 	assert_string_equal(c->name, host);
@@ -74,6 +76,7 @@ test_every_key(void **state)
 	    "listen: \"[::1]:0\"\n"
 	    "metrics:\n  listen: 127.0.0.1:9465\n"
 	    "log:\n  level: debug\n  target: syslog\n"
+	    "agents:\n  heartbeat: 1500ms\n  timeout: 1m\n"
 	    "tls:\n  cert: /c.pem\n  key: /k.pem\n  ca: /ca.pem\n");
 	char *buf = NULL;
 	size_t len = 0;
@@ -89,6 +92,8 @@ test_every_key(void **state)
 	assert_string_equal(c->tls_cert, "/c.pem");
 	assert_string_equal(c->tls_key, "/k.pem");
 	assert_string_equal(c->tls_ca, "/ca.pem");
+	assert_int_equal(c->heartbeat_ms, 1500);
+	assert_int_equal(c->agent_timeout_ms, 60000);
 
 	/* --print gives YAML that loads back to the same. */
 	assert_non_null(f = open_memstream(&buf, &len));
@@ -98,14 +103,22 @@ test_every_key(void **state)
 	    "node:\n  name: \"coord-2\"\n"
 	    "listen: \"[::1]:0\"\n"
 	    "metrics:\n  listen: \"127.0.0.1:9465\"\n"
+	    "agents:\n  heartbeat: 1s500ms\n  timeout: 1m\n"
 	    "log:\n  level: debug\n  target: syslog\n"
 	    "tls:\n  cert: \"/c.pem\"\n  key: \"/k.pem\"\n  ca: \"/ca.pem\"\n");
 	coord_conf_free(c);
 	c = parse_ok(buf);
 	assert_string_equal(c->name, "coord-2");
 	assert_string_equal(c->tls_ca, "/ca.pem");
+	assert_int_equal(c->heartbeat_ms, 1500);
+	assert_int_equal(c->agent_timeout_ms, 60000);
 	coord_conf_free(c);
 	free(buf);
+	/* The timeout defaults to three heartbeats. */
+	c = parse_ok("listen: h:1\nagents: {heartbeat: 200ms}\n");
+	assert_int_equal(c->heartbeat_ms, 200);
+	assert_int_equal(c->agent_timeout_ms, 600);
+	coord_conf_free(c);
 }
 
 static void
@@ -141,6 +154,16 @@ test_errors(void **state)
 	    "t.yaml:2:6: tls: cert and key go together\n");
 	parse_err("listen: \"h:1\"\ntls: {ca: a}\n",
 	    "t.yaml:2:6: tls: ca (client certificates) needs cert and key\n");
+	parse_err("listen: h:1\nagents: {heartbeat: 5, timeout: 50ms}\n",
+	    "t.yaml:2:21: heartbeat: expected a duration such as 5s or 500ms, "
+	    "got '5'\n"
+	    "t.yaml:2:33: timeout: 50ms is out of range (100ms to 1h)\n");
+	parse_err("listen: h:1\nagents: {heartbeat: 2h}\n",
+	    "t.yaml:2:21: heartbeat: 2h is out of range (100ms to 1h)\n");
+	parse_err("listen: h:1\nagents: {heartbeat: 5s, timeout: 5s}\n",
+	    "t.yaml:2:9: agents: timeout must be longer than heartbeat\n");
+	parse_err("listen: h:1\nagents: {beat: 5s}\n",
+	    "t.yaml:2:10: unknown key 'beat' in agents\n");
 	parse_err("listen: \"h:1\"\nlisten: \"h:2\"\n",
 	    "t.yaml:2:1: duplicate key 'listen' (first at 1:1)\n");
 }
