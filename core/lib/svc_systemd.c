@@ -11,6 +11,7 @@
  */
 #include "svc_systemd.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -46,6 +47,69 @@ struct svc_systemd_op {
 	void *arg;
 };
 
+/*
+ * libsystemd is opened on the first systemd operation, not linked: it and
+ * what it pulls in (libgcrypt, liblzma, liblz4, ...) cost every agent
+ * ~0.7 MiB of resident memory, and most checks never use systemd
+ * (docs/benchmarks.md).
+ */
+static struct {
+	void *dl;
+	__typeof__(sd_bus_call_method_async) *call_method_async;
+	__typeof__(sd_bus_flush_close_unref) *flush_close_unref;
+	__typeof__(sd_bus_get_events) *get_events;
+	__typeof__(sd_bus_get_timeout) *get_timeout;
+	__typeof__(sd_bus_match_signal_async) *match_signal_async;
+	__typeof__(sd_bus_message_get_error) *message_get_error;
+	__typeof__(sd_bus_message_read) *message_read;
+	__typeof__(sd_bus_open_system) *open_system;
+	__typeof__(sd_bus_process) *process;
+	__typeof__(sd_bus_slot_unref) *slot_unref;
+	__typeof__(sd_bus_get_fd) *get_fd;
+} sd;
+
+static int
+sd_load(void)
+{
+	void *dl;
+
+	if (sd.dl != NULL)
+		return 0;
+	if ((dl = dlopen("libsystemd.so.0", RTLD_NOW | RTLD_LOCAL)) == NULL) {
+		log_warnx("systemd service manager: %s", dlerror());
+		return -ENOTSUP;
+	}
+	*(void **)&sd.call_method_async = dlsym(dl, "sd_bus_call_method_async");
+	*(void **)&sd.flush_close_unref = dlsym(dl, "sd_bus_flush_close_unref");
+	*(void **)&sd.get_events = dlsym(dl, "sd_bus_get_events");
+	*(void **)&sd.get_timeout = dlsym(dl, "sd_bus_get_timeout");
+	*(void **)&sd.match_signal_async = dlsym(dl, "sd_bus_match_signal_async");
+	*(void **)&sd.message_get_error = dlsym(dl, "sd_bus_message_get_error");
+	*(void **)&sd.message_read = dlsym(dl, "sd_bus_message_read");
+	*(void **)&sd.open_system = dlsym(dl, "sd_bus_open_system");
+	*(void **)&sd.process = dlsym(dl, "sd_bus_process");
+	*(void **)&sd.slot_unref = dlsym(dl, "sd_bus_slot_unref");
+	*(void **)&sd.get_fd = dlsym(dl, "sd_bus_get_fd");
+	if (sd.call_method_async == NULL ||
+	    sd.flush_close_unref == NULL ||
+	    sd.get_events == NULL ||
+	    sd.get_timeout == NULL ||
+	    sd.match_signal_async == NULL ||
+	    sd.message_get_error == NULL ||
+	    sd.message_read == NULL ||
+	    sd.open_system == NULL ||
+	    sd.process == NULL ||
+	    sd.slot_unref == NULL ||
+	    sd.get_fd == NULL) {
+		log_warnx("systemd service manager: libsystemd.so.0 lacks sd-bus");
+		dlclose(dl);
+		memset(&sd, 0, sizeof(sd));
+		return -ENOTSUP;
+	}
+	sd.dl = dl;
+	return 0;
+}
+
 static void op_update(struct svc_systemd_op *o);
 
 static void
@@ -59,10 +123,10 @@ op_free(struct svc_systemd_op *o)
 		event_free(o->timer);
 	if (o->deadline != NULL)
 		event_free(o->deadline);
-	sd_bus_slot_unref(o->match);
-	sd_bus_slot_unref(o->call);
+	sd.slot_unref(o->match);
+	sd.slot_unref(o->call);
 	if (o->bus != NULL)
-		sd_bus_flush_close_unref(o->bus);
+		sd.flush_close_unref(o->bus);
 	free(o->job);
 	free(o->unit);
 	free(o->early_job);
@@ -89,7 +153,7 @@ op_finish(struct svc_systemd_op *o, int ok, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	o->done(ok, msg, o->arg);
-	/* Free on the next loop turn: we may be inside sd_bus_process(). */
+	/* Free on the next loop turn: we may be inside sd.process(). */
 	event_del(o->deadline);
 	event_add(o->deadline, &now);
 }
@@ -109,7 +173,7 @@ job_removed_cb(sd_bus_message *m, void *userdata, sd_bus_error *err)
 	uint32_t id;
 
 	(void)err;
-	if (sd_bus_message_read(m, "uoss", &id, &job, &unit, &result) < 0)
+	if (sd.message_read(m, "uoss", &id, &job, &unit, &result) < 0)
 		return 0;
 	if (o->job != NULL) {
 		if (strcmp(job, o->job) == 0)
@@ -130,7 +194,7 @@ static int
 call_reply_cb(sd_bus_message *m, void *userdata, sd_bus_error *err)
 {
 	struct svc_systemd_op *o = userdata;
-	const sd_bus_error *e = sd_bus_message_get_error(m);
+	const sd_bus_error *e = sd.message_get_error(m);
 	const char *job;
 
 	(void)err;
@@ -139,7 +203,7 @@ call_reply_cb(sd_bus_message *m, void *userdata, sd_bus_error *err)
 		    e->message ? e->message : e->name);
 		return 0;
 	}
-	if (sd_bus_message_read(m, "o", &job) < 0 ||
+	if (sd.message_read(m, "o", &job) < 0 ||
 	    (o->job = strdup(job)) == NULL) {
 		op_finish(o, 0, "%s %s: unreadable reply from systemd", o->op,
 		    o->unit);
@@ -155,7 +219,7 @@ op_process(struct svc_systemd_op *o)
 {
 	int r;
 
-	while ((r = sd_bus_process(o->bus, NULL)) > 0 && !o->finished)
+	while ((r = sd.process(o->bus, NULL)) > 0 && !o->finished)
 		;
 	if (r < 0 && !o->finished)
 		op_finish(o, 0, "%s %s: D-Bus: %s", o->op, o->unit, strerror(-r));
@@ -191,7 +255,7 @@ static void
 op_update(struct svc_systemd_op *o)
 {
 	struct event_base *base = event_get_base(o->deadline);
-	int fd = sd_bus_get_fd(o->bus), events = sd_bus_get_events(o->bus);
+	int fd = sd.get_fd(o->bus), events = sd.get_events(o->bus);
 	short what = 0;
 	uint64_t usec;
 
@@ -211,7 +275,7 @@ op_update(struct svc_systemd_op *o)
 		return;
 	}
 	event_del(o->timer);
-	if (sd_bus_get_timeout(o->bus, &usec) >= 0 && usec != UINT64_MAX) {
+	if (sd.get_timeout(o->bus, &usec) >= 0 && usec != UINT64_MAX) {
 		struct timespec ts;
 		uint64_t now;
 		struct timeval tv = { 0, 0 };
@@ -252,6 +316,8 @@ svc_systemd_control(struct event_base *base, const char *unit, const char *op,
 		*ret_err = -EINVAL;
 		return NULL;
 	}
+	if ((*ret_err = sd_load()) < 0)
+		return NULL;
 	if ((o = calloc(1, sizeof(*o))) == NULL || (o->unit = strdup(unit)) == NULL) {
 		free(o);
 		*ret_err = -ENOMEM;
@@ -266,17 +332,17 @@ svc_systemd_control(struct event_base *base, const char *unit, const char *op,
 		r = -ENOMEM;
 		goto fail;
 	}
-	if ((r = sd_bus_open_system(&o->bus)) < 0)
+	if ((r = sd.open_system(&o->bus)) < 0)
 		goto fail;
 	/* Subscribe first, so no JobRemoved can slip by. */
-	if ((r = sd_bus_match_signal_async(o->bus, &o->match, SYSTEMD_DEST,
+	if ((r = sd.match_signal_async(o->bus, &o->match, SYSTEMD_DEST,
 	    SYSTEMD_PATH, SYSTEMD_MANAGER, "JobRemoved", job_removed_cb, NULL,
 	    o)) < 0)
 		goto fail;
-	if ((r = sd_bus_call_method_async(o->bus, NULL, SYSTEMD_DEST,
+	if ((r = sd.call_method_async(o->bus, NULL, SYSTEMD_DEST,
 	    SYSTEMD_PATH, SYSTEMD_MANAGER, "Subscribe", NULL, NULL, "")) < 0)
 		goto fail;
-	if ((r = sd_bus_call_method_async(o->bus, &o->call, SYSTEMD_DEST,
+	if ((r = sd.call_method_async(o->bus, &o->call, SYSTEMD_DEST,
 	    SYSTEMD_PATH, SYSTEMD_MANAGER, method, call_reply_cb, o, "ss",
 	    unit, "replace")) < 0)
 		goto fail;
