@@ -7,6 +7,8 @@
 #ifndef TROIKA_COORD_H
 #define TROIKA_COORD_H
 
+#include <sys/queue.h>
+
 #include <stdint.h>
 
 #include <protobuf-c/protobuf-c.h>
@@ -19,6 +21,7 @@ struct evbuffer;
 struct coord_conf;
 struct coord_view;
 struct coord_http;
+struct coord_stream;
 
 /* Kinds of AgentMessage, for counters. */
 enum coord_msg_kind {
@@ -52,6 +55,7 @@ struct coord {
 	struct coord_view *view;
 	struct coord_http *http;
 	uint64_t next_stream; /* ids of Connect streams, from 1 */
+	LIST_HEAD(, coord_stream) streams;
 	struct coord_stats stats;
 	/* Time a Connect handler spends on one message. */
 	struct metrics_histogram handling;
@@ -65,6 +69,12 @@ int coord_send(struct grpc_call *call, const ProtobufCMessage *m);
 
 /* Register Agent/Connect (coord_agent.c). */
 int coord_agent_register(struct coord *c);
+/*
+ * Shutting down: end every agent stream now with UNAVAILABLE, so agents
+ * turn to the other coordinators at once instead of waiting for the grace
+ * period to run out.
+ */
+void coord_agent_shutdown(struct coord *c);
 /* Register Admin/GetStatus (coord_admin.c). */
 int coord_admin_register(struct coord *c);
 /* Initialise and free the coordinator's own metrics (coord_metrics.c). */

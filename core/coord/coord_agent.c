@@ -27,6 +27,7 @@
 #include "troika/v1/agent.pb-c.h"
 
 struct coord_stream {
+	LIST_ENTRY(coord_stream) entry;
 	struct coord *c;
 	struct grpc_call *call;
 	uint64_t id;
@@ -164,6 +165,7 @@ coord_stream_start(struct grpc_call *call, void *arg)
 		return -ENOMEM;
 	}
 	st->id = ++c->next_stream;
+	LIST_INSERT_HEAD(&c->streams, st, entry);
 	grpc_call_set_data(call, st);
 	c->stats.streams_open++;
 	c->stats.streams_total++;
@@ -360,6 +362,7 @@ coord_stream_close(struct grpc_call *call, int status)
 		    coord_now_ns());
 	}
 	st->c->stats.streams_open--;
+	LIST_REMOVE(st, entry);
 	event_free(st->timer);
 	free(st->node);
 	free(st);
@@ -371,6 +374,21 @@ static const struct grpc_handler coord_agent_handler = {
 	.half_close = coord_stream_half_close,
 	.close = coord_stream_close,
 };
+
+void
+coord_agent_shutdown(struct coord *c)
+{
+	struct coord_stream *st;
+
+	/* close() comes later, from the loop: the list stays intact here. */
+	LIST_FOREACH(st, &c->streams, entry) {
+		if (st->finished)
+			continue;
+		st->finished = 1;
+		grpc_call_finish(st->call, GRPC_STATUS_UNAVAILABLE,
+		    "coordinator shutting down");
+	}
+}
 
 int
 coord_agent_register(struct coord *c)

@@ -78,6 +78,7 @@ coord_signal_cb(evutil_socket_t sig, short what, void *arg)
 	(void)what;
 	log_info("received %s, stopping", sig == SIGTERM ? "SIGTERM" :
 	    "SIGINT");
+	coord_agent_shutdown(c);
 	grpc_server_shutdown(c->srv, COORD_GRACE_MS, coord_done_cb, c);
 }
 
@@ -104,6 +105,7 @@ coord_start(struct coord *c)
 	void *tls = NULL;
 	int r, port;
 
+	LIST_INIT(&c->streams);
 	if ((c->view = coord_view_new()) == NULL ||
 	    coord_metrics_init(c) < 0 ||
 	    (c->srv = grpc_server_new(c->base, NULL)) == NULL) {

@@ -7,6 +7,7 @@ the right status while a good agent carries on. Every coordinator is
 stopped with SIGTERM and must exit 0 without sanitizer reports."""
 import os
 import queue
+import signal
 import subprocess
 import threading
 import time
@@ -29,7 +30,8 @@ def pb(tmp_path_factory):
 
 
 class Coord:
-    def __init__(self, procs, workdir, pb, heartbeat="30m", timeout="1h"):
+    def __init__(self, procs, workdir, pb, heartbeat="30m", timeout="1h", extra="",
+                 creds=None):
         self.procs = procs
         self.dir = workdir
         self.grpc_port = free_port()
@@ -45,10 +47,11 @@ class Coord:
         text = text.replace("heartbeat: 5s", f"heartbeat: {heartbeat}")
         text = text.replace("timeout: 15s", f"timeout: {timeout}")
         assert self.target in text and str(self.http_port) in text
-        self.conf.write_text(text)
+        self.conf.write_text(text + extra)
         self.proc = procs.start([COORD, "--config", str(self.conf)], self.log)
         wait_for(self.healthy, 10, what="troika-coord /healthz")
-        self.channel = grpc.insecure_channel(self.target)
+        self.channel = (grpc.secure_channel(self.target, creds) if creds
+                        else grpc.insecure_channel(self.target))
         agent_pb2, admin_pb2 = pb
         self.connect = self.channel.stream_stream(
             "/troika.v1.Agent/Connect", request_serializer=agent_pb2.AgentMessage.SerializeToString,
@@ -471,3 +474,53 @@ def test_heartbeats_and_silent_agents(procs, tmp_path, pb):
                            grpc_code="UNAVAILABLE") == 2
     finally:
         coord.stop()
+
+
+def test_shutdown_ends_agent_streams_at_once(procs, tmp_path, pb):
+    agent_pb2, _ = pb
+    coord = Coord(procs, tmp_path, pb)
+    s = Stream(coord.connect)
+    s.send(hello(agent_pb2, "n1"))
+    assert s.recv().WhichOneof("body") == "welcome"
+    t0 = time.monotonic()
+    coord.proc.send_signal(signal.SIGTERM)
+    # Not after the 5 s grace: agents turn to other coordinators at once.
+    assert s.outcome() == (grpc.StatusCode.UNAVAILABLE, "coordinator shutting down")
+    coord.proc.wait(10)
+    assert time.monotonic() - t0 < 3
+    coord.stop()
+
+
+def test_tls(procs, tmp_path, pb):
+    agent_pb2, _ = pb
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=coord",
+                    "-addext", f"subjectAltName=IP:{NODE1}"],
+                   check=True, capture_output=True, timeout=60)
+    creds = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
+    coord = Coord(procs, tmp_path, pb, creds=creds,
+                  extra=f"tls:\n  cert: {cert}\n  key: {key}\n")
+    try:
+        s = Stream(coord.connect)
+        s.send(hello(agent_pb2, "tls-node"))
+        assert s.recv().welcome.coordinator == "coord-1"
+        assert coord.node("tls-node").connected
+        s.close()
+        assert s.outcome()[0] == grpc.StatusCode.OK
+        # A client speaking h2c to the TLS port gets nowhere.
+        plain = grpc.insecure_channel(coord.target)
+        with pytest.raises(grpc.RpcError) as e:
+            plain.unary_unary("/troika.v1.Admin/GetStatus")(b"", timeout=3)
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+        plain.close()
+    finally:
+        coord.stop()
+    # A key that is not there: the coordinator does not start.
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f'listen: "{NODE1}:{free_port()}"\n'
+                   f"tls:\n  cert: {cert}\n  key: {tmp_path}/none.pem\n")
+    r = subprocess.run([COORD, "--config", str(bad)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 1, r.stderr
+    assert "none.pem" in r.stderr
