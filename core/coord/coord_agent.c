@@ -212,11 +212,14 @@ coord_stream_hello(struct coord_stream *st, struct grpc_call *call,
 	r = coord_view_hello(st->c->view, st->id, h, now);
 	if (r < 0) {
 		free(node);
-		coord_stream_fail(st, call, r == -EINVAL ?
-		    GRPC_STATUS_INVALID_ARGUMENT :
-		    GRPC_STATUS_RESOURCE_EXHAUSTED, r == -EINVAL ?
-		    "Hello needs a node name and unique, non-empty check "
-		    "names" : "out of memory");
+		if (r == -EINVAL)
+			coord_stream_fail(st, call,
+			    GRPC_STATUS_INVALID_ARGUMENT, "Hello needs a node "
+			    "name and unique, non-empty check names");
+		else
+			coord_stream_fail(st, call,
+			    GRPC_STATUS_RESOURCE_EXHAUSTED, r == -ENOSPC ?
+			    "too many nodes" : "out of memory");
 		return;
 	}
 	/* The view owns the Hello now. */

@@ -194,6 +194,8 @@ coord_view_hello(struct coord_view *v, uint64_t stream,
 	} else {
 		struct coord_node **nn;
 
+		if (v->nnodes >= COORD_VIEW_MAX_NODES)
+			return -ENOSPC;
 		if ((n = calloc(1, sizeof(*n))) == NULL ||
 		    (n->name = strdup(hello->node)) == NULL ||
 		    (nn = realloc(v->nodes, (v->nnodes + 1) *

@@ -22,6 +22,11 @@
 
 #include "troika/v1/agent.pb-c.h"
 
+/*
+ * Nodes kept, connected or not: a cluster has a few dozen, and a client
+ * making up node names must not grow the view without bound.
+ */
+#define COORD_VIEW_MAX_NODES 1024
 /* Samples kept per node; more are dropped and counted. */
 #define COORD_VIEW_MAX_SAMPLES 100000
 
@@ -83,7 +88,7 @@ struct coord_node *coord_view_node(const struct coord_view *v,
  * configured are kept), and, for a new agent process (another
  * start_time), earlier samples are forgotten. Takes ownership of hello on
  * success. Returns 0, -EINVAL (empty node name, or a check name empty or
- * repeated), -ENOMEM.
+ * repeated), -ENOSPC (a new node over COORD_VIEW_MAX_NODES), -ENOMEM.
  */
 int coord_view_hello(struct coord_view *v, uint64_t stream,
     Troika__V1__Hello *hello, uint64_t now_ns);

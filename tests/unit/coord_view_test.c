@@ -396,6 +396,32 @@ test_many_samples(void **state)
 	coord_view_free(v);
 }
 
+static void
+test_node_limit(void **state)
+{
+	struct coord_view *v = coord_view_new();
+	Troika__V1__Hello *h;
+	char name[32];
+
+	(void)state;
+	for (int i = 0; i < COORD_VIEW_MAX_NODES; i++) {
+		snprintf(name, sizeof(name), "n%04d", i);
+		assert_int_equal(coord_view_hello(v, (uint64_t)i + 1,
+		    hello(name, 1, NULL), 1), 0);
+	}
+	h = hello("one-too-many", 1, NULL);
+	assert_int_equal(coord_view_hello(v, 9999, h, 1), -ENOSPC);
+	troika__v1__hello__free_unpacked(h, NULL);
+	/* Known nodes still say Hello again. */
+	assert_int_equal(coord_view_hello(v, 5000, hello("n0007", 1, NULL), 2),
+	    0);
+	assert_int_equal(v->nnodes, COORD_VIEW_MAX_NODES);
+	assert_int_equal(coord_view_node(v, "n0007")->stream, 5000);
+	assert_string_equal(v->nodes[0]->name, "n0000");
+	assert_string_equal(v->nodes[COORD_VIEW_MAX_NODES - 1]->name, "n1023");
+	coord_view_free(v);
+}
+
 int
 main(void)
 {
@@ -405,6 +431,7 @@ main(void)
 		cmocka_unit_test(test_disconnect_and_takeover),
 		cmocka_unit_test(test_samples_and_page),
 		cmocka_unit_test(test_many_samples),
+		cmocka_unit_test(test_node_limit),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
