@@ -91,6 +91,7 @@ struct grpc_client {
 	int connected;         /* transport up */
 	int handshaken;        /* server SETTINGS seen */
 	int ping_outstanding;
+	int read_paused;       /* our output backs up */
 	int goaway;            /* received or sent: no new calls */
 	int down;
 	int dying;
@@ -722,6 +723,23 @@ grpc_client_flush_cb(evutil_socket_t fd, short what, void *arg)
 				call->handler->drained(call, call->arg);
 		}
 	}
+	/*
+	 * A server that sends but does not read gets no more of our time:
+	 * what it sends (PINGs, SETTINGS) would only make more output.
+	 */
+	if (evbuffer_get_length(out) >= GRPC_CLIENT_OUT_HIGH) {
+		if (!cl->read_paused) {
+			cl->read_paused = 1;
+			bufferevent_disable(cl->bev, EV_READ);
+		}
+	} else if (cl->read_paused) {
+		cl->read_paused = 0;
+		bufferevent_enable(cl->bev, EV_READ);
+		if (evbuffer_get_length(bufferevent_get_input(cl->bev)) > 0)
+			bufferevent_trigger(cl->bev, EV_READ,
+			    BEV_TRIG_IGNORE_WATERMARKS |
+			    BEV_TRIG_DEFER_CALLBACKS);
+	}
 	if (cl->goaway && TAILQ_EMPTY(&cl->calls))
 		grpc_client_go_down(cl, "GOAWAY and no calls left");
 	else if (!nghttp2_session_want_read(cl->h2) &&
@@ -1057,6 +1075,12 @@ grpc_client_shutdown(struct grpc_client *cl)
 	nghttp2_submit_goaway(cl->h2, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR,
 	    NULL, 0);
 	grpc_client_schedule_flush(cl);
+}
+
+int
+grpc_client_handshaken(const struct grpc_client *cl)
+{
+	return cl->handshaken;
 }
 
 int

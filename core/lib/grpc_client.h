@@ -97,6 +97,9 @@ void grpc_client_free(struct grpc_client *cl);
  */
 void grpc_client_shutdown(struct grpc_client *cl);
 
+/* 1 once the server's SETTINGS arrived: the connection worked. */
+int grpc_client_handshaken(const struct grpc_client *cl);
+
 /* 1 while new calls can be opened (not down, no GOAWAY either way). */
 int grpc_client_usable(const struct grpc_client *cl);
 
@@ -203,5 +206,46 @@ void grpc_backoff_init(struct grpc_backoff *b, uint64_t seed);
 void grpc_backoff_reset(struct grpc_backoff *b);
 /* The delay before the next attempt, in milliseconds (>= 0). */
 int64_t grpc_backoff_next(struct grpc_backoff *b);
+
+/* ---- a connection kept up (grpc_client_reconnect.c) ---- */
+
+/*
+ * One target kept connected: a new client after every loss, paced by the
+ * backoff (reset once a connection completed its handshake). Made for
+ * the agent's stream to each coordinator: attempt() gets every new client
+ * at once, so the owner opens its calls (which go out once connected, or
+ * end UNAVAILABLE if this attempt fails); down() says why the client went
+ * and when the next attempt is. The client belongs to the reconnector:
+ * the owner never frees it, and must not use it after down().
+ */
+struct grpc_reconnect;
+
+typedef void (*grpc_reconnect_attempt_cb)(struct grpc_reconnect *r,
+    struct grpc_client *cl, void *arg);
+typedef void (*grpc_reconnect_down_cb)(struct grpc_reconnect *r,
+    const char *reason, int64_t next_ms, void *arg);
+
+/*
+ * Start: the first attempt follows from the loop at once. tls (SSL_CTX *, referenced per client), authority and
+ * cfg as for grpc_client_connect(); backoff NULL means the defaults, its
+ * rng is seeded here. Returns NULL (errno set) on failure.
+ */
+struct grpc_reconnect *grpc_reconnect_new(struct event_base *base,
+    const char *host, int port, void *tls, const char *authority,
+    const struct grpc_client_config *cfg, const struct grpc_backoff *backoff,
+    grpc_reconnect_attempt_cb attempt, grpc_reconnect_down_cb down,
+    void *arg);
+
+/* The current client, NULL while waiting for the next attempt. */
+struct grpc_client *grpc_reconnect_client(const struct grpc_reconnect *r);
+
+/* Attempts made so far (the first included). */
+uint64_t grpc_reconnect_attempts(const struct grpc_reconnect *r);
+
+/*
+ * Stop: the current client is freed (its calls end CANCELLED, down() is
+ * not called). Not from inside a call callback. NULL is fine.
+ */
+void grpc_reconnect_free(struct grpc_reconnect *r);
 
 #endif

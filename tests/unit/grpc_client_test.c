@@ -1166,6 +1166,125 @@ test_fake_flow_control(void **state)
 	fs_free();
 }
 
+
+/* ---- reconnecting ---- */
+
+struct rctx {
+	struct ctx *c;
+	int attempts;
+	int ndown;
+	int64_t next_ms[16];
+	char reason[16][96];
+};
+
+static void
+r_attempt(struct grpc_reconnect *r, struct grpc_client *cl, void *arg)
+{
+	struct rctx *rc = arg;
+	struct ccall *cc;
+
+	(void)r;
+	rc->attempts++;
+	assert_true(rc->c->ncalls < NCALLS);
+	cc = &rc->c->calls[rc->c->ncalls++];
+	memset(cc, 0, sizeof(*cc));
+	assert_non_null(cc->call = grpc_client_call_open(cl, "/t.S/Chat", 0,
+	    &chandler, cc));
+	assert_int_equal(grpc_client_call_send(cc->call, "hi", 2), 0);
+}
+
+static void
+r_down(struct grpc_reconnect *r, const char *reason, int64_t next_ms,
+    void *arg)
+{
+	struct rctx *rc = arg;
+
+	assert_null(grpc_reconnect_client(r));
+	if (rc->ndown < 16) {
+		rc->next_ms[rc->ndown] = next_ms;
+		snprintf(rc->reason[rc->ndown], sizeof(rc->reason[0]), "%s",
+		    reason);
+	}
+	rc->ndown++;
+}
+
+static struct rctx *cur_r;
+
+static int
+r_last_answered(struct ctx *c)
+{
+	return c->ncalls > 0 && c->calls[c->ncalls - 1].nmsg == 1;
+}
+
+static int
+r_four_down(struct ctx *c)
+{
+	(void)c;
+	return cur_r->ndown >= 4;
+}
+
+static void
+r_listen(struct ctx *c, int *port)
+{
+	struct grpc_method m = {
+		.path = "/t.S/Chat",
+		.kind = GRPC_METHOD_BIDI_STREAMING,
+		.handler = &chat_h,
+	};
+
+	assert_non_null(c->srv = grpc_server_new(c->base, &c->scfg));
+	assert_int_equal(grpc_server_add_method(c->srv, &m), 0);
+	assert_int_equal(grpc_server_listen(c->srv, "127.0.0.1", *port, NULL,
+	    port), 0);
+}
+
+static void
+test_reconnect(void **state)
+{
+	struct ctx *c = *state;
+	struct rctx rc = { .c = c };
+	struct grpc_backoff b;
+	struct grpc_reconnect *r;
+	int port = 0;
+
+	cur_r = &rc;
+	r_listen(c, &port);
+	grpc_backoff_init(&b, 1);
+	b.initial_ms = 20;
+	b.max_ms = 100;
+	b.multiplier = 2;
+	b.jitter = 0;
+	assert_non_null(r = grpc_reconnect_new(c->base, "127.0.0.1", port,
+	    NULL, NULL, NULL, &b, r_attempt, r_down, &rc));
+	/* The first attempt comes from the loop. */
+	assert_int_equal(rc.attempts, 0);
+	assert_true(run_until(c, r_last_answered, 2000));
+	assert_int_equal(rc.attempts, 1);
+	assert_non_null(grpc_reconnect_client(r));
+	assert_true(grpc_client_handshaken(grpc_reconnect_client(r)));
+
+	/* The server goes: the call ends, attempts back off. */
+	grpc_server_free(c->srv);
+	c->srv = NULL;
+	assert_true(run_until(c, r_four_down, 3000));
+	assert_int_equal(c->calls[0].status, GRPC_STATUS_UNAVAILABLE);
+	assert_string_equal(rc.reason[0], "connection closed by the server");
+	assert_int_equal(rc.next_ms[0], 20);
+	assert_string_equal(rc.reason[1], "Connection refused");
+	assert_int_equal(rc.next_ms[1], 40);
+	assert_int_equal(rc.next_ms[2], 80);
+	assert_int_equal(rc.next_ms[3], 100);
+	assert_int_equal(c->calls[1].status, GRPC_STATUS_UNAVAILABLE);
+	assert_int_equal((int)grpc_reconnect_attempts(r), 4);
+
+	/* Back on the same port: the next attempt's call is answered. */
+	r_listen(c, &port);
+	assert_true(run_until(c, r_last_answered, 2000));
+	assert_true(grpc_client_handshaken(grpc_reconnect_client(r)));
+	grpc_reconnect_free(r);
+	assert_int_equal(c->calls[c->ncalls - 1].status, GRPC_STATUS_CANCELLED);
+}
+
 static void
 test_backoff(void **state)
 {
@@ -1253,6 +1372,7 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_fake_flow_control, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
 		cmocka_unit_test(test_backoff),
 	};
 

@@ -1,0 +1,167 @@
+/*
+ * A gRPC target kept connected (grpc_client.h, "a connection kept up"):
+ * a client per attempt, freed when it goes down, the next one after a
+ * jittered exponential backoff. Jitter matters here: after a coordinator
+ * restart every agent of the cluster reconnects, and they must not all
+ * come back in the same millisecond.
+ */
+#include "grpc_client.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <openssl/ssl.h>
+
+#include "log.h"
+
+struct grpc_reconnect {
+	struct event_base *base;
+	char *host;
+	int port;
+	void *tls;             /* SSL_CTX *, referenced */
+	char *authority;
+	struct grpc_client_config cfg;
+	struct grpc_backoff backoff;
+	struct grpc_client *cl;
+	struct event *retry_ev;
+	uint64_t attempts;
+	grpc_reconnect_attempt_cb attempt;
+	grpc_reconnect_down_cb down;
+	void *arg;
+};
+
+static void grpc_reconnect_retry_cb(evutil_socket_t fd, short what,
+    void *arg);
+
+static void
+grpc_reconnect_schedule(struct grpc_reconnect *r, const char *reason)
+{
+	int64_t ms = grpc_backoff_next(&r->backoff);
+	struct timeval tv;
+
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	evtimer_add(r->retry_ev, &tv);
+	log_debug("grpc %s:%d: %s; next attempt in %lld ms", r->host, r->port,
+	    reason, (long long)ms);
+	if (r->down != NULL)
+		r->down(r, reason, ms, r->arg);
+}
+
+/* From the client's own down event: freeing it here is allowed. */
+static void
+grpc_reconnect_client_down_cb(struct grpc_client *cl, const char *reason,
+    void *arg)
+{
+	struct grpc_reconnect *r = arg;
+	char why[128];
+
+	/* A connection that worked starts the backoff over. */
+	if (grpc_client_handshaken(cl))
+		grpc_backoff_reset(&r->backoff);
+	snprintf(why, sizeof(why), "%s", reason);
+	grpc_client_free(cl);
+	r->cl = NULL;
+	grpc_reconnect_schedule(r, why);
+}
+
+static void
+grpc_reconnect_try(struct grpc_reconnect *r)
+{
+	r->attempts++;
+	r->cl = grpc_client_connect(r->base, r->host, r->port, r->tls,
+	    r->authority, &r->cfg, grpc_reconnect_client_down_cb, r);
+	if (r->cl == NULL) {
+		grpc_reconnect_schedule(r, "cannot make a client");
+		return;
+	}
+	if (r->attempt != NULL)
+		r->attempt(r, r->cl, r->arg);
+}
+
+static void
+grpc_reconnect_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	grpc_reconnect_try(arg);
+}
+
+struct grpc_reconnect *
+grpc_reconnect_new(struct event_base *base, const char *host, int port,
+    void *tls, const char *authority, const struct grpc_client_config *cfg,
+    const struct grpc_backoff *backoff, grpc_reconnect_attempt_cb attempt,
+    grpc_reconnect_down_cb down, void *arg)
+{
+	struct grpc_reconnect *r;
+	uint64_t seed;
+
+	if ((r = calloc(1, sizeof(*r))) == NULL)
+		return NULL;
+	r->base = base;
+	r->port = port;
+	r->attempt = attempt;
+	r->down = down;
+	r->arg = arg;
+	if (cfg != NULL)
+		r->cfg = *cfg;
+	else
+		grpc_client_config_default(&r->cfg);
+	/* Agents started together still spread their attempts. */
+	seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^
+	    (uint64_t)(uintptr_t)r;
+	grpc_backoff_init(&r->backoff, seed);
+	if (backoff != NULL) {
+		uint64_t rng = r->backoff.rng;
+
+		r->backoff = *backoff;
+		r->backoff.rng = rng;
+		grpc_backoff_reset(&r->backoff);
+	}
+	if ((r->host = strdup(host)) == NULL ||
+	    (authority != NULL && (r->authority = strdup(authority)) == NULL) ||
+	    (r->retry_ev = evtimer_new(base, grpc_reconnect_retry_cb,
+	    r)) == NULL) {
+		grpc_reconnect_free(r);
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (tls != NULL) {
+		SSL_CTX_up_ref(tls);
+		r->tls = tls;
+	}
+	/* The first attempt too comes from the loop, never from in here. */
+	event_active(r->retry_ev, EV_TIMEOUT, 0);
+	return r;
+}
+
+struct grpc_client *
+grpc_reconnect_client(const struct grpc_reconnect *r)
+{
+	return r->cl;
+}
+
+uint64_t
+grpc_reconnect_attempts(const struct grpc_reconnect *r)
+{
+	return r->attempts;
+}
+
+void
+grpc_reconnect_free(struct grpc_reconnect *r)
+{
+	if (r == NULL)
+		return;
+	grpc_client_free(r->cl);
+	if (r->retry_ev != NULL)
+		event_free(r->retry_ev);
+	if (r->tls != NULL)
+		SSL_CTX_free(r->tls);
+	free(r->host);
+	free(r->authority);
+	free(r);
+}
