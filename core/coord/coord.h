@@ -37,7 +37,7 @@ enum coord_msg_kind {
 const char *coord_msg_kind_str(enum coord_msg_kind kind);
 
 struct coord_stats {
-	uint64_t streams_open;                 /* gauge */
+	uint64_t streams_open; /* gauge */
 	uint64_t streams_total;
 	uint64_t messages[COORD_MSG_MAX];
 	uint64_t message_bytes[COORD_MSG_MAX];

@@ -36,7 +36,8 @@ coord_admin_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 	struct coord *c = grpc_call_data(call);
 	const struct coord_view *v = c->view;
 	Troika__V1__GetStatusRequest *req;
-	Troika__V1__GetStatusResponse rep = TROIKA__V1__GET_STATUS_RESPONSE__INIT;
+	Troika__V1__GetStatusResponse rep =
+	    TROIKA__V1__GET_STATUS_RESPONSE__INIT;
 	Troika__V1__NodeStatus *ns = NULL, **pns = NULL;
 	Troika__V1__CheckResult **results = NULL;
 	size_t n = 0, nres = 0, maxres = 0;
@@ -50,12 +51,13 @@ coord_admin_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 	}
 	for (size_t i = 0; i < v->nnodes; i++)
 		maxres += v->nodes[i]->nchecks;
-	if ((v->nnodes > 0 && ((ns = calloc(v->nnodes, sizeof(*ns))) == NULL ||
-	    (pns = calloc(v->nnodes, sizeof(*pns))) == NULL)) ||
-	    (maxres > 0 && (results = calloc(maxres,
-	    sizeof(*results))) == NULL)) {
-		grpc_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED,
-		    "out of memory");
+	if ((v->nnodes > 0 &&
+	        ((ns = calloc(v->nnodes, sizeof(*ns))) == NULL ||
+	            (pns = calloc(v->nnodes, sizeof(*pns))) == NULL)) ||
+	    (maxres > 0 &&
+	        (results = calloc(maxres, sizeof(*results))) == NULL)) {
+		grpc_call_finish(
+		    call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
 		goto out;
 	}
 	for (size_t i = 0; i < v->nnodes; i++) {
@@ -106,19 +108,19 @@ coord_admin_close(struct grpc_call *call, int status)
 }
 
 static const struct grpc_handler coord_admin_handler = {
-	.start = coord_admin_start,
-	.message = coord_admin_message,
-	.close = coord_admin_close,
+    .start = coord_admin_start,
+    .message = coord_admin_message,
+    .close = coord_admin_close,
 };
 
 int
 coord_admin_register(struct coord *c)
 {
 	const struct grpc_method m = {
-		.path = "/troika.v1.Admin/GetStatus",
-		.kind = GRPC_METHOD_UNARY,
-		.handler = &coord_admin_handler,
-		.arg = c,
+	    .path = "/troika.v1.Admin/GetStatus",
+	    .kind = GRPC_METHOD_UNARY,
+	    .handler = &coord_admin_handler,
+	    .arg = c,
 	};
 
 	return grpc_server_add_method(c->srv, &m);

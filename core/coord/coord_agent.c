@@ -31,21 +31,21 @@ struct coord_stream {
 	struct coord *c;
 	struct grpc_call *call;
 	uint64_t id;
-	char *node;       /* NULL until the Hello */
+	char *node; /* NULL until the Hello */
 	uint64_t heartbeats;
 	struct event *timer;
 	double last_recv; /* monotonic seconds */
 	double last_sent;
-	int finished;     /* we ended it: send nothing more */
+	int finished; /* we ended it: send nothing more */
 };
 
 static const char *const coord_msg_kind_names[COORD_MSG_MAX] = {
-	[COORD_MSG_HELLO] = "hello",
-	[COORD_MSG_CHECK_RESULT] = "check_result",
-	[COORD_MSG_METRIC_BATCH] = "metric_batch",
-	[COORD_MSG_HEARTBEAT] = "heartbeat",
-	[COORD_MSG_COMMAND_RESULT] = "command_result",
-	[COORD_MSG_INVALID] = "invalid",
+    [COORD_MSG_HELLO] = "hello",
+    [COORD_MSG_CHECK_RESULT] = "check_result",
+    [COORD_MSG_METRIC_BATCH] = "metric_batch",
+    [COORD_MSG_HEARTBEAT] = "heartbeat",
+    [COORD_MSG_COMMAND_RESULT] = "command_result",
+    [COORD_MSG_INVALID] = "invalid",
 };
 
 const char *
@@ -114,7 +114,8 @@ coord_stream_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct coord_stream *st = arg;
 	const struct coord_conf *conf = st->c->conf;
-	Troika__V1__CoordinatorMessage cm = TROIKA__V1__COORDINATOR_MESSAGE__INIT;
+	Troika__V1__CoordinatorMessage cm =
+	    TROIKA__V1__COORDINATOR_MESSAGE__INIT;
 	Troika__V1__Heartbeat hb = TROIKA__V1__HEARTBEAT__INIT;
 	double now = coord_mono_s();
 	char msg[96];
@@ -124,8 +125,10 @@ coord_stream_timer_cb(evutil_socket_t fd, short what, void *arg)
 	if (st->finished)
 		return;
 	if ((now - st->last_recv) * 1000 >= (double)conf->agent_timeout_ms) {
-		snprintf(msg, sizeof(msg), "no message from the agent for "
-		    "%.1f s", now - st->last_recv);
+		snprintf(msg, sizeof(msg),
+		    "no message from the agent for "
+		    "%.1f s",
+		    now - st->last_recv);
 		coord_stream_fail(st, st->call, GRPC_STATUS_UNAVAILABLE, msg);
 		return;
 	}
@@ -147,8 +150,8 @@ coord_stream_start(struct grpc_call *call, void *arg)
 	struct coord_stream *st;
 	int64_t tick_ms = c->conf->heartbeat_ms / 4;
 	struct timeval tick = {
-		.tv_sec = tick_ms / 1000,
-		.tv_usec = (suseconds_t)(tick_ms % 1000) * 1000,
+	    .tv_sec = tick_ms / 1000,
+	    .tv_usec = (suseconds_t)(tick_ms % 1000) * 1000,
 	};
 
 	if ((st = calloc(1, sizeof(*st))) == NULL)
@@ -156,8 +159,8 @@ coord_stream_start(struct grpc_call *call, void *arg)
 	st->c = c;
 	st->call = call;
 	st->last_recv = st->last_sent = coord_mono_s();
-	if ((st->timer = event_new(c->base, -1, EV_PERSIST,
-	    coord_stream_timer_cb, st)) == NULL ||
+	if ((st->timer = event_new(
+	         c->base, -1, EV_PERSIST, coord_stream_timer_cb, st)) == NULL ||
 	    event_add(st->timer, &tick) < 0) {
 		if (st->timer != NULL)
 			event_free(st->timer);
@@ -177,13 +180,14 @@ coord_stream_start(struct grpc_call *call, void *arg)
 static void
 coord_stream_welcome(struct coord_stream *st, const Troika__V1__Hello *h)
 {
-	Troika__V1__CoordinatorMessage cm = TROIKA__V1__COORDINATOR_MESSAGE__INIT;
+	Troika__V1__CoordinatorMessage cm =
+	    TROIKA__V1__COORDINATOR_MESSAGE__INIT;
 	Troika__V1__Welcome w = TROIKA__V1__WELCOME__INIT;
 
 	w.coordinator = st->c->conf->name;
 	w.version = (char *)(uintptr_t)TROIKA_VERSION;
-	w.heartbeat_interval_nano = (uint64_t)st->c->conf->heartbeat_ms *
-	    1000000ULL;
+	w.heartbeat_interval_nano =
+	    (uint64_t)st->c->conf->heartbeat_ms * 1000000ULL;
 	/* No leader yet (no store): the agent's own token stands. */
 	w.fencing_token = h->fencing_token;
 	cm.body_case = TROIKA__V1__COORDINATOR_MESSAGE__BODY_WELCOME;
@@ -205,8 +209,8 @@ coord_stream_hello(struct coord_stream *st, struct grpc_call *call,
 		return;
 	}
 	if ((node = strdup(h->node)) == NULL) {
-		coord_stream_fail(st, call, GRPC_STATUS_RESOURCE_EXHAUSTED,
-		    "out of memory");
+		coord_stream_fail(
+		    st, call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
 		return;
 	}
 	r = coord_view_hello(st->c->view, st->id, h, now);
@@ -214,12 +218,13 @@ coord_stream_hello(struct coord_stream *st, struct grpc_call *call,
 		free(node);
 		if (r == -EINVAL)
 			coord_stream_fail(st, call,
-			    GRPC_STATUS_INVALID_ARGUMENT, "Hello needs a node "
+			    GRPC_STATUS_INVALID_ARGUMENT,
+			    "Hello needs a node "
 			    "name and unique, non-empty check names");
 		else
 			coord_stream_fail(st, call,
-			    GRPC_STATUS_RESOURCE_EXHAUSTED, r == -ENOSPC ?
-			    "too many nodes" : "out of memory");
+			    GRPC_STATUS_RESOURCE_EXHAUSTED,
+			    r == -ENOSPC ? "too many nodes" : "out of memory");
 		return;
 	}
 	/* The view owns the Hello now. */
@@ -249,8 +254,8 @@ coord_stream_view_error(struct coord_stream *st, struct grpc_call *call, int r)
 		    "a newer stream of this node replaced this one");
 		break;
 	default:
-		coord_stream_fail(st, call, GRPC_STATUS_RESOURCE_EXHAUSTED,
-		    "out of memory");
+		coord_stream_fail(
+		    st, call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
 		break;
 	}
 }
@@ -279,7 +284,7 @@ coord_stream_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 {
 	struct coord_stream *st = grpc_call_data(call);
 	struct coord *c = st->c;
-	struct coord_view_drops drops = { 0 };
+	struct coord_view_drops drops = {0};
 	Troika__V1__AgentMessage *am;
 	enum coord_msg_kind kind;
 	double t0 = coord_mono_s();
@@ -311,8 +316,8 @@ coord_stream_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 		coord_stream_hello(st, call, am, now);
 		break;
 	case COORD_MSG_CHECK_RESULT:
-		r = coord_view_result(c->view, st->id, st->node,
-		    am->check_result, now);
+		r = coord_view_result(
+		    c->view, st->id, st->node, am->check_result, now);
 		if (r < 0) {
 			coord_stream_view_error(st, call, r);
 			break;
@@ -321,8 +326,8 @@ coord_stream_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 		am->body_case = TROIKA__V1__AGENT_MESSAGE__BODY__NOT_SET;
 		break;
 	case COORD_MSG_METRIC_BATCH:
-		r = coord_view_samples(c->view, st->id, st->node,
-		    am->metric_batch, now, &drops);
+		r = coord_view_samples(
+		    c->view, st->id, st->node, am->metric_batch, now, &drops);
 		c->stats.samples_invalid += drops.invalid;
 		c->stats.samples_limit += drops.limit;
 		if (r < 0)
@@ -361,8 +366,8 @@ coord_stream_close(struct grpc_call *call, int status)
 	if (st->node != NULL) {
 		log_info("node %s: stream ended (%s)", st->node,
 		    grpc_status_str(status));
-		coord_view_disconnect(st->c->view, st->id, st->node,
-		    coord_now_ns());
+		coord_view_disconnect(
+		    st->c->view, st->id, st->node, coord_now_ns());
 	}
 	st->c->stats.streams_open--;
 	LIST_REMOVE(st, entry);
@@ -372,10 +377,10 @@ coord_stream_close(struct grpc_call *call, int status)
 }
 
 static const struct grpc_handler coord_agent_handler = {
-	.start = coord_stream_start,
-	.message = coord_stream_message,
-	.half_close = coord_stream_half_close,
-	.close = coord_stream_close,
+    .start = coord_stream_start,
+    .message = coord_stream_message,
+    .half_close = coord_stream_half_close,
+    .close = coord_stream_close,
 };
 
 void
@@ -384,7 +389,8 @@ coord_agent_shutdown(struct coord *c)
 	struct coord_stream *st;
 
 	/* close() comes later, from the loop: the list stays intact here. */
-	LIST_FOREACH(st, &c->streams, entry) {
+	LIST_FOREACH(st, &c->streams, entry)
+	{
 		if (st->finished)
 			continue;
 		st->finished = 1;
@@ -397,10 +403,10 @@ int
 coord_agent_register(struct coord *c)
 {
 	const struct grpc_method m = {
-		.path = "/troika.v1.Agent/Connect",
-		.kind = GRPC_METHOD_BIDI_STREAMING,
-		.handler = &coord_agent_handler,
-		.arg = c,
+	    .path = "/troika.v1.Agent/Connect",
+	    .kind = GRPC_METHOD_BIDI_STREAMING,
+	    .handler = &coord_agent_handler,
+	    .arg = c,
 	};
 
 	return grpc_server_add_method(c->srv, &m);

@@ -38,8 +38,8 @@ coord_conf_err(struct coord_conf_loader *ld, const struct yaml_tree_node *at,
 	va_list ap;
 
 	if (at != NULL)
-		evbuffer_add_printf(ld->errs, "%s:%d:%d: ", ld->fname, at->line,
-		    at->col);
+		evbuffer_add_printf(
+		    ld->errs, "%s:%d:%d: ", ld->fname, at->line, at->col);
 	else
 		evbuffer_add_printf(ld->errs, "%s: ", ld->fname);
 	va_start(ap, fmt);
@@ -51,13 +51,15 @@ coord_conf_err(struct coord_conf_loader *ld, const struct yaml_tree_node *at,
 
 /* A non-empty scalar, copied into *ret. */
 static int
-coord_conf_string(struct coord_conf_loader *ld, const struct yaml_tree_pair *p,
-    char **ret)
+coord_conf_string(
+    struct coord_conf_loader *ld, const struct yaml_tree_pair *p, char **ret)
 {
 	if (p->value->kind != YAML_TREE_SCALAR || yaml_tree_is_null(p->value) ||
 	    p->value->len == 0) {
-		coord_conf_err(ld, p->value, "%s: expected a non-empty string, "
-		    "got %s", p->key->str, yaml_tree_what(p->value));
+		coord_conf_err(ld, p->value,
+		    "%s: expected a non-empty string, "
+		    "got %s",
+		    p->key->str, yaml_tree_what(p->value));
 		return -EINVAL;
 	}
 	free(*ret);
@@ -89,8 +91,9 @@ coord_conf_mapping(struct coord_conf_loader *ld, const struct yaml_tree_pair *p,
 		if (keys[k] == NULL) {
 			coord_conf_err(ld, map->pairs[i].key,
 			    "unknown key '%s' in %s",
-			    yaml_tree_excerpt(map->pairs[i].key->str, ex,
-			    sizeof(ex)), p->key->str);
+			    yaml_tree_excerpt(
+			        map->pairs[i].key->str, ex, sizeof(ex)),
+			    p->key->str);
 			bad = 1;
 		}
 	}
@@ -98,8 +101,8 @@ coord_conf_mapping(struct coord_conf_loader *ld, const struct yaml_tree_pair *p,
 }
 
 int
-coord_conf_split_hostport(const char *s, char *host, size_t hostlen,
-    int *ret_port, int allow_zero)
+coord_conf_split_hostport(
+    const char *s, char *host, size_t hostlen, int *ret_port, int allow_zero)
 {
 	const char *colon;
 	char *end;
@@ -144,8 +147,8 @@ coord_conf_listen(struct coord_conf_loader *ld, const struct yaml_tree_pair *p,
 
 	if (coord_conf_string(ld, p, ret) < 0)
 		return;
-	if (coord_conf_split_hostport(*ret, host, sizeof(host), &port,
-	    allow_zero) < 0) {
+	if (coord_conf_split_hostport(
+	        *ret, host, sizeof(host), &port, allow_zero) < 0) {
 		coord_conf_err(ld, p->value, "%s: '%s' is not host:port",
 		    p->key->str, yaml_tree_excerpt(*ret, ex, sizeof(ex)));
 		return;
@@ -164,23 +167,25 @@ coord_conf_duration(struct coord_conf_loader *ld,
     const struct yaml_tree_pair *p, int64_t *ret_ms)
 {
 	char ex[COORD_CONF_EXCERPT], lo[32], hi[32];
-	const char *v = p->value->kind == YAML_TREE_SCALAR ? p->value->str :
-	    "";
+	const char *v = p->value->kind == YAML_TREE_SCALAR ? p->value->str : "";
 	int64_t ms;
 
 	if (parse_duration_ms(v, &ms) < 0) {
-		coord_conf_err(ld, p->value, "%s: expected a duration such as "
-		    "5s or 500ms, got '%s'", p->key->str,
-		    yaml_tree_excerpt(v, ex, sizeof(ex)));
+		coord_conf_err(ld, p->value,
+		    "%s: expected a duration such as "
+		    "5s or 500ms, got '%s'",
+		    p->key->str, yaml_tree_excerpt(v, ex, sizeof(ex)));
 		return;
 	}
 	if (ms < COORD_CONF_MIN_HEARTBEAT_MS ||
 	    ms > COORD_CONF_MAX_HEARTBEAT_MS) {
-		coord_conf_err(ld, p->value, "%s: %s is out of range (%s to %s)",
-		    p->key->str, yaml_tree_excerpt(v, ex, sizeof(ex)),
-		    format_duration_ms(COORD_CONF_MIN_HEARTBEAT_MS, lo,
-		    sizeof(lo)), format_duration_ms(COORD_CONF_MAX_HEARTBEAT_MS,
-		    hi, sizeof(hi)));
+		coord_conf_err(ld, p->value,
+		    "%s: %s is out of range (%s to %s)", p->key->str,
+		    yaml_tree_excerpt(v, ex, sizeof(ex)),
+		    format_duration_ms(
+		        COORD_CONF_MIN_HEARTBEAT_MS, lo, sizeof(lo)),
+		    format_duration_ms(
+		        COORD_CONF_MAX_HEARTBEAT_MS, hi, sizeof(hi)));
 		return;
 	}
 	*ret_ms = ms;
@@ -190,23 +195,24 @@ static void
 coord_conf_walk(struct coord_conf_loader *ld, const struct yaml_tree_node *root,
     struct coord_conf *c)
 {
-	static const char *const node_keys[] = { "name", NULL };
-	static const char *const metrics_keys[] = { "listen", NULL };
-	static const char *const log_keys[] = { "level", "target", NULL };
-	static const char *const tls_keys[] = { "cert", "key", "ca", NULL };
-	static const char *const agents_keys[] = { "heartbeat", "timeout",
-	    NULL };
+	static const char *const node_keys[] = {"name", NULL};
+	static const char *const metrics_keys[] = {"listen", NULL};
+	static const char *const log_keys[] = {"level", "target", NULL};
+	static const char *const tls_keys[] = {"cert", "key", "ca", NULL};
+	static const char *const agents_keys[] = {"heartbeat", "timeout", NULL};
 	const struct yaml_tree_node *tls_at = NULL, *agents_at = NULL;
 	char ex[COORD_CONF_EXCERPT];
 	int has_listen = 0;
 
 	if (root == NULL) {
-		coord_conf_err(ld, NULL, "empty configuration: 'listen' is "
+		coord_conf_err(ld, NULL,
+		    "empty configuration: 'listen' is "
 		    "required");
 		return;
 	}
 	if (root->kind != YAML_TREE_MAPPING) {
-		coord_conf_err(ld, root, "expected a mapping at the top, got %s",
+		coord_conf_err(ld, root,
+		    "expected a mapping at the top, got %s",
 		    yaml_tree_what(root));
 		return;
 	}
@@ -235,8 +241,10 @@ coord_conf_walk(struct coord_conf_loader *ld, const struct yaml_tree_node *root,
 				continue;
 			for (size_t j = 0; j < m->npairs; j++) {
 				const struct yaml_tree_pair *q = &m->pairs[j];
-				const char *v = q->value->kind ==
-				    YAML_TREE_SCALAR ? q->value->str : "";
+				const char *v =
+				    q->value->kind == YAML_TREE_SCALAR
+				    ? q->value->str
+				    : "";
 				int lvl;
 
 				if (strcmp(q->key->str, "level") == 0) {
@@ -244,8 +252,9 @@ coord_conf_walk(struct coord_conf_loader *ld, const struct yaml_tree_node *root,
 						coord_conf_err(ld, q->value,
 						    "level: expected err, "
 						    "warning, info or debug, "
-						    "got '%s'", yaml_tree_excerpt(
-						    v, ex, sizeof(ex)));
+						    "got '%s'",
+						    yaml_tree_excerpt(
+						        v, ex, sizeof(ex)));
 					else
 						c->log_level = lvl;
 				} else if (strcmp(v, "stderr") == 0) {
@@ -253,10 +262,12 @@ coord_conf_walk(struct coord_conf_loader *ld, const struct yaml_tree_node *root,
 				} else if (strcmp(v, "syslog") == 0) {
 					c->log_target = LOG_TARGET_SYSLOG;
 				} else {
-					coord_conf_err(ld, q->value, "target: "
+					coord_conf_err(ld, q->value,
+					    "target: "
 					    "expected stderr or syslog, got "
-					    "'%s'", yaml_tree_excerpt(v, ex,
-					    sizeof(ex)));
+					    "'%s'",
+					    yaml_tree_excerpt(
+					        v, ex, sizeof(ex)));
 				}
 			}
 		} else if (strcmp(key, "agents") == 0) {
@@ -266,9 +277,10 @@ coord_conf_walk(struct coord_conf_loader *ld, const struct yaml_tree_node *root,
 			for (size_t j = 0; j < m->npairs; j++) {
 				const struct yaml_tree_pair *q = &m->pairs[j];
 
-				coord_conf_duration(ld, q, strcmp(q->key->str,
-				    "heartbeat") == 0 ? &c->heartbeat_ms :
-				    &c->agent_timeout_ms);
+				coord_conf_duration(ld, q,
+				    strcmp(q->key->str, "heartbeat") == 0
+				        ? &c->heartbeat_ms
+				        : &c->agent_timeout_ms);
 			}
 		} else if (strcmp(key, "tls") == 0) {
 			tls_at = p->value;
@@ -276,9 +288,11 @@ coord_conf_walk(struct coord_conf_loader *ld, const struct yaml_tree_node *root,
 				continue;
 			for (size_t j = 0; j < m->npairs; j++) {
 				const struct yaml_tree_pair *q = &m->pairs[j];
-				char **dst = strcmp(q->key->str, "cert") == 0 ?
-				    &c->tls_cert : strcmp(q->key->str, "key") ==
-				    0 ? &c->tls_key : &c->tls_ca;
+				char **dst = strcmp(q->key->str, "cert") == 0
+				    ? &c->tls_cert
+				    : strcmp(q->key->str, "key") == 0
+				    ? &c->tls_key
+				    : &c->tls_ca;
 
 				coord_conf_string(ld, q, dst);
 			}
@@ -288,7 +302,8 @@ coord_conf_walk(struct coord_conf_loader *ld, const struct yaml_tree_node *root,
 		}
 	}
 	if (!has_listen)
-		coord_conf_err(ld, root, "'listen' (the gRPC host:port) is "
+		coord_conf_err(ld, root,
+		    "'listen' (the gRPC host:port) is "
 		    "required");
 	if (tls_at != NULL && (c->tls_cert == NULL) != (c->tls_key == NULL))
 		coord_conf_err(ld, tls_at, "tls: cert and key go together");
@@ -296,10 +311,12 @@ coord_conf_walk(struct coord_conf_loader *ld, const struct yaml_tree_node *root,
 	if (c->agent_timeout_ms == 0)
 		c->agent_timeout_ms = 3 * c->heartbeat_ms;
 	else if (c->agent_timeout_ms <= c->heartbeat_ms)
-		coord_conf_err(ld, agents_at, "agents: timeout must be longer "
+		coord_conf_err(ld, agents_at,
+		    "agents: timeout must be longer "
 		    "than heartbeat");
 	if (tls_at != NULL && c->tls_ca != NULL && c->tls_cert == NULL)
-		coord_conf_err(ld, tls_at, "tls: ca (client certificates) "
+		coord_conf_err(ld, tls_at,
+		    "tls: ca (client certificates) "
 		    "needs cert and key");
 }
 
@@ -307,7 +324,7 @@ int
 coord_conf_parse(const char *buf, size_t len, const char *fname,
     struct coord_conf **ret_conf, char **ret_errors)
 {
-	struct coord_conf_loader ld = { .fname = fname };
+	struct coord_conf_loader ld = {.fname = fname};
 	struct yaml_tree_node *root = NULL;
 	struct yaml_tree_error yerr;
 	struct coord_conf *c = NULL;
@@ -332,8 +349,8 @@ coord_conf_parse(const char *buf, size_t len, const char *fname,
 			evbuffer_add_printf(ld.errs, "%s:%d:%d: %s\n", fname,
 			    yerr.line, yerr.col, yerr.msg);
 		else
-			evbuffer_add_printf(ld.errs, "%s: %s\n", fname,
-			    yerr.msg);
+			evbuffer_add_printf(
+			    ld.errs, "%s: %s\n", fname, yerr.msg);
 		ld.nerrs++;
 	} else {
 		coord_conf_walk(&ld, root, c);
@@ -371,8 +388,8 @@ out:
 }
 
 int
-coord_conf_load(const char *path, struct coord_conf **ret_conf,
-    char **ret_errors)
+coord_conf_load(
+    const char *path, struct coord_conf **ret_conf, char **ret_errors)
 {
 	FILE *f;
 	char *buf = NULL;

@@ -49,8 +49,8 @@ int coord_conf_parse(const char *buf, size_t len, const char *fname,
     struct coord_conf **ret_conf, char **ret_errors);
 
 /* Read and parse a file; as above, and -errno when it cannot be read. */
-int coord_conf_load(const char *path, struct coord_conf **ret_conf,
-    char **ret_errors);
+int coord_conf_load(
+    const char *path, struct coord_conf **ret_conf, char **ret_errors);
 
 /* The effective configuration, as YAML that loads back to the same. */
 void coord_conf_print(const struct coord_conf *conf, FILE *out);
@@ -61,7 +61,7 @@ void coord_conf_free(struct coord_conf *conf);
  * Split "host:port" or "[v6]:port" (port 0-65535 when allow_zero, else
  * 1-65535). Returns 0 or -EINVAL.
  */
-int coord_conf_split_hostport(const char *s, char *host, size_t hostlen,
-    int *ret_port, int allow_zero);
+int coord_conf_split_hostport(
+    const char *s, char *host, size_t hostlen, int *ret_port, int allow_zero);
 
 #endif

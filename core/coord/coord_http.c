@@ -22,8 +22,8 @@ static void
 coord_http_reply(struct evhttp_request *req, int code, const char *reason,
     const char *ctype, struct evbuffer *body)
 {
-	evhttp_add_header(evhttp_request_get_output_headers(req),
-	    "Content-Type", ctype);
+	evhttp_add_header(
+	    evhttp_request_get_output_headers(req), "Content-Type", ctype);
 	evhttp_send_reply(req, code, reason, body);
 }
 
@@ -45,12 +45,12 @@ coord_http_cb(struct evhttp_request *req, void *arg)
 		    "text/plain; version=0.0.4; charset=utf-8", body);
 	} else if (plen == 8 && strncmp(uri, "/healthz", plen) == 0) {
 		evbuffer_add_printf(body, "ok\n");
-		coord_http_reply(req, 200, "OK", "text/plain; charset=utf-8",
-		    body);
+		coord_http_reply(
+		    req, 200, "OK", "text/plain; charset=utf-8", body);
 	} else {
 		evbuffer_add_printf(body, "not found: /metrics, /healthz\n");
-		coord_http_reply(req, 404, "Not Found",
-		    "text/plain; charset=utf-8", body);
+		coord_http_reply(
+		    req, 404, "Not Found", "text/plain; charset=utf-8", body);
 	}
 	evbuffer_free(body);
 }
@@ -62,8 +62,8 @@ coord_http_start(struct coord *c, const char *listen)
 	char host[256];
 	int port;
 
-	if (coord_conf_split_hostport(listen, host, sizeof(host), &port,
-	    0) < 0) {
+	if (coord_conf_split_hostport(listen, host, sizeof(host), &port, 0) <
+	    0) {
 		log_warnx("metrics listen '%s' is not host:port", listen);
 		return NULL;
 	}

@@ -36,13 +36,13 @@ enum {
 };
 
 static const struct option coord_options[] = {
-	{ "config", required_argument, NULL, 'c' },
-	{ "check-config", no_argument, NULL, OPT_CHECK_CONFIG },
-	{ "print", no_argument, NULL, OPT_PRINT },
-	{ "debug", no_argument, NULL, 'd' },
-	{ "version", no_argument, NULL, OPT_VERSION },
-	{ "help", no_argument, NULL, 'h' },
-	{ NULL, 0, NULL, 0 },
+    {"config", required_argument, NULL, 'c'},
+    {"check-config", no_argument, NULL, OPT_CHECK_CONFIG},
+    {"print", no_argument, NULL, OPT_PRINT},
+    {"debug", no_argument, NULL, 'd'},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
 };
 
 static void
@@ -51,8 +51,8 @@ usage(int rc)
 	fprintf(rc == 0 ? stdout : stderr,
 	    "usage: troika-coord [--config FILE] [-d]\n"
 	    "       troika-coord [--config FILE] --check-config [--print]\n"
-	    "  -c, --config FILE   configuration (default "
-	    TROIKA_DEFAULT_COORD_CONFIG ")\n"
+	    "  -c, --config FILE   configuration "
+	    "(default " TROIKA_DEFAULT_COORD_CONFIG ")\n"
 	    "      --check-config  validate the configuration, exit 0 if "
 	    "valid, 1 if not\n"
 	    "      --print         with --check-config: print the effective "
@@ -76,8 +76,8 @@ coord_signal_cb(evutil_socket_t sig, short what, void *arg)
 	struct coord *c = arg;
 
 	(void)what;
-	log_info("received %s, stopping", sig == SIGTERM ? "SIGTERM" :
-	    "SIGINT");
+	log_info(
+	    "received %s, stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	coord_agent_shutdown(c);
 	grpc_server_shutdown(c->srv, COORD_GRACE_MS, coord_done_cb, c);
 }
@@ -106,8 +106,7 @@ coord_start(struct coord *c)
 	int r, port;
 
 	LIST_INIT(&c->streams);
-	if ((c->view = coord_view_new()) == NULL ||
-	    coord_metrics_init(c) < 0 ||
+	if ((c->view = coord_view_new()) == NULL || coord_metrics_init(c) < 0 ||
 	    (c->srv = grpc_server_new(c->base, NULL)) == NULL) {
 		log_warn("starting");
 		return -1;
@@ -116,19 +115,20 @@ coord_start(struct coord *c)
 		log_warnx("cannot register the gRPC methods");
 		return -1;
 	}
-	if (conf->tls_cert != NULL && (tls = grpc_tls_server_ctx(
-	    conf->tls_cert, conf->tls_key, conf->tls_ca)) == NULL)
+	if (conf->tls_cert != NULL &&
+	    (tls = grpc_tls_server_ctx(
+	         conf->tls_cert, conf->tls_key, conf->tls_ca)) == NULL)
 		return -1;
-	r = grpc_server_listen(c->srv, conf->listen_host, conf->listen_port,
-	    tls, &port);
+	r = grpc_server_listen(
+	    c->srv, conf->listen_host, conf->listen_port, tls, &port);
 	grpc_tls_ctx_free(tls); /* the listener keeps its own reference */
 	if (r < 0) {
-		log_warnx("cannot listen on %s: %s", conf->listen,
-		    strerror(-r));
+		log_warnx(
+		    "cannot listen on %s: %s", conf->listen, strerror(-r));
 		return -1;
 	}
-	log_info("coordinator %s serving gRPC (%s) on %s port %d",
-	    conf->name, conf->tls_cert != NULL ? "TLS" : "h2c", conf->listen_host, port);
+	log_info("coordinator %s serving gRPC (%s) on %s port %d", conf->name,
+	    conf->tls_cert != NULL ? "TLS" : "h2c", conf->listen_host, port);
 	if (conf->metrics_listen != NULL &&
 	    (c->http = coord_http_start(c, conf->metrics_listen)) == NULL)
 		return -1;
@@ -138,14 +138,14 @@ coord_start(struct coord *c)
 int
 main(int argc, char *argv[])
 {
-	struct coord c = { 0 };
+	struct coord c = {0};
 	struct coord_conf *conf = NULL;
 	struct event *sig_term = NULL, *sig_int = NULL;
 	const char *path = TROIKA_DEFAULT_COORD_CONFIG;
 	int do_check = 0, do_print = 0, debug = 0, ch, rc = 1;
 
-	while ((ch = getopt_long(argc, argv, "c:dh", coord_options,
-	    NULL)) != -1) {
+	while (
+	    (ch = getopt_long(argc, argv, "c:dh", coord_options, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
 			path = optarg;

@@ -9,10 +9,24 @@
 #include "coord_conf.h"
 #include "coord_view.h"
 
-/* 10 us .. 1 s: a message is handled in microseconds unless the loop is sick. */
+/* 10 us .. 1 s: a message is handled in microseconds unless the loop is sick.
+ */
 static const double coord_handling_bounds[] = {
-	0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
-	0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1,
+    0.00001,
+    0.000025,
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    1,
 };
 
 int
@@ -29,8 +43,8 @@ coord_metrics_free(struct coord *c)
 }
 
 static void
-coord_metrics_counter(struct evbuffer *out, const char *name, const char *help,
-    double v)
+coord_metrics_counter(
+    struct evbuffer *out, const char *name, const char *help, double v)
 {
 	metrics_family(out, name, "counter", help);
 	metrics_sample(out, name, NULL, 0, NULL, v);
@@ -41,8 +55,9 @@ coord_metrics_write(struct coord *c, struct evbuffer *out)
 {
 	const struct coord_stats *s = &c->stats;
 	const struct troika_label info[] = {
-		{ "coordinator", c->conf->name }, { "version", TROIKA_VERSION },
-		{ "store", "local" },
+	    {"coordinator", c->conf->name},
+	    {"version", TROIKA_VERSION},
+	    {"store", "local"},
 	};
 	uint64_t skipped = 0;
 
@@ -61,11 +76,11 @@ coord_metrics_write(struct coord *c, struct evbuffer *out)
 	    "Nodes known, by whether their agent is connected.");
 	{
 		size_t conn = coord_view_connected(c->view);
-		const struct troika_label up = { "state", "connected" };
-		const struct troika_label down = { "state", "disconnected" };
+		const struct troika_label up = {"state", "connected"};
+		const struct troika_label down = {"state", "disconnected"};
 
-		metrics_sample(out, "troika_coord_nodes", &up, 1, NULL,
-		    (double)conn);
+		metrics_sample(
+		    out, "troika_coord_nodes", &up, 1, NULL, (double)conn);
 		metrics_sample(out, "troika_coord_nodes", &down, 1, NULL,
 		    (double)(c->view->nnodes - conn));
 	}
@@ -73,25 +88,27 @@ coord_metrics_write(struct coord *c, struct evbuffer *out)
 	metrics_family(out, "troika_coord_agent_messages_received_total",
 	    "counter", "Messages received on agent streams, by kind.");
 	for (int k = 0; k < COORD_MSG_MAX; k++) {
-		const struct troika_label l = { "kind", coord_msg_kind_str(k) };
+		const struct troika_label l = {"kind", coord_msg_kind_str(k)};
 
-		metrics_sample(out, "troika_coord_agent_messages_received_total",
-		    &l, 1, NULL, (double)s->messages[k]);
+		metrics_sample(out,
+		    "troika_coord_agent_messages_received_total", &l, 1, NULL,
+		    (double)s->messages[k]);
 	}
 	metrics_family(out, "troika_coord_agent_received_bytes_total",
 	    "counter", "Message bytes received on agent streams, by kind.");
 	for (int k = 0; k < COORD_MSG_MAX; k++) {
-		const struct troika_label l = { "kind", coord_msg_kind_str(k) };
+		const struct troika_label l = {"kind", coord_msg_kind_str(k)};
 
 		metrics_sample(out, "troika_coord_agent_received_bytes_total",
 		    &l, 1, NULL, (double)s->message_bytes[k]);
 	}
-	metrics_family(out, "troika_coord_agent_stream_errors_total",
-	    "counter", "Agent streams the coordinator ended with an error, "
+	metrics_family(out, "troika_coord_agent_stream_errors_total", "counter",
+	    "Agent streams the coordinator ended with an error, "
 	    "by gRPC code.");
 	for (int code = 1; code <= GRPC_STATUS_MAX; code++) {
 		const struct troika_label l = {
-			"grpc_code", grpc_status_str(code),
+		    "grpc_code",
+		    grpc_status_str(code),
 		};
 
 		if (s->stream_errors[code] == 0)
@@ -103,8 +120,8 @@ coord_metrics_write(struct coord *c, struct evbuffer *out)
 	    "Metric samples from agents not kept: invalid names or labels, "
 	    "or over the per-node limit.");
 	{
-		const struct troika_label inv = { "reason", "invalid" };
-		const struct troika_label lim = { "reason", "limit" };
+		const struct troika_label inv = {"reason", "invalid"};
+		const struct troika_label lim = {"reason", "limit"};
 
 		metrics_sample(out, "troika_coord_samples_dropped_total", &inv,
 		    1, NULL, (double)s->samples_invalid);

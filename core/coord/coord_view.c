@@ -60,8 +60,8 @@ coord_checks_free(struct coord_check *checks, size_t n)
 		free(checks[i].name);
 		free(checks[i].plugin);
 		if (checks[i].last != NULL)
-			troika__v1__check_result__free_unpacked(checks[i].last,
-			    NULL);
+			troika__v1__check_result__free_unpacked(
+			    checks[i].last, NULL);
 	}
 	free(checks);
 }
@@ -124,8 +124,8 @@ coord_view_node(const struct coord_view *v, const char *name)
 
 /* The node's current stream is stream; -ENOENT or -ESTALE otherwise. */
 static int
-coord_view_owned(const struct coord_view *v, uint64_t stream,
-    const char *name, struct coord_node **ret)
+coord_view_owned(const struct coord_view *v, uint64_t stream, const char *name,
+    struct coord_node **ret)
 {
 	struct coord_node *n = coord_view_node(v, name);
 
@@ -198,8 +198,8 @@ coord_view_hello(struct coord_view *v, uint64_t stream,
 			return -ENOSPC;
 		if ((n = calloc(1, sizeof(*n))) == NULL ||
 		    (n->name = strdup(hello->node)) == NULL ||
-		    (nn = realloc(v->nodes, (v->nnodes + 1) *
-		    sizeof(*nn))) == NULL) {
+		    (nn = realloc(v->nodes, (v->nnodes + 1) * sizeof(*nn))) ==
+		        NULL) {
 			coord_node_free(n);
 			return -ENOMEM;
 		}
@@ -370,14 +370,15 @@ coord_view_sample_new(const Troika__V1__Sample *in, char *key)
 		return NULL;
 	s->key = key;
 	if ((s->name = strdup(in->name)) == NULL ||
-	    (in->n_labels > 0 && (s->labels = calloc(2 * in->n_labels,
-	    sizeof(*s->labels))) == NULL))
+	    (in->n_labels > 0 &&
+	        (s->labels = calloc(2 * in->n_labels, sizeof(*s->labels))) ==
+	            NULL))
 		goto fail;
 	s->nlabels = in->n_labels;
 	for (size_t i = 0; i < in->n_labels; i++)
 		if ((s->labels[2 * i] = strdup(in->labels[i]->name)) == NULL ||
 		    (s->labels[2 * i + 1] = strdup(in->labels[i]->value)) ==
-		    NULL)
+		        NULL)
 			goto fail;
 	s->type = (int)in->type;
 	return s;
@@ -443,8 +444,8 @@ coord_view_samples(struct coord_view *v, uint64_t stream, const char *node,
 			n->nsamples++;
 		}
 		s->value = in->value;
-		if (in->help[0] != '\0' && (s->help == NULL ||
-		    strcmp(s->help, in->help) != 0)) {
+		if (in->help[0] != '\0' &&
+		    (s->help == NULL || strcmp(s->help, in->help) != 0)) {
 			char *help = strdup(in->help);
 
 			if (help == NULL)
@@ -457,8 +458,8 @@ coord_view_samples(struct coord_view *v, uint64_t stream, const char *node,
 }
 
 void
-coord_view_seen(struct coord_view *v, uint64_t stream, const char *node,
-    uint64_t now_ns)
+coord_view_seen(
+    struct coord_view *v, uint64_t stream, const char *node, uint64_t now_ns)
 {
 	struct coord_node *n;
 
@@ -467,8 +468,8 @@ coord_view_seen(struct coord_view *v, uint64_t stream, const char *node,
 }
 
 void
-coord_view_disconnect(struct coord_view *v, uint64_t stream,
-    const char *node, uint64_t now_ns)
+coord_view_disconnect(
+    struct coord_view *v, uint64_t stream, const char *node, uint64_t now_ns)
 {
 	struct coord_node *n;
 
@@ -494,8 +495,10 @@ static int
 coord_view_reserved(const char *name)
 {
 	static const char *const prefixes[] = {
-		"grpc_server_", "troika_grpc_server_", "troika_coord_",
-		"process_",
+	    "grpc_server_",
+	    "troika_grpc_server_",
+	    "troika_coord_",
+	    "process_",
 	};
 
 	if (strcmp(name, "troika_check_status") == 0)
@@ -540,8 +543,8 @@ coord_view_write_sample(struct evbuffer *out, const struct coord_view_ref *r,
 }
 
 static void
-coord_view_write_samples(const struct coord_view *v, struct evbuffer *out,
-    uint64_t *skipped)
+coord_view_write_samples(
+    const struct coord_view *v, struct evbuffer *out, uint64_t *skipped)
 {
 	struct coord_view_ref *refs;
 	struct troika_label *l = NULL;
@@ -581,12 +584,14 @@ coord_view_write_samples(const struct coord_view *v, struct evbuffer *out,
 		size_t end;
 
 		for (end = i; end < n && strcmp(refs[end].s->name, name) == 0;
-		    end++)
+		     end++)
 			if (help == NULL && refs[end].s->help != NULL)
 				help = refs[end].s->help;
-		metrics_family(out, name, type ==
-		    TROIKA__V1__METRIC_TYPE__METRIC_TYPE_COUNTER ? "counter" :
-		    "gauge", help != NULL ? help : "Re-exported from agents.");
+		metrics_family(out, name,
+		    type == TROIKA__V1__METRIC_TYPE__METRIC_TYPE_COUNTER
+		        ? "counter"
+		        : "gauge",
+		    help != NULL ? help : "Re-exported from agents.");
 		for (; i < end; i++) {
 			if (refs[i].s->type != type) {
 				(*skipped)++;
@@ -601,8 +606,8 @@ out:
 }
 
 void
-coord_view_write_metrics(const struct coord_view *v, struct evbuffer *out,
-    uint64_t *ret_skipped)
+coord_view_write_metrics(
+    const struct coord_view *v, struct evbuffer *out, uint64_t *ret_skipped)
 {
 	uint64_t skipped = 0;
 
@@ -615,8 +620,9 @@ coord_view_write_metrics(const struct coord_view *v, struct evbuffer *out,
 		for (size_t j = 0; j < n->nchecks; j++) {
 			const struct coord_check *c = &n->checks[j];
 			const struct troika_label l[] = {
-				{ "node", n->name }, { "check", c->name },
-				{ "plugin", c->plugin },
+			    {"node", n->name},
+			    {"check", c->name},
+			    {"plugin", c->plugin},
 			};
 
 			/* UNSPECIFIED (0) or an unknown number: nothing. */
@@ -630,7 +636,7 @@ coord_view_write_metrics(const struct coord_view *v, struct evbuffer *out,
 	metrics_family(out, "troika_coord_node_connected", "gauge",
 	    "1 while the node's agent has a stream open to this coordinator.");
 	for (size_t i = 0; i < v->nnodes; i++) {
-		const struct troika_label l = { "node", v->nodes[i]->name };
+		const struct troika_label l = {"node", v->nodes[i]->name};
 
 		metrics_sample(out, "troika_coord_node_connected", &l, 1, NULL,
 		    v->nodes[i]->stream != 0 ? 1 : 0);
@@ -638,17 +644,18 @@ coord_view_write_metrics(const struct coord_view *v, struct evbuffer *out,
 	metrics_family(out, "troika_coord_node_last_seen_timestamp_seconds",
 	    "gauge", "When the node's agent was last heard.");
 	for (size_t i = 0; i < v->nnodes; i++) {
-		const struct troika_label l = { "node", v->nodes[i]->name };
+		const struct troika_label l = {"node", v->nodes[i]->name};
 
 		metrics_sample(out,
 		    "troika_coord_node_last_seen_timestamp_seconds", &l, 1,
 		    NULL, (double)v->nodes[i]->last_seen_ns / 1e9);
 	}
 	metrics_family(out, "troika_coord_agent_dropped_samples_total",
-	    "counter", "Metric samples the node's agent reported it dropped "
+	    "counter",
+	    "Metric samples the node's agent reported it dropped "
 	    "before sending (its queue was full).");
 	for (size_t i = 0; i < v->nnodes; i++) {
-		const struct troika_label l = { "node", v->nodes[i]->name };
+		const struct troika_label l = {"node", v->nodes[i]->name};
 
 		metrics_sample(out, "troika_coord_agent_dropped_samples_total",
 		    &l, 1, NULL, (double)v->nodes[i]->agent_dropped);

@@ -42,11 +42,11 @@ struct coord_sample {
 	struct coord_sample *next; /* hash chain */
 	char *key;                 /* name and labels, the identity */
 	char *name;
-	char **labels;               /* name, value, name, value, ... */
-	size_t nlabels;              /* pairs */
+	char **labels;  /* name, value, name, value, ... */
+	size_t nlabels; /* pairs */
 	double value;
-	int type;                    /* Troika__V1__MetricType */
-	char *help;                  /* NULL if never sent */
+	int type;   /* Troika__V1__MetricType */
+	char *help; /* NULL if never sent */
 };
 
 struct coord_node {
@@ -61,7 +61,7 @@ struct coord_node {
 	struct coord_sample **buckets;
 	size_t nbuckets;
 	size_t nsamples;
-	uint64_t agent_dropped;   /* samples the agent said it dropped */
+	uint64_t agent_dropped; /* samples the agent said it dropped */
 };
 
 /* Why samples of a batch were not kept. */
@@ -79,8 +79,8 @@ struct coord_view *coord_view_new(void);
 void coord_view_free(struct coord_view *v);
 
 /* The node of that name; NULL if never heard of. */
-struct coord_node *coord_view_node(const struct coord_view *v,
-    const char *name);
+struct coord_node *coord_view_node(
+    const struct coord_view *v, const char *name);
 
 /*
  * A Hello on stream: the node (created if new) belongs to this stream from
@@ -106,17 +106,17 @@ int coord_view_result(struct coord_view *v, uint64_t stream, const char *node,
  * A metric batch: every valid sample's value is kept (the batch is not
  * owned). Returns 0 (drops counted in *drops), -ESTALE, -ENOENT, -ENOMEM.
  */
-int coord_view_samples(struct coord_view *v, uint64_t stream,
-    const char *node, const Troika__V1__MetricBatch *batch, uint64_t now_ns,
+int coord_view_samples(struct coord_view *v, uint64_t stream, const char *node,
+    const Troika__V1__MetricBatch *batch, uint64_t now_ns,
     struct coord_view_drops *drops);
 
 /* Anything else heard on stream (a heartbeat): the node was seen. */
-void coord_view_seen(struct coord_view *v, uint64_t stream, const char *node,
-    uint64_t now_ns);
+void coord_view_seen(
+    struct coord_view *v, uint64_t stream, const char *node, uint64_t now_ns);
 
 /* The stream ended: its node, if it still owns it, is disconnected. */
-void coord_view_disconnect(struct coord_view *v, uint64_t stream,
-    const char *node, uint64_t now_ns);
+void coord_view_disconnect(
+    struct coord_view *v, uint64_t stream, const char *node, uint64_t now_ns);
 
 /* Nodes with a stream open. */
 size_t coord_view_connected(const struct coord_view *v);
@@ -129,7 +129,7 @@ size_t coord_view_connected(const struct coord_view *v);
  * coordinator writes itself, or whose type differs from their family's on
  * another node, are left out (counted in *ret_skipped if not NULL).
  */
-void coord_view_write_metrics(const struct coord_view *v,
-    struct evbuffer *out, uint64_t *ret_skipped);
+void coord_view_write_metrics(
+    const struct coord_view *v, struct evbuffer *out, uint64_t *ret_skipped);
 
 #endif

@@ -38,8 +38,8 @@ parse_err(const char *text, const char *want)
 	struct coord_conf *c = (struct coord_conf *)&c;
 	char *errs = NULL;
 
-	assert_int_equal(coord_conf_parse(text, strlen(text), "t.yaml", &c,
-	    &errs), -EINVAL);
+	assert_int_equal(
+	    coord_conf_parse(text, strlen(text), "t.yaml", &c, &errs), -EINVAL);
 	assert_null(c);
 	assert_non_null(errs);
 	assert_string_equal(errs, want);
@@ -71,13 +71,13 @@ test_minimal_defaults(void **state)
 static void
 test_every_key(void **state)
 {
-	struct coord_conf *c = parse_ok(
-	    "node:\n  name: coord-2\n"
-	    "listen: \"[::1]:0\"\n"
-	    "metrics:\n  listen: 127.0.0.1:9465\n"
-	    "log:\n  level: debug\n  target: syslog\n"
-	    "agents:\n  heartbeat: 1500ms\n  timeout: 1m\n"
-	    "tls:\n  cert: /c.pem\n  key: /k.pem\n  ca: /ca.pem\n");
+	struct coord_conf *c =
+	    parse_ok("node:\n  name: coord-2\n"
+	             "listen: \"[::1]:0\"\n"
+	             "metrics:\n  listen: 127.0.0.1:9465\n"
+	             "log:\n  level: debug\n  target: syslog\n"
+	             "agents:\n  heartbeat: 1500ms\n  timeout: 1m\n"
+	             "tls:\n  cert: /c.pem\n  key: /k.pem\n  ca: /ca.pem\n");
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *f;
@@ -126,7 +126,8 @@ test_errors(void **state)
 {
 	(void)state;
 	parse_err("", "t.yaml: empty configuration: 'listen' is required\n");
-	parse_err("- a\n", "t.yaml:1:1: expected a mapping at the top, got a "
+	parse_err("- a\n",
+	    "t.yaml:1:1: expected a mapping at the top, got a "
 	    "sequence\n");
 	parse_err("node: {name: x}\n",
 	    "t.yaml:1:1: 'listen' (the gRPC host:port) is required\n");
@@ -175,24 +176,30 @@ test_split_hostport(void **state)
 	int port;
 
 	(void)state;
-	assert_int_equal(coord_conf_split_hostport("a:1", host, sizeof(host),
-	    &port, 0), 0);
+	assert_int_equal(
+	    coord_conf_split_hostport("a:1", host, sizeof(host), &port, 0), 0);
 	assert_string_equal(host, "a");
 	assert_int_equal(port, 1);
-	assert_int_equal(coord_conf_split_hostport("[::1]:2", host,
-	    sizeof(host), &port, 0), 0);
+	assert_int_equal(
+	    coord_conf_split_hostport("[::1]:2", host, sizeof(host), &port, 0),
+	    0);
 	assert_string_equal(host, "::1");
-	assert_int_equal(coord_conf_split_hostport("a:", host, sizeof(host),
-	    &port, 1), -EINVAL);
-	assert_int_equal(coord_conf_split_hostport(":1", host, sizeof(host),
-	    &port, 1), -EINVAL);
-	assert_int_equal(coord_conf_split_hostport("a:1x", host, sizeof(host),
-	    &port, 1), -EINVAL);
-	assert_int_equal(coord_conf_split_hostport("[::1:2", host,
-	    sizeof(host), &port, 1), -EINVAL);
+	assert_int_equal(
+	    coord_conf_split_hostport("a:", host, sizeof(host), &port, 1),
+	    -EINVAL);
+	assert_int_equal(
+	    coord_conf_split_hostport(":1", host, sizeof(host), &port, 1),
+	    -EINVAL);
+	assert_int_equal(
+	    coord_conf_split_hostport("a:1x", host, sizeof(host), &port, 1),
+	    -EINVAL);
+	assert_int_equal(
+	    coord_conf_split_hostport("[::1:2", host, sizeof(host), &port, 1),
+	    -EINVAL);
 	/* Too long for the buffer. */
-	assert_int_equal(coord_conf_split_hostport("abcdefgh:1", host,
-	    sizeof(host), &port, 1), -EINVAL);
+	assert_int_equal(coord_conf_split_hostport(
+	                     "abcdefgh:1", host, sizeof(host), &port, 1),
+	    -EINVAL);
 }
 
 static void
@@ -204,8 +211,8 @@ test_load_file(void **state)
 	int fd;
 
 	(void)state;
-	assert_int_equal(coord_conf_load("/nonexistent/coord.yaml", &c, &errs),
-	    -ENOENT);
+	assert_int_equal(
+	    coord_conf_load("/nonexistent/coord.yaml", &c, &errs), -ENOENT);
 	assert_null(c);
 	assert_null(errs);
 	assert_true((fd = mkstemp(path)) >= 0);
@@ -217,8 +224,9 @@ test_load_file(void **state)
 	free(errs);
 	unlink(path);
 	/* The sample in conf/ loads as it is. */
-	assert_int_equal(coord_conf_load(TEST_SOURCE_DIR "/../conf/coord.yaml",
-	    &c, &errs), 0);
+	assert_int_equal(
+	    coord_conf_load(TEST_SOURCE_DIR "/../conf/coord.yaml", &c, &errs),
+	    0);
 	assert_string_equal(c->name, "coord-1");
 	assert_string_equal(c->listen, "127.0.0.1:7443");
 	assert_string_equal(c->metrics_listen, "127.0.0.1:9465");
@@ -230,11 +238,11 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_minimal_defaults),
-		cmocka_unit_test(test_every_key),
-		cmocka_unit_test(test_errors),
-		cmocka_unit_test(test_split_hostport),
-		cmocka_unit_test(test_load_file),
+	    cmocka_unit_test(test_minimal_defaults),
+	    cmocka_unit_test(test_every_key),
+	    cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_split_hostport),
+	    cmocka_unit_test(test_load_file),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

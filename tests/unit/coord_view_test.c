@@ -42,12 +42,12 @@ hello(const char *node, uint64_t start, const char *const *checks)
 	size_t n = 0;
 
 	h.node = (char *)(uintptr_t)node;
-	h.version = (char *)(uintptr_t)"0.1.0";
+	h.version = (char *)(uintptr_t) "0.1.0";
 	h.start_time_unix_nano = start;
 	for (; checks != NULL && checks[n] != NULL; n++) {
 		troika__v1__check__init(&cs[n]);
 		cs[n].name = (char *)(uintptr_t)checks[n];
-		cs[n].plugin = (char *)(uintptr_t)"tcp";
+		cs[n].plugin = (char *)(uintptr_t) "tcp";
 		pcs[n] = &cs[n];
 	}
 	h.checks = pcs;
@@ -61,10 +61,10 @@ result(const char *check, int status, uint64_t run)
 	Troika__V1__CheckResult r = TROIKA__V1__CHECK_RESULT__INIT;
 
 	r.check = (char *)(uintptr_t)check;
-	r.plugin = (char *)(uintptr_t)"tcp";
+	r.plugin = (char *)(uintptr_t) "tcp";
 	r.status = (Troika__V1__CheckStatus)status;
 	r.run = run;
-	r.message = (char *)(uintptr_t)"msg";
+	r.message = (char *)(uintptr_t) "msg";
 	return roundtrip(&r.base);
 }
 
@@ -88,16 +88,16 @@ page(const struct coord_view *v, uint64_t *skipped)
 static void
 test_hello_results_order(void **state)
 {
-	static const char *const checks[] = { "web", "db", NULL };
+	static const char *const checks[] = {"web", "db", NULL};
 	struct coord_view *v = coord_view_new();
 	struct coord_node *n;
 	Troika__V1__CheckResult *r;
 
 	(void)state;
-	assert_int_equal(coord_view_hello(v, 1, hello("node-2", 5, checks),
-	    100), 0);
-	assert_int_equal(coord_view_hello(v, 2, hello("node-1", 5, NULL),
-	    110), 0);
+	assert_int_equal(
+	    coord_view_hello(v, 1, hello("node-2", 5, checks), 100), 0);
+	assert_int_equal(
+	    coord_view_hello(v, 2, hello("node-1", 5, NULL), 110), 0);
 	/* Sorted by name. */
 	assert_int_equal(v->nnodes, 2);
 	assert_string_equal(v->nodes[0]->name, "node-1");
@@ -111,18 +111,18 @@ test_hello_results_order(void **state)
 	assert_string_equal(n->checks[1].name, "db");
 	assert_null(n->checks[0].last);
 
-	assert_int_equal(coord_view_result(v, 1, "node-2",
-	    result("db", 3, 1), 120), 0);
+	assert_int_equal(
+	    coord_view_result(v, 1, "node-2", result("db", 3, 1), 120), 0);
 	assert_int_equal(n->checks[1].last->run, 1);
 	assert_int_equal(n->last_seen_ns, 120);
 	/* A newer result replaces the older one. */
-	assert_int_equal(coord_view_result(v, 1, "node-2",
-	    result("db", 1, 2), 130), 0);
+	assert_int_equal(
+	    coord_view_result(v, 1, "node-2", result("db", 1, 2), 130), 0);
 	assert_int_equal(n->checks[1].last->run, 2);
 	assert_int_equal(n->checks[1].last->status, 1);
 	/* A check missing from the Hello is kept, after the others. */
-	assert_int_equal(coord_view_result(v, 1, "node-2",
-	    result("extra", 2, 1), 140), 0);
+	assert_int_equal(
+	    coord_view_result(v, 1, "node-2", result("extra", 2, 1), 140), 0);
 	assert_int_equal(n->nchecks, 3);
 	assert_string_equal(n->checks[2].name, "extra");
 
@@ -138,10 +138,10 @@ test_hello_results_order(void **state)
 
 	/* A new Hello keeps results of checks still configured. */
 	{
-		static const char *const again[] = { "db", "new", NULL };
+		static const char *const again[] = {"db", "new", NULL};
 
-		assert_int_equal(coord_view_hello(v, 1, hello("node-2", 5,
-		    again), 160), 0);
+		assert_int_equal(
+		    coord_view_hello(v, 1, hello("node-2", 5, again), 160), 0);
 	}
 	assert_int_equal(n->nchecks, 2);
 	assert_string_equal(n->checks[0].name, "db");
@@ -157,9 +157,9 @@ test_hello_results_order(void **state)
 static void
 test_bad_hello(void **state)
 {
-	static const char *const dup[] = { "a", "a", NULL };
-	static const char *const empty[] = { "a", "", NULL };
-	static const char *const ok[] = { "a", NULL };
+	static const char *const dup[] = {"a", "a", NULL};
+	static const char *const empty[] = {"a", "", NULL};
+	static const char *const ok[] = {"a", NULL};
 	struct coord_view *v = coord_view_new();
 	Troika__V1__Hello *h;
 	struct coord_node *n;
@@ -175,8 +175,7 @@ test_bad_hello(void **state)
 
 	/* A refused Hello of a known node leaves it as it was. */
 	assert_int_equal(coord_view_hello(v, 1, hello("n", 1, ok), 1), 0);
-	assert_int_equal(coord_view_result(v, 1, "n", result("a", 1, 7), 2),
-	    0);
+	assert_int_equal(coord_view_result(v, 1, "n", result("a", 1, 7), 2), 0);
 	h = hello("n", 1, empty);
 	assert_int_equal(coord_view_hello(v, 1, h, 3), -EINVAL);
 	troika__v1__hello__free_unpacked(h, NULL);
@@ -189,14 +188,14 @@ test_bad_hello(void **state)
 static void
 test_disconnect_and_takeover(void **state)
 {
-	static const char *const checks[] = { "web", NULL };
+	static const char *const checks[] = {"web", NULL};
 	struct coord_view *v = coord_view_new();
 	struct coord_node *n;
 
 	(void)state;
 	assert_int_equal(coord_view_hello(v, 1, hello("n", 1, checks), 10), 0);
-	assert_int_equal(coord_view_result(v, 1, "n", result("web", 3, 1), 20),
-	    0);
+	assert_int_equal(
+	    coord_view_result(v, 1, "n", result("web", 3, 1), 20), 0);
 	assert_int_equal(coord_view_connected(v), 1);
 	/* The agent reconnects before its old stream is noticed dead. */
 	assert_int_equal(coord_view_hello(v, 2, hello("n", 1, checks), 30), 0);
@@ -227,8 +226,8 @@ test_disconnect_and_takeover(void **state)
 }
 
 static Troika__V1__Sample *
-sample(Troika__V1__Sample *s, Troika__V1__Label *l, size_t nl,
-    const char *name, double value, int type, const char *help)
+sample(Troika__V1__Sample *s, Troika__V1__Label *l, size_t nl, const char *name,
+    double value, int type, const char *help)
 {
 	static Troika__V1__Label *pl[8][4];
 	static size_t next;
@@ -257,9 +256,9 @@ label(Troika__V1__Label *l, const char *name, const char *value)
 static void
 test_samples_and_page(void **state)
 {
-	static const char *const checks[] = { "r", NULL };
+	static const char *const checks[] = {"r", NULL};
 	struct coord_view *v = coord_view_new();
-	struct coord_view_drops drops = { 0 };
+	struct coord_view_drops drops = {0};
 	Troika__V1__MetricBatch b = TROIKA__V1__METRIC_BATCH__INIT;
 	Troika__V1__Sample s[8], *ps[8];
 	Troika__V1__Label l[8];
@@ -268,12 +267,12 @@ test_samples_and_page(void **state)
 	char *text;
 
 	(void)state;
-	assert_int_equal(coord_view_hello(v, 1, hello("node-1", 1, checks), 1),
-	    0);
-	assert_int_equal(coord_view_hello(v, 2, hello("node-2", 1, NULL), 1),
-	    0);
-	assert_int_equal(coord_view_result(v, 1, "node-1", result("r", 3, 1),
-	    2), 0);
+	assert_int_equal(
+	    coord_view_hello(v, 1, hello("node-1", 1, checks), 1), 0);
+	assert_int_equal(
+	    coord_view_hello(v, 2, hello("node-2", 1, NULL), 1), 0);
+	assert_int_equal(
+	    coord_view_result(v, 1, "node-1", result("r", 3, 1), 2), 0);
 	label(&l[0], "check", "r");
 	label(&l[1], "plugin", "redis");
 	label(&l[2], "node", "x");     /* ours to add: invalid */
@@ -283,9 +282,9 @@ test_samples_and_page(void **state)
 	ps[1] = sample(&s[1], &l[1], 2, "redis_up", 1, 1, ""); /* node label */
 	ps[2] = sample(&s[2], &l[3], 1, "redis_up", 1, 1, "");
 	ps[3] = sample(&s[3], l, 2, "bad name", 1, 1, "");
-	ps[4] = sample(&s[4], l, 2, "redis_x", 1, 0, "");      /* no type */
-	ps[5] = sample(&s[5], &l[4], 1, "redis_commands_processed_total", 42,
-	    2, "Commands.");
+	ps[4] = sample(&s[4], l, 2, "redis_x", 1, 0, ""); /* no type */
+	ps[5] = sample(&s[5], &l[4], 1, "redis_commands_processed_total", 42, 2,
+	    "Commands.");
 	ps[6] = sample(&s[6], l, 2, "troika_check_status", 7, 1, "");
 	b.samples = ps;
 	b.n_samples = 7;
@@ -305,21 +304,24 @@ test_samples_and_page(void **state)
 	/* node-2 sends redis_up as a counter: a conflict, left out. */
 	ps[0] = sample(&s[0], l, 2, "redis_up", 1, 2, "");
 	assert_int_equal(coord_view_samples(v, 2, "node-2", &b, 4, &drops), 0);
-	assert_int_equal(coord_view_samples(v, 3, "node-2", &b, 4, &drops),
-	    -ESTALE);
+	assert_int_equal(
+	    coord_view_samples(v, 3, "node-2", &b, 4, &drops), -ESTALE);
 
 	text = page(v, &skipped);
 	assert_non_null(strstr(text,
-	    "troika_check_status{node=\"node-1\",check=\"r\",plugin=\"tcp\"} 2\n"));
-	assert_non_null(strstr(text,
-	    "troika_coord_node_connected{node=\"node-2\"} 1\n"));
+	    "troika_check_status{node=\"node-1\",check=\"r\",plugin=\"tcp\"} "
+	    "2\n"));
+	assert_non_null(
+	    strstr(text, "troika_coord_node_connected{node=\"node-2\"} 1\n"));
 	assert_non_null(strstr(text,
 	    "troika_coord_agent_dropped_samples_total{node=\"node-1\"} 5\n"));
-	assert_non_null(strstr(text, "# HELP redis_up Redis is up.\n"
+	assert_non_null(strstr(text,
+	    "# HELP redis_up Redis is up.\n"
 	    "# TYPE redis_up gauge\n"
 	    "redis_up{node=\"node-1\",check=\"r\",plugin=\"redis\"} 0\n"));
 	assert_null(strstr(text, "redis_up{node=\"node-2\""));
-	assert_non_null(strstr(text, "# TYPE redis_commands_processed_total "
+	assert_non_null(strstr(text,
+	    "# TYPE redis_commands_processed_total "
 	    "counter\nredis_commands_processed_total{node=\"node-1\","
 	    "check=\"quote\\\"d\\n\"} 42\n"));
 	/* The agent's troika_check_status is shadowed by the view's. */
@@ -328,11 +330,11 @@ test_samples_and_page(void **state)
 	free(text);
 
 	/* A new agent process forgets the old samples; a reconnect does not. */
-	assert_int_equal(coord_view_hello(v, 4, hello("node-1", 1, checks), 5),
-	    0);
+	assert_int_equal(
+	    coord_view_hello(v, 4, hello("node-1", 1, checks), 5), 0);
 	assert_int_equal(n->nsamples, 3);
-	assert_int_equal(coord_view_hello(v, 5, hello("node-1", 2, checks), 6),
-	    0);
+	assert_int_equal(
+	    coord_view_hello(v, 5, hello("node-1", 2, checks), 6), 0);
 	assert_int_equal(n->nsamples, 0);
 	coord_view_free(v);
 }
@@ -341,11 +343,11 @@ static void
 test_many_samples(void **state)
 {
 	struct coord_view *v = coord_view_new();
-	struct coord_view_drops drops = { 0 };
+	struct coord_view_drops drops = {0};
 	Troika__V1__MetricBatch b = TROIKA__V1__METRIC_BATCH__INIT;
 	Troika__V1__Sample *ps, **pps;
 	Troika__V1__Label *ls, **pls;
-	char (*vals)[16];
+	char(*vals)[16];
 	size_t n = COORD_VIEW_MAX_SAMPLES + 10;
 	struct coord_node *node;
 
@@ -361,7 +363,7 @@ test_many_samples(void **state)
 		label(&ls[i], "i", vals[i]);
 		pls[i] = &ls[i];
 		troika__v1__sample__init(&ps[i]);
-		ps[i].name = (char *)(uintptr_t)"m";
+		ps[i].name = (char *)(uintptr_t) "m";
 		ps[i].type = TROIKA__V1__METRIC_TYPE__METRIC_TYPE_GAUGE;
 		ps[i].value = (double)i;
 		ps[i].labels = &pls[i];
@@ -384,7 +386,8 @@ test_many_samples(void **state)
 		char *text = page(v, NULL);
 
 		assert_non_null(strstr(text, "m{node=\"n\",i=\"0\"} 77\n"));
-		assert_non_null(strstr(text, "m{node=\"n\",i=\"99999\"} 99999\n"));
+		assert_non_null(
+		    strstr(text, "m{node=\"n\",i=\"99999\"} 99999\n"));
 		assert_null(strstr(text, "i=\"100000\""));
 		free(text);
 	}
@@ -407,14 +410,15 @@ test_node_limit(void **state)
 	for (int i = 0; i < COORD_VIEW_MAX_NODES; i++) {
 		snprintf(name, sizeof(name), "n%04d", i);
 		assert_int_equal(coord_view_hello(v, (uint64_t)i + 1,
-		    hello(name, 1, NULL), 1), 0);
+		                     hello(name, 1, NULL), 1),
+		    0);
 	}
 	h = hello("one-too-many", 1, NULL);
 	assert_int_equal(coord_view_hello(v, 9999, h, 1), -ENOSPC);
 	troika__v1__hello__free_unpacked(h, NULL);
 	/* Known nodes still say Hello again. */
-	assert_int_equal(coord_view_hello(v, 5000, hello("n0007", 1, NULL), 2),
-	    0);
+	assert_int_equal(
+	    coord_view_hello(v, 5000, hello("n0007", 1, NULL), 2), 0);
 	assert_int_equal(v->nnodes, COORD_VIEW_MAX_NODES);
 	assert_int_equal(coord_view_node(v, "n0007")->stream, 5000);
 	assert_string_equal(v->nodes[0]->name, "n0000");
@@ -426,12 +430,12 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_hello_results_order),
-		cmocka_unit_test(test_bad_hello),
-		cmocka_unit_test(test_disconnect_and_takeover),
-		cmocka_unit_test(test_samples_and_page),
-		cmocka_unit_test(test_many_samples),
-		cmocka_unit_test(test_node_limit),
+	    cmocka_unit_test(test_hello_results_order),
+	    cmocka_unit_test(test_bad_hello),
+	    cmocka_unit_test(test_disconnect_and_takeover),
+	    cmocka_unit_test(test_samples_and_page),
+	    cmocka_unit_test(test_many_samples),
+	    cmocka_unit_test(test_node_limit),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
