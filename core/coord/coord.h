@@ -59,6 +59,10 @@ struct coord {
 	struct coord_stats stats;
 	/* Time a Connect handler spends on one message. */
 	struct metrics_histogram handling;
+	/* Refused streams logged in the current window, and those not. */
+	double log_window;
+	unsigned log_count;
+	uint64_t log_suppressed;
 };
 
 /* Wall-clock nanoseconds since the Unix epoch. */

@@ -26,6 +26,10 @@
 #include "log.h"
 #include "troika/v1/agent.pb-c.h"
 
+/* At most this many refused streams are logged per window. */
+#define COORD_LOG_PER_WINDOW 10
+#define COORD_LOG_WINDOW_S 10.0
+
 struct coord_stream {
 	LIST_ENTRY(coord_stream) entry;
 	struct coord *c;
@@ -94,10 +98,30 @@ static void
 coord_stream_fail(struct coord_stream *st, struct grpc_call *call, int status,
     const char *msg)
 {
-	st->c->stats.stream_errors[status]++;
-	log_warnx("agent stream from %s (%s): %s: %s", grpc_call_peer(call),
-	    st->node != NULL ? st->node : "no Hello yet",
-	    grpc_status_str(status), msg);
+	struct coord *c = st->c;
+	double now = coord_mono_s();
+
+	c->stats.stream_errors[status]++;
+	/*
+	 * A client opening bad streams in a loop must not flood the log:
+	 * a few lines per window, then one line saying how many were not
+	 * logged (the metrics count them all).
+	 */
+	if (now - c->log_window >= COORD_LOG_WINDOW_S) {
+		if (c->log_suppressed > 0)
+			log_warnx("%llu more agent streams refused, not logged",
+			    (unsigned long long)c->log_suppressed);
+		c->log_window = now;
+		c->log_count = 0;
+		c->log_suppressed = 0;
+	}
+	if (c->log_count++ < COORD_LOG_PER_WINDOW)
+		log_warnx("agent stream from %s (%s): %s: %s",
+		    grpc_call_peer(call),
+		    st->node != NULL ? st->node : "no Hello yet",
+		    grpc_status_str(status), msg);
+	else
+		c->log_suppressed++;
 	st->finished = 1;
 	grpc_call_finish(call, status, msg);
 }

@@ -394,6 +394,13 @@ def test_bad_streams_refused_good_one_unharmed(coord, pb):
     assert m[("grpc_server_handled_total", frozenset({
         ("grpc_type", "bidi_stream"), ("grpc_service", "troika.v1.Agent"),
         ("grpc_method", "Connect"), ("grpc_code", "RESOURCE_EXHAUSTED")}))] == 1
+    # Five more: the log keeps to 10 lines per 10 s, the metrics count all.
+    for _ in range(5):
+        assert refused(coord.connect, beat(agent_pb2, 1))[0] == \
+            grpc.StatusCode.FAILED_PRECONDITION
+    assert coord.value("troika_coord_agent_stream_errors_total",
+                       grpc_code="FAILED_PRECONDITION") == 7
+    assert coord.log_text().count("agent stream from") == 10
     # Refused streams that said Hello are disconnected nodes now.
     assert coord.node("x") is not None and not coord.node("x").connected
     assert coord.node("") is None and coord.node("dup") is None
