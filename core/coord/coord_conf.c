@@ -68,6 +68,24 @@ coord_conf_string(
 	return 0;
 }
 
+/* The coordinator's name: shown in logs, metrics and status, one line. */
+static void
+coord_conf_name(
+    struct coord_conf_loader *ld, const struct yaml_tree_pair *p, char **ret)
+{
+	if (coord_conf_string(ld, p, ret) < 0)
+		return;
+	for (const char *s = *ret; *s != '\0'; s++) {
+		if ((unsigned char)*s < 0x20 || *s == 0x7f) {
+			coord_conf_err(ld, p->value,
+			    "%s: control characters "
+			    "are not allowed",
+			    p->key->str);
+			return;
+		}
+	}
+}
+
 /* A mapping whose keys are all in keys[]; complains about the others. */
 static int
 coord_conf_mapping(struct coord_conf_loader *ld, const struct yaml_tree_pair *p,
@@ -229,7 +247,7 @@ coord_conf_walk(struct coord_conf_loader *ld, const struct yaml_tree_node *root,
 			if (coord_conf_mapping(ld, p, node_keys) < 0)
 				continue;
 			for (size_t j = 0; j < m->npairs; j++)
-				coord_conf_string(ld, &m->pairs[j], &c->name);
+				coord_conf_name(ld, &m->pairs[j], &c->name);
 		} else if (strcmp(key, "metrics") == 0) {
 			if (coord_conf_mapping(ld, p, metrics_keys) < 0)
 				continue;
@@ -271,7 +289,7 @@ coord_conf_walk(struct coord_conf_loader *ld, const struct yaml_tree_node *root,
 				}
 			}
 		} else if (strcmp(key, "agents") == 0) {
-			agents_at = p->value;
+			agents_at = p->key;
 			if (coord_conf_mapping(ld, p, agents_keys) < 0)
 				continue;
 			for (size_t j = 0; j < m->npairs; j++) {
@@ -283,7 +301,7 @@ coord_conf_walk(struct coord_conf_loader *ld, const struct yaml_tree_node *root,
 				        : &c->agent_timeout_ms);
 			}
 		} else if (strcmp(key, "tls") == 0) {
-			tls_at = p->value;
+			tls_at = p->key;
 			if (coord_conf_mapping(ld, p, tls_keys) < 0)
 				continue;
 			for (size_t j = 0; j < m->npairs; j++) {

@@ -21,6 +21,9 @@ from grpc_echo import SANITIZER_REPORT, generate_modules
 
 COORD = os.path.join(BUILD_DIR, "core", "coord", "troika-coord")
 SAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "conf", "coord.yaml")
+CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "config")
+GOLDEN = sorted(f for f in os.listdir(CONFIG_DIR)
+                if f.startswith("coord-") and f.endswith(".yaml"))
 
 
 @pytest.fixture(scope="module")
@@ -203,6 +206,28 @@ def test_sample_config_checks(tmp_path):
     r = subprocess.run([COORD, "--config", str(tmp_path / "none.yaml")],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and "No such file or directory" in r.stderr
+
+
+@pytest.mark.parametrize("name", GOLDEN)
+def test_golden_config(name, tmp_path):
+    """tests/config/coord-NN-*.yaml through --check-config --print, as
+    run-golden.sh does for the agent: the output (exit 0) or the errors
+    (exit 1) must equal coord-NN-*.ok or .err; and what --print shows
+    loads back to the same."""
+    base = os.path.join(CONFIG_DIR, name[:-len(".yaml")])
+    r = subprocess.run([COORD, "--config", name, "--check-config", "--print"],
+                       cwd=CONFIG_DIR, capture_output=True, text=True, timeout=30)
+    if os.path.exists(base + ".ok"):
+        assert (r.returncode, r.stderr) == (0, "")
+        assert r.stdout == open(base + ".ok").read()
+        again = tmp_path / "printed.yaml"
+        again.write_text(r.stdout)
+        r2 = subprocess.run([COORD, "--config", str(again), "--check-config", "--print"],
+                            capture_output=True, text=True, timeout=30)
+        assert (r2.returncode, r2.stdout) == (0, r.stdout)
+    else:
+        assert (r.returncode, r.stdout) == (1, "")
+        assert r.stderr == open(base + ".err").read()
 
 
 def test_agent_stream_status_and_metrics(coord, pb):

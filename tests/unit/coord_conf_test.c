@@ -152,9 +152,9 @@ test_errors(void **state)
 	parse_err("listen: \"::1:80\"\n",
 	    "t.yaml:1:9: listen: '::1:80' is not host:port\n");
 	parse_err("listen: \"h:1\"\ntls: {cert: a}\n",
-	    "t.yaml:2:6: tls: cert and key go together\n");
+	    "t.yaml:2:1: tls: cert and key go together\n");
 	parse_err("listen: \"h:1\"\ntls: {ca: a}\n",
-	    "t.yaml:2:6: tls: ca (client certificates) needs cert and key\n");
+	    "t.yaml:2:1: tls: ca (client certificates) needs cert and key\n");
 	parse_err("listen: h:1\nagents: {heartbeat: 5, timeout: 50ms}\n",
 	    "t.yaml:2:21: heartbeat: expected a duration such as 5s or 500ms, "
 	    "got '5'\n"
@@ -162,7 +162,9 @@ test_errors(void **state)
 	parse_err("listen: h:1\nagents: {heartbeat: 2h}\n",
 	    "t.yaml:2:21: heartbeat: 2h is out of range (100ms to 1h)\n");
 	parse_err("listen: h:1\nagents: {heartbeat: 5s, timeout: 5s}\n",
-	    "t.yaml:2:9: agents: timeout must be longer than heartbeat\n");
+	    "t.yaml:2:1: agents: timeout must be longer than heartbeat\n");
+	parse_err("listen: h:1\nnode: {name: \"a\\nb\"}\n",
+	    "t.yaml:2:14: name: control characters are not allowed\n");
 	parse_err("listen: h:1\nagents: {beat: 5s}\n",
 	    "t.yaml:2:10: unknown key 'beat' in agents\n");
 	parse_err("listen: \"h:1\"\nlisten: \"h:2\"\n",
