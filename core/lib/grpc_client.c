@@ -92,6 +92,7 @@ struct grpc_client {
 	int handshaken;        /* server SETTINGS seen */
 	int ping_outstanding;
 	int read_paused;       /* our output backs up */
+	int too_many_pings;    /* GOAWAY said our PINGs come too often */
 	int goaway;            /* received or sent: no new calls */
 	int down;
 	int dying;
@@ -506,6 +507,11 @@ grpc_client_on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame,
 		 * REFUSED_STREAM: UNAVAILABLE, safe to retry elsewhere.
 		 */
 		cl->goaway = 1;
+		/* gRPC servers say so when our keepalive is too eager. */
+		if (frame->goaway.error_code == NGHTTP2_ENHANCE_YOUR_CALM &&
+		    frame->goaway.opaque_data_len == 14 &&
+		    memcmp(frame->goaway.opaque_data, "too_many_pings", 14) == 0)
+			cl->too_many_pings = 1;
 		log_debug("grpc client %s: GOAWAY (%s), last stream %d",
 		    cl->authority,
 		    nghttp2_http2_strerror(frame->goaway.error_code),
@@ -1081,6 +1087,12 @@ int
 grpc_client_handshaken(const struct grpc_client *cl)
 {
 	return cl->handshaken;
+}
+
+int
+grpc_client_too_many_pings(const struct grpc_client *cl)
+{
+	return cl->too_many_pings;
 }
 
 int

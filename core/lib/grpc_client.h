@@ -100,6 +100,13 @@ void grpc_client_shutdown(struct grpc_client *cl);
 /* 1 once the server's SETTINGS arrived: the connection worked. */
 int grpc_client_handshaken(const struct grpc_client *cl);
 
+/*
+ * 1 once the server sent GOAWAY ENHANCE_YOUR_CALM "too_many_pings" (gRPC
+ * servers allow a PING every 5 minutes by default when no data flows):
+ * the next connection should PING half as often (grpc_reconnect does).
+ */
+int grpc_client_too_many_pings(const struct grpc_client *cl);
+
 /* 1 while new calls can be opened (not down, no GOAWAY either way). */
 int grpc_client_usable(const struct grpc_client *cl);
 
@@ -211,7 +218,8 @@ int64_t grpc_backoff_next(struct grpc_backoff *b);
 
 /*
  * One target kept connected: a new client after every loss, paced by the
- * backoff (reset once a connection completed its handshake). Made for
+ * backoff (reset once a connection completed its handshake), and with
+ * keepalive_ms doubled after a server said "too_many_pings". Made for
  * the agent's stream to each coordinator: attempt() gets every new client
  * at once, so the owner opens its calls (which go out once connected, or
  * end UNAVAILABLE if this attempt fails); down() says why the client went
@@ -238,6 +246,9 @@ struct grpc_reconnect *grpc_reconnect_new(struct event_base *base,
 
 /* The current client, NULL while waiting for the next attempt. */
 struct grpc_client *grpc_reconnect_client(const struct grpc_reconnect *r);
+
+/* The keepalive interval the next client gets. */
+int64_t grpc_reconnect_keepalive_ms(const struct grpc_reconnect *r);
 
 /* Attempts made so far (the first included). */
 uint64_t grpc_reconnect_attempts(const struct grpc_reconnect *r);

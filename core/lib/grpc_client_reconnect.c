@@ -8,6 +8,8 @@
 #include "grpc_client.h"
 
 #include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -63,6 +65,13 @@ grpc_reconnect_client_down_cb(struct grpc_client *cl, const char *reason,
 	/* A connection that worked starts the backoff over. */
 	if (grpc_client_handshaken(cl))
 		grpc_backoff_reset(&r->backoff);
+	/* As gRPC clients do: the server's patience is not ours to test. */
+	if (grpc_client_too_many_pings(cl) && r->cfg.keepalive_ms > 0 &&
+	    r->cfg.keepalive_ms < INT64_MAX / 2) {
+		r->cfg.keepalive_ms *= 2;
+		log_info("grpc %s:%d: too many pings, keepalive now %lld ms",
+		    r->host, r->port, (long long)r->cfg.keepalive_ms);
+	}
 	snprintf(why, sizeof(why), "%s", reason);
 	grpc_client_free(cl);
 	r->cl = NULL;
@@ -143,6 +152,12 @@ struct grpc_client *
 grpc_reconnect_client(const struct grpc_reconnect *r)
 {
 	return r->cl;
+}
+
+int64_t
+grpc_reconnect_keepalive_ms(const struct grpc_reconnect *r)
+{
+	return r->cfg.keepalive_ms;
 }
 
 uint64_t

@@ -7,7 +7,8 @@
  *   grpc_client_probe [options] HOST PORT PATH [HEXMSG ...]
  *
  * Every call sends the messages, then half-closes (--pingpong: one
- * message per reply received, for bidi). Output, one line each, flushed:
+ * message per reply received, for bidi; --no-half-close: the call stays
+ * open until the server, the deadline or the connection ends it). Output, one line each, flushed:
  *   headers I
  *   message I HEX
  *   status I CODE NAME MESSAGE
@@ -42,6 +43,7 @@ struct probe {
 	size_t *lens;
 	size_t nmsgs;
 	int pingpong;
+	int no_half_close;
 	int open;
 };
 
@@ -77,7 +79,7 @@ probe_send_next(struct probe_call *pc)
 		    p->lens[pc->next]) == 0)
 			pc->next++;
 	}
-	if (pc->next == p->nmsgs)
+	if (pc->next == p->nmsgs && !p->no_half_close)
 		grpc_client_call_half_close(pc->call);
 }
 
@@ -118,7 +120,7 @@ probe_drained(struct grpc_client_call *call, void *arg)
 		    grpc_client_call_send(pc->call, pc->p->msgs[pc->next],
 		    pc->p->lens[pc->next]) == 0)
 			pc->next++;
-	if (pc->next == pc->p->nmsgs)
+	if (pc->next == pc->p->nmsgs && !pc->p->no_half_close)
 		grpc_client_call_half_close(pc->call);
 }
 
@@ -162,7 +164,8 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: grpc_client_probe [--timeout-ms N] "
-	    "[--max-recv N] [--calls N] [--pingpong] [--metadata K=V] "
+	    "[--max-recv N] [--calls N] [--pingpong] [--no-half-close] "
+	    "[--keepalive-ms N] [--metadata K=V] "
 	    "[--tls-ca F [--tls-cert F --tls-key F] [--authority A]] "
 	    "HOST PORT PATH [HEXMSG ...]\n");
 	exit(2);
@@ -192,10 +195,16 @@ main(int argc, char **argv)
 			p.pingpong = 1;
 			continue;
 		}
+		if (strcmp(o, "--no-half-close") == 0) {
+			p.no_half_close = 1;
+			continue;
+		}
 		if (i + 1 >= argc)
 			usage();
 		if (strcmp(o, "--timeout-ms") == 0)
 			timeout_ms = atol(argv[++i]);
+		else if (strcmp(o, "--keepalive-ms") == 0)
+			cfg.keepalive_ms = atol(argv[++i]);
 		else if (strcmp(o, "--max-recv") == 0)
 			cfg.max_recv_message = (size_t)atol(argv[++i]);
 		else if (strcmp(o, "--calls") == 0)

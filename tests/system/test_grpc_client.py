@@ -297,3 +297,27 @@ def test_mutual_tls(procs, tmp_path, pb2):
               "--tls-cert", str(tmp_path / "client.crt"),
               "--tls-key", str(tmp_path / "server.key"), rc=1)
     assert "cannot load key" in r.text or "does not match" in r.text
+
+
+def test_keepalive_too_many_pings(pyserver, pb2):
+    """Google's server allows a PING every 5 minutes while no data flows
+    (and two strikes): PINGs every 100 ms on an idle stream get GOAWAY
+    ENHANCE_YOUR_CALM "too_many_pings", which the call reports as
+    UNAVAILABLE (grpc_reconnect then doubles the interval)."""
+    r = probe(pb2, pyserver.port, CHAT, [req(pb2, text="idle")],
+              "--keepalive-ms", "100", "--no-half-close", "--timeout-ms", "10000")
+    assert [m.text for m in r.messages[0]] == ["idle"]
+    assert r.status[0] == (14, "UNAVAILABLE", "Too many pings")
+    assert r.down == "GOAWAY and no calls left"
+    assert "GOAWAY (ENHANCE_YOUR_CALM)" in r.text
+
+
+def test_deadline_mid_stream(pyserver, pb2):
+    """An open bidi stream with the default keepalive: nothing ends it but
+    its deadline."""
+    r = probe(pb2, pyserver.port, CHAT, [req(pb2, text="open")],
+              "--no-half-close", "--timeout-ms", "1500")
+    assert [m.text for m in r.messages[0]] == ["open"]
+    assert 0 < r.messages[0][0].remaining_ms <= 1500
+    assert r.status[0][:2] == (4, "DEADLINE_EXCEEDED")
+    assert r.down is None

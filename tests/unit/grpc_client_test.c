@@ -6,6 +6,10 @@
  * reconnect backoff. Each test ends on a fresh base with nothing pending
  * and every call closed exactly once (ASan finds what is left).
  */
+#include <sys/socket.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,6 +24,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <event2/listener.h>
 #include <nghttp2/nghttp2.h>
 
 #include "grpc_client.h"
@@ -878,27 +883,16 @@ fs_read(struct bufferevent *bev, void *arg)
 	fs_flush();
 }
 
+static void fs_setup(struct bufferevent *bev);
+
 static void
 ctx_connect_fake(struct ctx *c)
 {
-	nghttp2_session_callbacks *cbs;
 	struct bufferevent *pair[2];
 
-	memset(&fs, 0, sizeof(fs));
-	assert_int_equal(nghttp2_session_callbacks_new(&cbs), 0);
-	nghttp2_session_callbacks_set_on_begin_headers_callback(cbs,
-	    fs_on_begin_headers);
-	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs,
-	    fs_on_frame_recv);
-	assert_int_equal(nghttp2_session_server_new(&fs.h2, cbs, NULL), 0);
-	nghttp2_session_callbacks_del(cbs);
-	assert_int_equal(nghttp2_submit_settings(fs.h2, NGHTTP2_FLAG_NONE,
-	    NULL, 0), 0);
 	assert_int_equal(bufferevent_pair_new(c->base, 0, pair), 0);
-	c->peer = fs.bev = pair[0];
-	bufferevent_setcb(fs.bev, fs_read, NULL, NULL, NULL);
-	bufferevent_enable(fs.bev, EV_READ | EV_WRITE);
-	fs_flush();
+	c->peer = pair[0];
+	fs_setup(pair[0]);
 	assert_non_null(c->cl = grpc_client_adopt(c->base, pair[1], "test",
 	    &c->ccfg, c_down, c));
 }
@@ -907,8 +901,11 @@ static void
 fs_free(void)
 {
 	nghttp2_session_del(fs.h2);
-	fs.h2 = NULL;
+	memset(&fs, 0, sizeof(fs));
 }
+
+static void fs_goaway_pings(void);
+static int fs_one_stream(struct ctx *c);
 
 static int
 fs_one_ended(struct ctx *c)
@@ -1135,6 +1132,24 @@ test_fake_goaway(void **state)
 	assert_string_equal(a->last, "ok");
 	assert_true(run_until(c, is_down, 2000));
 	assert_string_equal(c->down_reason, "GOAWAY and no calls left");
+	/* A plain GOAWAY is no complaint about our PINGs. */
+	assert_false(grpc_client_too_many_pings(c->cl));
+	fs_free();
+}
+
+static void
+test_fake_too_many_pings(void **state)
+{
+	struct ctx *c = *state;
+	struct ccall *cc;
+
+	ctx_connect_fake(c);
+	cc = ctx_open(c, "/t.S/Fake", 0);
+	assert_true(run_until(c, fs_one_stream, 2000));
+	fs_goaway_pings();
+	assert_true(run_until(c, is_down, 2000));
+	assert_int_equal(cc->status, GRPC_STATUS_UNAVAILABLE);
+	assert_true(grpc_client_too_many_pings(c->cl));
 	fs_free();
 }
 
@@ -1285,6 +1300,116 @@ test_reconnect(void **state)
 	assert_int_equal(c->calls[c->ncalls - 1].status, GRPC_STATUS_CANCELLED);
 }
 
+
+static void
+fs_setup(struct bufferevent *bev)
+{
+	nghttp2_session_callbacks *cbs;
+
+	memset(&fs, 0, sizeof(fs));
+	assert_int_equal(nghttp2_session_callbacks_new(&cbs), 0);
+	nghttp2_session_callbacks_set_on_begin_headers_callback(cbs,
+	    fs_on_begin_headers);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs,
+	    fs_on_frame_recv);
+	assert_int_equal(nghttp2_session_server_new(&fs.h2, cbs, NULL), 0);
+	nghttp2_session_callbacks_del(cbs);
+	assert_int_equal(nghttp2_submit_settings(fs.h2, NGHTTP2_FLAG_NONE,
+	    NULL, 0), 0);
+	fs.bev = bev;
+	bufferevent_setcb(fs.bev, fs_read, NULL, NULL, NULL);
+	bufferevent_enable(fs.bev, EV_READ | EV_WRITE);
+	fs_flush();
+}
+
+static struct ctx *accept_ctx;
+
+static void
+fs_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct bufferevent *bev;
+
+	(void)lev;
+	(void)sa;
+	(void)salen;
+	(void)arg;
+	assert_null(accept_ctx->peer);
+	assert_non_null(bev = bufferevent_socket_new(accept_ctx->base, fd,
+	    BEV_OPT_CLOSE_ON_FREE));
+	accept_ctx->peer = bev;
+	fs_setup(bev);
+}
+
+static void
+fs_goaway_pings(void)
+{
+	assert_int_equal(nghttp2_submit_goaway(fs.h2, NGHTTP2_FLAG_NONE, 0,
+	    NGHTTP2_ENHANCE_YOUR_CALM, (const uint8_t *)"too_many_pings", 14),
+	    0);
+	fs_flush();
+}
+
+static int
+fs_one_stream(struct ctx *c)
+{
+	(void)c;
+	return fs.nstreams >= 1;
+}
+
+static int
+r_one_down(struct ctx *c)
+{
+	(void)c;
+	return cur_r->ndown >= 1;
+}
+
+/*
+ * A server that finds our PINGs too many: the call is UNAVAILABLE, and
+ * the reconnector's next client PINGs half as often.
+ */
+static void
+test_reconnect_too_many_pings(void **state)
+{
+	struct ctx *c = *state;
+	struct rctx rc = { .c = c };
+	struct sockaddr_in sin;
+	socklen_t slen = sizeof(sin);
+	struct evconnlistener *lev;
+	struct grpc_client_config cfg;
+	struct grpc_backoff b;
+	struct grpc_reconnect *r;
+
+	cur_r = &rc;
+	accept_ctx = c;
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_non_null(lev = evconnlistener_new_bind(c->base, fs_accept_cb,
+	    NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 4,
+	    (struct sockaddr *)&sin, sizeof(sin)));
+	assert_int_equal(getsockname(evconnlistener_get_fd(lev),
+	    (struct sockaddr *)&sin, &slen), 0);
+	grpc_client_config_default(&cfg);
+	cfg.keepalive_ms = 1000;
+	grpc_backoff_init(&b, 1);
+	b.initial_ms = 60000; /* no second attempt during the test */
+	assert_non_null(r = grpc_reconnect_new(c->base, "127.0.0.1",
+	    ntohs(sin.sin_port), NULL, NULL, &cfg, &b, r_attempt, r_down,
+	    &rc));
+	assert_true(run_until(c, fs_one_stream, 2000));
+	assert_int_equal(grpc_reconnect_keepalive_ms(r), 1000);
+	fs_goaway_pings();
+	assert_true(run_until(c, r_one_down, 2000));
+	assert_int_equal(c->calls[0].status, GRPC_STATUS_UNAVAILABLE);
+	assert_string_equal(rc.reason[0], "GOAWAY and no calls left");
+	assert_int_equal(grpc_reconnect_keepalive_ms(r), 2000);
+	assert_true(rc.next_ms[0] >= 48000);
+	grpc_reconnect_free(r);
+	evconnlistener_free(lev);
+	fs_free();
+}
+
 static void
 test_backoff(void **state)
 {
@@ -1370,9 +1495,13 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_fake_goaway, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_fake_too_many_pings, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_fake_flow_control, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reconnect_too_many_pings,
+		    setup, teardown),
 		cmocka_unit_test(test_backoff),
 	};
 
