@@ -59,6 +59,12 @@ agent_apply_logging(const struct agent_conf *conf)
 	log_setlevel(conf->log_level);
 }
 
+static int
+agent_plugin_in_use(const struct plugin *p, void *arg)
+{
+	return check_host_uses_plugin(arg, p);
+}
+
 int
 agent_start(struct agent *a)
 {
@@ -94,6 +100,8 @@ agent_start(struct agent *a)
 	    (a->admin = agent_admin_start(a, a->admin_path)) == NULL)
 		return -1;
 	check_host_apply(a->checks, a->conf, &a->plugins);
+	/* Vetted and validated against; now only what checks use stays. */
+	plugin_set_release_unused(&a->plugins, agent_plugin_in_use, a->checks);
 	a->last_reload_ok = 1;
 	a->last_reload_success_time = wall_now();
 
@@ -155,6 +163,8 @@ agent_reload(struct agent *a)
 		agent_reject(a, &errs);
 		/* Recreate checks dropped with a stale plugin, on the old config. */
 		check_host_apply(a->checks, a->conf, &a->plugins);
+		plugin_set_release_unused(&a->plugins, agent_plugin_in_use,
+		    a->checks);
 		return;
 	}
 	if (conf->workers != a->conf->workers)
@@ -172,6 +182,7 @@ agent_reload(struct agent *a)
 		a->http = http;
 	}
 	check_host_apply(a->checks, conf, &a->plugins);
+	plugin_set_release_unused(&a->plugins, agent_plugin_in_use, a->checks);
 	conf_free(a->conf);
 	a->conf = conf;
 	agent_apply_logging(conf);

@@ -644,6 +644,15 @@ check_host_apply(struct check_host *h, const struct agent_conf *conf,
 	h->nchecks = n;
 }
 
+int
+check_host_uses_plugin(const struct check_host *h, const struct plugin *p)
+{
+	for (size_t i = 0; i < h->nchecks; i++)
+		if (h->checks[i]->plugin == p)
+			return 1;
+	return 0;
+}
+
 void
 check_host_drop_plugin(struct check_host *h, const struct plugin *p)
 {

@@ -55,6 +55,9 @@ void check_host_free(struct check_host *h);
 void check_host_apply(struct check_host *h, const struct agent_conf *conf,
     struct plugin_set *ps);
 
+/* Does any check use plugin p? */
+int check_host_uses_plugin(const struct check_host *h, const struct plugin *p);
+
 /* Free every check that uses plugin p (before p is unloaded). */
 void check_host_drop_plugin(struct check_host *h, const struct plugin *p);
 

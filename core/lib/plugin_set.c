@@ -213,6 +213,39 @@ plugin_append(struct plugin_set *ps, struct plugin *p)
 	ps->nplugins++;
 }
 
+/* Was p released unchanged before? Forgets the record either way. */
+static int
+plugin_unpark(struct plugin_set *ps, const struct plugin *p)
+{
+	struct plugin_parked **pp, *k;
+
+	for (pp = &ps->parked; (k = *pp) != NULL; pp = &k->next) {
+		if (strcmp(k->path, p->path) != 0)
+			continue;
+		*pp = k->next;
+		int same = k->dev == p->dev && k->ino == p->ino &&
+		    k->fsize == p->fsize && k->mtime.tv_sec == p->mtime.tv_sec &&
+		    k->mtime.tv_nsec == p->mtime.tv_nsec;
+		free(k->path);
+		free(k);
+		return same;
+	}
+	return 0;
+}
+
+static void
+parked_free(struct plugin_set *ps)
+{
+	struct plugin_parked *k, *next;
+
+	for (k = ps->parked; k != NULL; k = next) {
+		next = k->next;
+		free(k->path);
+		free(k);
+	}
+	ps->parked = NULL;
+}
+
 /* Returns 1 if loaded, 0 if refused or failed (already logged). */
 static int
 plugin_load_file(struct plugin_set *ps, const char *path, const struct stat *st)
@@ -286,7 +319,11 @@ plugin_load_file(struct plugin_set *ps, const char *path, const struct stat *st)
 	    desc->version ? desc->version : "?", desc->abi_major,
 	    desc->abi_minor,
 	    desc->exec_model == TROIKA_EXEC_ASYNC ? "async" : "blocking");
-	event_emit(&ev);
+	/* Back after a release, unchanged: nothing new to announce. */
+	if (plugin_unpark(ps, p))
+		log_debug("plugin %s loaded again to read its options", path);
+	else
+		event_emit(&ev);
 	return 1;
 
 refused:
@@ -446,6 +483,39 @@ plugin_set_unload(struct plugin_set *ps, struct plugin *p)
 }
 
 void
+plugin_set_release_unused(struct plugin_set *ps,
+    int (*in_use)(const struct plugin *p, void *arg), void *arg)
+{
+	struct plugin **pp = &ps->plugins, *p;
+
+	while ((p = *pp) != NULL) {
+		struct plugin_parked *k;
+
+		if (in_use(p, arg)) {
+			pp = &p->next;
+			continue;
+		}
+		if ((k = calloc(1, sizeof(*k))) == NULL ||
+		    (k->path = strdup(p->path)) == NULL) {
+			free(k); /* keep it loaded: only memory is at stake */
+			pp = &p->next;
+			continue;
+		}
+		k->dev = p->dev;
+		k->ino = p->ino;
+		k->mtime = p->mtime;
+		k->fsize = p->fsize;
+		k->next = ps->parked;
+		ps->parked = k;
+		log_debug("plugin %s released: no check uses it", p->path);
+		*pp = p->next;
+		p->next = NULL;
+		ps->nplugins--;
+		plugin_unref(p);
+	}
+}
+
+void
 plugin_set_free(struct plugin_set *ps)
 {
 	struct plugin *p, *next;
@@ -458,6 +528,7 @@ plugin_set_free(struct plugin_set *ps)
 	ps->plugins = NULL;
 	ps->nplugins = 0;
 	refusals_free(ps);
+	parked_free(ps);
 }
 
 void

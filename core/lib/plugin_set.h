@@ -40,9 +40,20 @@ struct plugin_refusal {
 	struct plugin_refusal *next;
 };
 
+/* A vetted plugin that no check used, released to save its memory. */
+struct plugin_parked {
+	char *path;
+	dev_t dev;
+	ino_t ino;
+	struct timespec mtime;
+	off_t fsize;
+	struct plugin_parked *next;
+};
+
 struct plugin_set {
 	struct plugin *plugins;       /* in load order */
 	struct plugin_refusal *refused;
+	struct plugin_parked *parked;
 	size_t nplugins;
 	uid_t owner_uid;              /* besides root, who may own plugins */
 };
@@ -77,6 +88,15 @@ struct plugin *plugin_set_find(const struct plugin_set *ps, const char *name);
 
 /* A conf_plugin_lookup_fn: arg is the struct plugin_set. */
 const struct troika_option *plugin_set_options(const char *name, void *arg);
+
+/*
+ * Release every plugin for which in_use() says no: each costs its own
+ * code and its client libraries in memory. A later plugin_set_load_dirs()
+ * (a reload) loads it again to read its options, quietly when the file
+ * is unchanged.
+ */
+void plugin_set_release_unused(struct plugin_set *ps,
+    int (*in_use)(const struct plugin *p, void *arg), void *arg);
 
 /* Drop the set's reference to every plugin. */
 void plugin_set_free(struct plugin_set *ps);

@@ -131,6 +131,11 @@ def test_misbehaving_servers_fail_every_check_in_time(agent, nginx):
                 checks += check(f"{plugin}-{mode}", plugin, s.port, proto)
         checks += (f"  - name: steady\n    plugin: tcp\n    interval: 200ms\n"
                    f"    timeout: 150ms\n    host: \"{nginx.host}\"\n    port: {nginx.port}\n")
+        # exec and process too, so every plugin is in use (loaded) at once.
+        checks += ("  - name: exec-ok\n    plugin: exec\n    interval: 1s\n"
+                   "    timeout: 800ms\n    command: [\"/bin/sh\", \"-c\", \"echo 'OK | x=1'\"]\n"
+                   "  - name: nginx-proc\n    plugin: process\n    interval: 1s\n"
+                   "    timeout: 800ms\n    process_name: nginx\n")
         agent.write(checks)
         agent.start()
         names = [f"{p}-{m}" for p in PLUGINS for m in MODES]

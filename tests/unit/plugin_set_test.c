@@ -198,6 +198,49 @@ test_stale_detection(void **state)
 	plugin_set_free(&ps);
 }
 
+static int
+use_only_flaky(const struct plugin *p, void *arg)
+{
+	(void)arg;
+	return strcmp(p->desc->name, "flaky") == 0;
+}
+
+static void
+test_release_unused(void **state)
+{
+	struct plugin_set ps;
+	char *dirs[] = { tmpdir };
+
+	(void)state;
+	put("flaky", "troika-flaky.so", 0644);
+	put("hang", "troika-hang.so", 0644);
+	plugin_set_init(&ps, 0);
+	assert_int_equal(plugin_set_load_dirs(&ps, dirs, 1), 2);
+	assert_int_equal(nloaded_events, 2);
+	plugin_set_release_unused(&ps, use_only_flaky, NULL);
+	assert_int_equal(ps.nplugins, 1);
+	assert_non_null(plugin_set_find(&ps, "flaky"));
+	assert_null(plugin_set_find(&ps, "hang"));
+	assert_non_null(ps.parked);
+
+	/* A reload loads it again, quietly: same file. */
+	assert_int_equal(plugin_set_load_dirs(&ps, dirs, 1), 1);
+	assert_int_equal(nloaded_events, 2);
+	assert_non_null(plugin_set_find(&ps, "hang"));
+	assert_null(ps.parked);
+
+	/* Released, then replaced on disk: announced as new code. */
+	plugin_set_release_unused(&ps, use_only_flaky, NULL);
+	char path[512];
+	snprintf(path, sizeof(path), "%s/troika-hang.so", tmpdir);
+	assert_int_equal(unlink(path), 0);
+	put("hang", "troika-hang.so", 0644);
+	assert_int_equal(plugin_set_load_dirs(&ps, dirs, 1), 1);
+	assert_int_equal(nloaded_events, 3);
+	plugin_set_release_unused(&ps, use_only_flaky, NULL);
+	plugin_set_free(&ps);
+}
+
 static int dummy_new(const struct troika_host *h, struct troika_instance *i, void **s)
 {
 	(void)h; (void)i; *s = NULL; return 0;
@@ -297,6 +340,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_refuses_bad_plugins_and_loads_the_rest, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refuses_loose_directory_and_foreign_owner, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stale_detection, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_release_unused, setup, teardown),
 		cmocka_unit_test(test_descriptor_validation),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
