@@ -6,11 +6,12 @@
  *
  *   grpc_client_probe [options] HOST PORT PATH [HEXMSG ...]
  *
- * Every call sends the messages, then half-closes (--pingpong: one
+ * Every call sends the messages (--repeat N: N times over), then half-closes (--pingpong: one
  * message per reply received, for bidi; --no-half-close: the call stays
  * open until the server, the deadline or the connection ends it). Output, one line each, flushed:
  *   headers I
  *   message I HEX
+ *   sent I MESSAGES_SENT SENDS_REFUSED_FOR_A_FULL_QUEUE
  *   status I CODE NAME MESSAGE
  *   down REASON
  * Exits 0 once every call is closed; 2 for bad usage, 1 for a setup error.
@@ -32,7 +33,8 @@ struct probe_call {
 	struct probe *p;
 	struct grpc_client_call *call;
 	int index;
-	size_t next;    /* next message to send (pingpong) */
+	size_t next;    /* next message to send */
+	int eagain;     /* sends refused for a full queue */
 	int closed;
 };
 
@@ -42,6 +44,7 @@ struct probe {
 	uint8_t **msgs;
 	size_t *lens;
 	size_t nmsgs;
+	size_t total;   /* nmsgs times --repeat */
 	int pingpong;
 	int no_half_close;
 	int open;
@@ -74,12 +77,12 @@ probe_send_next(struct probe_call *pc)
 {
 	struct probe *p = pc->p;
 
-	if (pc->next < p->nmsgs) {
-		if (grpc_client_call_send(pc->call, p->msgs[pc->next],
-		    p->lens[pc->next]) == 0)
+	if (pc->next < p->total) {
+		if (grpc_client_call_send(pc->call, p->msgs[pc->next % p->nmsgs],
+		    p->lens[pc->next % p->nmsgs]) == 0)
 			pc->next++;
 	}
-	if (pc->next == p->nmsgs && !p->no_half_close)
+	if (pc->next == p->total && !p->no_half_close)
 		grpc_client_call_half_close(pc->call);
 }
 
@@ -105,7 +108,7 @@ probe_message(struct grpc_client_call *call, const uint8_t *msg, size_t len,
 		printf("%02x", msg[i]);
 	printf("\n");
 	fflush(stdout);
-	if (pc->p->pingpong && pc->next < pc->p->nmsgs)
+	if (pc->p->pingpong && pc->next < pc->p->total)
 		probe_send_next(pc);
 }
 
@@ -113,14 +116,18 @@ static void
 probe_drained(struct grpc_client_call *call, void *arg)
 {
 	struct probe_call *pc = arg;
+	struct probe *p = pc->p;
+	int rc = 0;
 
 	(void)call;
-	if (!pc->p->pingpong)
-		while (pc->next < pc->p->nmsgs &&
-		    grpc_client_call_send(pc->call, pc->p->msgs[pc->next],
-		    pc->p->lens[pc->next]) == 0)
-			pc->next++;
-	if (pc->next == pc->p->nmsgs && !pc->p->no_half_close)
+	/* Send until the queue is full; drained() brings us back. */
+	while (!p->pingpong && pc->next < p->total &&
+	    (rc = grpc_client_call_send(pc->call, p->msgs[pc->next % p->nmsgs],
+	    p->lens[pc->next % p->nmsgs])) == 0)
+		pc->next++;
+	if (rc == -EAGAIN)
+		pc->eagain++;
+	if (pc->next == p->total && !p->no_half_close)
 		grpc_client_call_half_close(pc->call);
 }
 
@@ -131,6 +138,7 @@ probe_close(struct grpc_client_call *call, int status, const char *message,
 	struct probe_call *pc = arg;
 
 	(void)call;
+	printf("sent %d %zu %d\n", pc->index, pc->next, pc->eagain);
 	printf("status %d %d %s %s\n", pc->index, status,
 	    grpc_status_str(status), message);
 	fflush(stdout);
@@ -164,7 +172,8 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: grpc_client_probe [--timeout-ms N] "
-	    "[--max-recv N] [--calls N] [--pingpong] [--no-half-close] "
+	    "[--max-recv N] [--calls N] [--repeat N] [--pingpong] "
+	    "[--no-half-close] "
 	    "[--keepalive-ms N] [--metadata K=V] "
 	    "[--tls-ca F [--tls-cert F --tls-key F] [--authority A]] "
 	    "HOST PORT PATH [HEXMSG ...]\n");
@@ -179,7 +188,7 @@ main(int argc, char **argv)
 	struct probe_call *calls = NULL;
 	const char *ca = NULL, *cert = NULL, *key = NULL, *authority = NULL;
 	const char *md = NULL;
-	long timeout_ms = 0;
+	long timeout_ms = 0, repeat = 1;
 	int ncalls = 1, i, rc = 1;
 	void *tls = NULL;
 
@@ -207,6 +216,8 @@ main(int argc, char **argv)
 			cfg.keepalive_ms = atol(argv[++i]);
 		else if (strcmp(o, "--max-recv") == 0)
 			cfg.max_recv_message = (size_t)atol(argv[++i]);
+		else if (strcmp(o, "--repeat") == 0)
+			repeat = atol(argv[++i]);
 		else if (strcmp(o, "--calls") == 0)
 			ncalls = atoi(argv[++i]);
 		else if (strcmp(o, "--metadata") == 0)
@@ -222,9 +233,10 @@ main(int argc, char **argv)
 		else
 			usage();
 	}
-	if (argc - i < 3 || ncalls < 1)
+	if (argc - i < 3 || ncalls < 1 || repeat < 1)
 		usage();
 	p.nmsgs = (size_t)(argc - i - 3);
+	p.total = p.nmsgs * (size_t)repeat;
 	p.msgs = calloc(p.nmsgs + 1, sizeof(*p.msgs));
 	p.lens = calloc(p.nmsgs + 1, sizeof(*p.lens));
 	calls = calloc((size_t)ncalls, sizeof(*calls));
@@ -262,7 +274,7 @@ main(int argc, char **argv)
 			snprintf(name, sizeof(name), "%.*s", (int)(eq - md), md);
 			grpc_client_call_metadata(pc->call, name, eq + 1);
 		}
-		if (p.pingpong && p.nmsgs > 0)
+		if (p.pingpong && p.total > 0)
 			probe_send_next(pc);
 		else
 			probe_drained(pc->call, pc);

@@ -53,6 +53,7 @@ class Result:
         self.messages = {}
         self.status = {}
         self.down = None
+        self.sent = {}
         for line in text.splitlines():
             if line.startswith("message "):
                 _, i, hexmsg = line.split(" ", 2)
@@ -61,6 +62,9 @@ class Result:
             elif line.startswith("status "):
                 _, i, code, name, *msg = line.split(" ", 4)
                 self.status[int(i)] = (int(code), name, msg[0] if msg else "")
+            elif line.startswith("sent "):
+                _, i, n, refused = line.split()
+                self.sent[int(i)] = (int(n), int(refused))
             elif line.startswith("down "):
                 self.down = line[5:]
         for marker in SANITIZER_REPORT:
@@ -124,6 +128,19 @@ def test_client_streaming(pyserver, pb2):
     assert len(r.messages[0]) == 1
     m = r.messages[0][0]
     assert (m.text, m.seq, m.received) == ("abc", 3, 3000)
+
+
+def test_client_streaming_paced(pyserver, pb2):
+    """3 MB of requests through a 1 MiB send queue: the producer is told
+    -EAGAIN, waits for drained() and nothing is lost."""
+    r = probe(pb2, pyserver.port, COLLECT, [req(pb2, text="", payload=b"z" * 1000)],
+              "--repeat", "3000")
+    assert r.status == {0: (0, "OK", "")}
+    m = r.messages[0][0]
+    assert (m.seq, m.received) == (3000, 3000 * 1000)
+    sent, refused = r.sent[0]
+    assert sent == 3000
+    assert refused >= 2
 
 
 def test_bidi_pingpong(pyserver, pb2):
