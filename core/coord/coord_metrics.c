@@ -143,7 +143,7 @@ coord_metrics_write(struct coord *c, struct evbuffer *out)
 	coord_view_write_metrics(c->view, out, &skipped);
 	metrics_family(out, "troika_coord_samples_shadowed", "gauge",
 	    "Agent samples left out of this page: their names belong to the "
-	    "coordinator, or their type differs from their family's.");
+	    "coordinator.");
 	metrics_sample(out, "troika_coord_samples_shadowed", NULL, 0, NULL,
 	    (double)skipped);
 }

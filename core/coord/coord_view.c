@@ -316,18 +316,50 @@ coord_view_key(const Troika__V1__Sample *s)
 }
 
 static int
+coord_view_suffix(const char *name, const char *suffix)
+{
+	size_t n = strlen(name), m = strlen(suffix);
+
+	return n >= m && strcmp(name + n - m, suffix) == 0;
+}
+
+/*
+ * The page must pass `promtool check metrics`, whatever an agent sends:
+ * besides the exposition format's own rules, its lint rules (counters end
+ * in _total, gauges do not end in _total, _count, _sum or _bucket nor carry
+ * le or quantile, names are snake_case) are enforced here.
+ */
+static int
 coord_view_sample_valid(const Troika__V1__Sample *s)
 {
+	static const char *const gauge_suffixes[] = {
+	    "_total",
+	    "_count",
+	    "_sum",
+	    "_bucket",
+	};
+	int gauge = s->type == TROIKA__V1__METRIC_TYPE__METRIC_TYPE_GAUGE;
+
 	if (!metrics_name_valid(s->name))
 		return 0;
-	if (s->type != TROIKA__V1__METRIC_TYPE__METRIC_TYPE_GAUGE &&
-	    s->type != TROIKA__V1__METRIC_TYPE__METRIC_TYPE_COUNTER)
+	if (!gauge && s->type != TROIKA__V1__METRIC_TYPE__METRIC_TYPE_COUNTER)
 		return 0;
+	if (!gauge && !coord_view_suffix(s->name, "_total"))
+		return 0;
+	for (size_t i = 0;
+	     gauge && i < sizeof(gauge_suffixes) / sizeof(gauge_suffixes[0]);
+	     i++)
+		if (coord_view_suffix(s->name, gauge_suffixes[i]))
+			return 0;
+	for (const char *c = s->name; c[0] != '\0' && c[1] != '\0'; c++)
+		if (c[0] >= 'a' && c[0] <= 'z' && c[1] >= 'A' && c[1] <= 'Z')
+			return 0;
 	for (size_t i = 0; i < s->n_labels; i++) {
 		const char *ln = s->labels[i]->name;
 
 		/* node is ours to add. */
-		if (!metrics_label_name_valid(ln) || strcmp(ln, "node") == 0)
+		if (!metrics_label_name_valid(ln) || strcmp(ln, "node") == 0 ||
+		    strcmp(ln, "le") == 0 || strcmp(ln, "quantile") == 0)
 			return 0;
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(s->labels[j]->name, ln) == 0)
@@ -592,13 +624,12 @@ coord_view_write_samples(
 		        ? "counter"
 		        : "gauge",
 		    help != NULL ? help : "Re-exported from agents.");
-		for (; i < end; i++) {
-			if (refs[i].s->type != type) {
-				(*skipped)++;
-				continue;
-			}
+		/*
+		 * One type per family: coord_view_sample_valid() let no
+		 * counter without _total nor gauge with it in.
+		 */
+		for (; i < end; i++)
 			coord_view_write_sample(out, &refs[i], l);
-		}
 	}
 out:
 	free(l);

@@ -66,8 +66,12 @@ struct coord_node {
 
 /* Why samples of a batch were not kept. */
 struct coord_view_drops {
-	uint64_t invalid; /* bad metric or label name, a node label, bad type */
-	uint64_t limit;   /* over COORD_VIEW_MAX_SAMPLES */
+	/*
+	 * A bad metric or label name, a node, le or quantile label, an
+	 * unknown type, or a name promtool's lint refuses for its type.
+	 */
+	uint64_t invalid;
+	uint64_t limit; /* over COORD_VIEW_MAX_SAMPLES */
 };
 
 struct coord_view {
@@ -126,8 +130,8 @@ size_t coord_view_connected(const struct coord_view *v);
  * (0 OK .. 3 UNKNOWN, as the agent's), troika_coord_node_connected{node},
  * troika_coord_agent_dropped_samples_total{node}, and every kept sample
  * with a node label, grouped by family. Samples whose names the
- * coordinator writes itself, or whose type differs from their family's on
- * another node, are left out (counted in *ret_skipped if not NULL).
+ * coordinator writes itself are left out (counted in *ret_skipped if not
+ * NULL).
  */
 void coord_view_write_metrics(
     const struct coord_view *v, struct evbuffer *out, uint64_t *ret_skipped);

@@ -249,6 +249,8 @@ def test_agent_stream_status_and_metrics(coord, pb):
                ("redis_commands_processed_total", {"check": "db", "plugin": "redis"}, 1234,
                 agent_pb2.METRIC_TYPE_COUNTER, "Commands processed."),
                ("bad name", {}, 1, agent_pb2.METRIC_TYPE_GAUGE, ""),
+               # promtool would refuse the page with it.
+               ("requests", {}, 1, agent_pb2.METRIC_TYPE_COUNTER, ""),
            ], dropped=3),
            beat(agent_pb2, 1))
     coord.got("heartbeat", 1)
@@ -296,7 +298,8 @@ def test_agent_stream_status_and_metrics(coord, pb):
     assert "# TYPE redis_commands_processed_total counter" in text
     assert "# HELP redis_connected_clients Connected clients." in text
     assert v("troika_coord_agent_dropped_samples_total", node="node-1") == 3
-    assert v("troika_coord_samples_dropped_total", reason="invalid") == 1
+    assert v("troika_coord_samples_dropped_total", reason="invalid") == 2
+    assert not any(k[0] == "requests" for k in m)
     assert v("troika_coord_agent_streams") == 2
     assert v("troika_coord_agent_streams_started_total") == 2
     assert v("troika_coord_nodes", state="connected") == 2
