@@ -73,11 +73,12 @@ coord_admin_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 		s->agent_version = node->hello->version;
 		s->agent_start_time_unix_nano =
 		    node->hello->start_time_unix_nano;
-		s->checks = &results[nres];
 		for (size_t j = 0; j < node->nchecks; j++)
 			if (node->checks[j].last != NULL)
 				results[nres + s->n_checks++] =
 				    node->checks[j].last;
+		/* results is NULL when no node has a check. */
+		s->checks = s->n_checks > 0 ? &results[nres] : NULL;
 		nres += s->n_checks;
 		pns[n++] = s;
 	}

@@ -436,6 +436,18 @@ def test_bad_streams_refused_good_one_unharmed(coord, pb):
     assert good.outcome()[0] == grpc.StatusCode.OK
 
 
+def test_node_without_checks(coord, pb):
+    """A web node with nothing configured yet: in the status, no checks."""
+    agent_pb2, _ = pb
+    s = Stream(coord.connect)
+    s.send(hello(agent_pb2, "node-0", checks=()))
+    assert s.recv().WhichOneof("body") == "welcome"
+    assert [(n.node, n.connected, len(n.checks)) for n in coord.status().nodes] == [
+        ("node-0", True, 0)]
+    s.close()
+    assert s.outcome()[0] == grpc.StatusCode.OK
+
+
 def test_newer_stream_takes_over(coord, pb):
     agent_pb2, _ = pb
     OK = agent_pb2.CHECK_STATUS_OK
