@@ -175,7 +175,9 @@ void grpc_client_call_cancel(struct grpc_client_call *call);
 
 /*
  * A response header or trailer by lower-case name (custom metadata,
- * content-type, ...); NULL if absent. Valid until close() returns.
+ * content-type, ...); NULL if absent. Trailers are there by close():
+ * read them in it. grpc-status and grpc-message are not kept here (they
+ * are close()'s arguments). The value is valid until close() returns.
  */
 const char *grpc_client_call_header(const struct grpc_client_call *call,
     const char *name);

@@ -161,6 +161,7 @@ struct ccall {
 	int status;
 	char message[128];
 	char ct[64];
+	char trailer[32]; /* x-t, read in close() */
 };
 
 struct ctx {
@@ -219,8 +220,9 @@ c_close(struct grpc_client_call *call, int status, const char *message,
     void *arg)
 {
 	struct ccall *c = arg;
+	const char *t = grpc_client_call_header(call, "x-t");
 
-	(void)call;
+	snprintf(c->trailer, sizeof(c->trailer), "%s", t != NULL ? t : "");
 	c->closed++;
 	c->status = status;
 	c->call = NULL;
@@ -1010,6 +1012,31 @@ test_fake_no_status(void **state)
 	fs_free();
 }
 
+/* Custom metadata in headers and trailers, read up to close(). */
+static void
+test_fake_metadata(void **state)
+{
+	struct ctx *c = *state;
+	static const nghttp2_nv h[] = {
+		NV(":status", "200"), NV("content-type", "application/grpc+proto"),
+		NV("x-h", "1"),
+	};
+	static const nghttp2_nv t[] = {
+		NV("grpc-status", "0"), NV("x-t", "two"),
+	};
+	static const uint8_t body[] = { 0, 0, 0, 0, 1, 'm' };
+	struct ccall *cc;
+
+	ctx_connect_fake(c);
+	cc = fs_reply(c, h, 3, body, sizeof(body), t, 2);
+	assert_int_equal(cc->status, GRPC_STATUS_OK);
+	assert_int_equal(cc->headers, 1);
+	assert_string_equal(cc->ct, "application/grpc+proto");
+	assert_string_equal(cc->trailer, "two");
+	assert_string_equal(cc->last, "m");
+	fs_free();
+}
+
 static void
 test_fake_cut_message(void **state)
 {
@@ -1496,6 +1523,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_fake_goaway, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_fake_too_many_pings, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_fake_metadata, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_fake_flow_control, setup,
 		    teardown),
