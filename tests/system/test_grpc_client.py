@@ -106,6 +106,10 @@ def test_many_calls_one_connection(pyserver, pb2):
     r = probe(pb2, pyserver.port, SAY, [req(pb2, text="x")], "--calls", "20")
     assert r.status == {i: (0, "OK", "") for i in range(20)}
     assert all(len(r.messages[i]) == 1 for i in range(20))
+    # 300 streams at once, each with its own ten replies in order.
+    r = probe(pb2, pyserver.port, COUNT, [req(pb2, text="s", count=10)], "--calls", "300")
+    assert r.status == {i: (0, "OK", "") for i in range(300)}
+    assert all([m.seq for m in r.messages[i]] == list(range(10)) for i in range(300))
 
 
 def test_metadata(pyserver, pb2):
