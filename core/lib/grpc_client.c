@@ -40,6 +40,8 @@
 
 /* nghttp2 output is pulled while the transport holds less than this. */
 #define GRPC_CLIENT_OUT_HIGH (64 * 1024)
+/* Input given to nghttp2 between two flushes. */
+#define GRPC_CLIENT_IN_BATCH (8 * 1024)
 /* Response headers and trailers kept per call, names and values. */
 #define GRPC_CLIENT_MAX_HEADERS (16 * 1024)
 
@@ -800,18 +802,29 @@ grpc_client_read_cb(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 	size_t len;
 
-	while (!cl->down && (len = evbuffer_get_contiguous_space(in)) > 0) {
-		ssize_t n = nghttp2_session_mem_recv(cl->h2,
-		    evbuffer_pullup(in, (ssize_t)len), len);
+	/*
+	 * In batches, with output flushed in between: the control frames a
+	 * batch makes nghttp2 answer (a PING flood) stay well under its
+	 * limit of queued acks, and once our output backs up the flush
+	 * pauses reading, so a server that sends but never reads gets
+	 * nothing more from us.
+	 */
+	while (!cl->down && !cl->read_paused &&
+	    (len = evbuffer_get_contiguous_space(in)) > 0) {
+		ssize_t n;
 
+		if (len > GRPC_CLIENT_IN_BATCH)
+			len = GRPC_CLIENT_IN_BATCH;
+		n = nghttp2_session_mem_recv(cl->h2,
+		    evbuffer_pullup(in, (ssize_t)len), len);
 		if (n < 0) {
 			grpc_client_go_down(cl, nghttp2_strerror((int)n));
 			return;
 		}
 		cl->stats.bytes_received += (uint64_t)n;
 		evbuffer_drain(in, (size_t)n);
+		grpc_client_flush_cb(-1, 0, cl);
 	}
-	grpc_client_flush_cb(-1, 0, cl);
 }
 
 static void
@@ -938,6 +951,20 @@ out:
 	return rc;
 }
 
+/*
+ * The write callback runs when the transport is down to 16 KiB (more
+ * output, and reading again if it was paused); reads stop at 256 KiB
+ * held, so a fast server cannot make the input grow without bound.
+ */
+static void
+grpc_client_setcb(struct grpc_client *cl)
+{
+	bufferevent_setcb(cl->bev, grpc_client_read_cb, grpc_client_write_cb,
+	    grpc_client_event_cb, cl);
+	bufferevent_setwatermark(cl->bev, EV_WRITE, 16 * 1024, 0);
+	bufferevent_setwatermark(cl->bev, EV_READ, 0, 256 * 1024);
+}
+
 static struct grpc_client *
 grpc_client_new(struct event_base *base, const char *authority,
     const struct grpc_client_config *cfg, grpc_client_down_cb down,
@@ -991,8 +1018,7 @@ grpc_client_adopt(struct event_base *base, struct bufferevent *bev,
 	}
 	cl->bev = bev;
 	cl->connected = 1;
-	bufferevent_setcb(bev, grpc_client_read_cb, grpc_client_write_cb,
-	    grpc_client_event_cb, cl);
+	grpc_client_setcb(cl);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 	grpc_client_schedule_flush(cl);
 	return cl;
@@ -1049,8 +1075,7 @@ grpc_client_connect(struct event_base *base, const char *host, int port,
 	} else if ((cl->bev = bufferevent_socket_new(base, -1,
 	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS)) == NULL)
 		goto fail;
-	bufferevent_setcb(cl->bev, grpc_client_read_cb, grpc_client_write_cb,
-	    grpc_client_event_cb, cl);
+	grpc_client_setcb(cl);
 	/*
 	 * Without an evdns base the name is resolved at once (numeric
 	 * addresses, or /etc/hosts, in practice); the connect is async.

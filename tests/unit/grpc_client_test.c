@@ -1437,6 +1437,57 @@ test_reconnect_too_many_pings(void **state)
 	fs_free();
 }
 
+
+static void
+drain_cb(struct bufferevent *bev, void *arg)
+{
+	struct evbuffer *in = bufferevent_get_input(bev);
+
+	(void)arg;
+	evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+#define NPINGS 60000
+
+static int
+all_pings_read(struct ctx *c)
+{
+	return grpc_client_stats(c->cl)->bytes_received == 9 + NPINGS * 17;
+}
+
+/*
+ * A server that floods PINGs and reads nothing back: the client reads
+ * only while its acks can go out, holds a bounded output, stays up, and
+ * catches up once the server reads.
+ */
+static void
+test_ping_flood_not_reading(void **state)
+{
+	struct ctx *c = *state;
+	static const uint8_t settings[9] = { 0, 0, 0, 4, 0, 0, 0, 0, 0 };
+	static const uint8_t ping[17] = { 0, 0, 8, 6, 0, 0, 0, 0, 0 };
+	const struct grpc_client_stats *st;
+
+	c->ccfg.connect_timeout_ms = 0;
+	c->ccfg.keepalive_ms = 0;
+	ctx_connect_silent(c);
+	bufferevent_write(c->peer, settings, sizeof(settings));
+	for (int i = 0; i < NPINGS; i++)
+		bufferevent_write(c->peer, ping, sizeof(ping));
+	assert_true(run_until(c, never, 200) == 0);
+	st = grpc_client_stats(c->cl);
+	assert_int_equal(c->down, 0);
+	assert_true(grpc_client_usable(c->cl));
+	/* 17-byte acks: at most the 64 KiB mark plus one batch's worth. */
+	assert_true(st->bytes_sent < 64 * 1024 + 16 * 1024);
+	assert_true(st->bytes_received < NPINGS * 17 / 4);
+
+	bufferevent_setcb(c->peer, drain_cb, NULL, NULL, NULL);
+	bufferevent_enable(c->peer, EV_READ);
+	assert_true(run_until(c, all_pings_read, 5000));
+	assert_int_equal(c->down, 0);
+}
+
 static void
 test_backoff(void **state)
 {
@@ -1530,6 +1581,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reconnect_too_many_pings,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ping_flood_not_reading,
 		    setup, teardown),
 		cmocka_unit_test(test_backoff),
 	};
