@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -117,7 +118,8 @@ async def run(args):
                 break
             except OSError:
                 if agent.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"agent did not come up; see {work}/agent.log")
+                    raise SystemExit("agent did not come up:\n" +
+                                     open(os.path.join(work, "agent.log")).read()[-2000:])
                 await asyncio.sleep(0.1)
         await asyncio.sleep(interval_s * 1.5)
 
@@ -136,6 +138,7 @@ async def run(args):
     finally:
         agent.send_signal(signal.SIGTERM)
         agent.wait(30)
+        shutil.rmtree(work, ignore_errors=True)
     floor = await asyncio.get_running_loop().run_in_executor(None, kernel_floor, port, 5000)
     server.close()
 
