@@ -685,7 +685,11 @@ grpc_client_flush_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (cl->down)
 		return;
-	/* New calls go out; calls that failed before going out end here. */
+	/*
+	 * New calls go out once connected (until then they are ours alone,
+	 * so a deadline or cancel ends them at once); calls that failed
+	 * before going out end here.
+	 */
 	for (call = TAILQ_FIRST(&cl->calls); call != NULL; call = next) {
 		next = TAILQ_NEXT(call, entry);
 		if (call->stream_id != 0)
@@ -694,7 +698,8 @@ grpc_client_flush_cb(evutil_socket_t fd, short what, void *arg)
 			call->local_status = GRPC_STATUS_UNAVAILABLE;
 			call->local_message = strdup("connection going away");
 		}
-		if (call->local_status < 0 && grpc_client_submit(cl, call) != 0)
+		if (call->local_status < 0 && cl->connected &&
+		    grpc_client_submit(cl, call) != 0)
 			grpc_client_call_fail(call, GRPC_STATUS_INTERNAL,
 			    "cannot submit the request");
 		if (call->local_status >= 0 && call->stream_id == 0) {

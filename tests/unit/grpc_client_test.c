@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <event2/buffer.h>
@@ -1488,6 +1489,49 @@ test_ping_flood_not_reading(void **state)
 	assert_int_equal(c->down, 0);
 }
 
+
+/*
+ * A TLS server that never answers the ClientHello (a socket nobody
+ * accepts): the call's deadline ends it on time, not the connect timeout.
+ */
+static void
+test_deadline_before_connected(void **state)
+{
+	struct ctx *c = *state;
+	struct sockaddr_in sin;
+	socklen_t slen = sizeof(sin);
+	struct ccall *cc;
+	struct timespec t0, t1;
+	void *tls;
+	int fd;
+
+	assert_true((fd = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(listen(fd, 4), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &slen), 0);
+	assert_non_null(tls = grpc_tls_client_ctx(NULL, NULL, NULL));
+	c->ccfg.connect_timeout_ms = 5000;
+	assert_non_null(c->cl = grpc_client_connect(c->base, "127.0.0.1",
+	    ntohs(sin.sin_port), tls, NULL, &c->ccfg, c_down, c));
+	grpc_tls_ctx_free(tls); /* the client holds its own reference */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	cc = ctx_unary(c, "/t.S/Unary", "x", 100);
+	assert_true(run_until(c, all_closed, 2000));
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	assert_int_equal(cc->status, GRPC_STATUS_DEADLINE_EXCEEDED);
+	assert_true((t1.tv_sec - t0.tv_sec) * 1000 +
+	    (t1.tv_nsec - t0.tv_nsec) / 1000000 < 1000);
+	assert_int_equal(c->down, 0);
+	/* The connection itself still waits. */
+	assert_false(grpc_client_handshaken(c->cl));
+	grpc_client_free(c->cl);
+	c->cl = NULL;
+	close(fd);
+}
+
 static void
 test_backoff(void **state)
 {
@@ -1583,6 +1627,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_reconnect_too_many_pings,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ping_flood_not_reading,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deadline_before_connected,
 		    setup, teardown),
 		cmocka_unit_test(test_backoff),
 	};
