@@ -1532,6 +1532,35 @@ test_deadline_before_connected(void **state)
 	close(fd);
 }
 
+
+/* Our own GOAWAY: no new calls, the open one finishes, then down(). */
+static void
+test_shutdown(void **state)
+{
+	struct ctx *c = *state;
+	struct ccall *cc;
+
+	ctx_connect(c);
+	cc = ctx_open(c, "/t.S/Chat", 0);
+	assert_int_equal(grpc_client_call_send(cc->call, "x", 1), 0);
+	assert_true(run_until(c, is_held, 2000));
+	grpc_client_shutdown(c->cl);
+	grpc_client_shutdown(c->cl); /* once is enough */
+	assert_false(grpc_client_usable(c->cl));
+	errno = 0;
+	assert_null(grpc_client_call_open(c->cl, "/t.S/Chat", 0, &chandler,
+	    NULL));
+	assert_int_equal(errno, ENOTCONN);
+	/* The open call goes on. */
+	assert_int_equal(grpc_client_call_send(cc->call, "y", 1), 0);
+	assert_int_equal(grpc_client_call_half_close(cc->call), 0);
+	assert_true(run_until(c, all_closed, 2000));
+	assert_int_equal(cc->status, GRPC_STATUS_OK);
+	assert_string_equal(cc->all, "x,y,");
+	assert_true(run_until(c, is_down, 2000));
+	assert_string_equal(c->down_reason, "GOAWAY and no calls left");
+}
+
 static void
 test_backoff(void **state)
 {
@@ -1630,6 +1659,7 @@ main(void)
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deadline_before_connected,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shutdown, setup, teardown),
 		cmocka_unit_test(test_backoff),
 	};
 
