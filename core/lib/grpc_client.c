@@ -872,8 +872,12 @@ grpc_client_event_cb(struct bufferevent *bev, short what, void *arg)
 	if (what & BEV_EVENT_ERROR) {
 		unsigned long e = cl->tls != NULL ?
 		    bufferevent_get_openssl_error(bev) : 0;
+		int dns = bufferevent_socket_get_dns_error(bev);
 
-		if (e != 0) {
+		if (dns != 0) {
+			snprintf(reason, sizeof(reason), "cannot resolve: %s",
+			    evutil_gai_strerror(dns));
+		} else if (e != 0) {
 			char ebuf[96];
 
 			ERR_error_string_n(e, ebuf, sizeof(ebuf));
@@ -1086,8 +1090,8 @@ grpc_client_connect(struct event_base *base, const char *host, int port,
 	 * addresses, or /etc/hosts, in practice); the connect is async.
 	 * A failure shows up as an error event: down() from the loop.
 	 */
-	if (bufferevent_socket_connect_hostname(cl->bev, NULL, AF_UNSPEC, host,
-	    port) != 0) {
+	if (bufferevent_socket_connect_hostname(cl->bev, cl->cfg.dns_base,
+	    AF_UNSPEC, host, port) != 0) {
 		int e = bufferevent_socket_get_dns_error(cl->bev);
 		char reason[128];
 

@@ -51,6 +51,12 @@ struct grpc_client_config {
 	int64_t connect_timeout_ms; /* TCP + TLS + SETTINGS; default 10 s */
 	int64_t keepalive_ms;      /* silence with calls open; default 60 s */
 	int64_t keepalive_timeout_ms; /* wait for the PING ack; default 20 s */
+	/*
+	 * A struct evdns_base * to resolve names without blocking the loop;
+	 * NULL (the default) resolves with getaddrinfo() at once, which is
+	 * fine only for numeric addresses and /etc/hosts names.
+	 */
+	void *dns_base;
 };
 
 /* Fill in the defaults above. */

@@ -24,6 +24,7 @@
 #include <cmocka.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <nghttp2/nghttp2.h>
@@ -1561,6 +1562,60 @@ test_shutdown(void **state)
 	assert_string_equal(c->down_reason, "GOAWAY and no calls left");
 }
 
+
+static int
+first_closed(struct ctx *c)
+{
+	return c->calls[0].closed;
+}
+
+/* Names resolved by evdns, off the loop's back: one that exists, one not. */
+static void
+test_connect_dns(void **state)
+{
+	struct ctx *c = *state;
+	struct evdns_base *dns;
+	struct grpc_method m = {
+		.path = "/t.S/Unary",
+		.kind = GRPC_METHOD_UNARY,
+		.handler = &unary_h,
+	};
+	struct ccall *cc;
+	int port = 0;
+
+	assert_non_null(c->srv = grpc_server_new(c->base, &c->scfg));
+	assert_int_equal(grpc_server_add_method(c->srv, &m), 0);
+	assert_int_equal(grpc_server_listen(c->srv, "127.0.0.1", 0, NULL,
+	    &port), 0);
+	/*
+	 * /etc/hosts, and a name server on a loopback port where nobody
+	 * answers: nothing leaves the machine.
+	 */
+	assert_non_null(dns = evdns_base_new(c->base, 0));
+	assert_int_equal(evdns_base_nameserver_ip_add(dns, "127.0.0.1:9"), 0);
+	assert_int_equal(evdns_base_load_hosts(dns, "/etc/hosts"), 0);
+	evdns_base_set_option(dns, "timeout:", "0.2");
+	evdns_base_set_option(dns, "attempts:", "1");
+	c->ccfg.dns_base = dns;
+	assert_non_null(c->cl = grpc_client_connect(c->base, "localhost", port,
+	    NULL, NULL, &c->ccfg, c_down, c));
+	cc = ctx_unary(c, "/t.S/Unary", "by name", 1000);
+	assert_true(run_until(c, first_closed, 2000));
+	assert_int_equal(cc->status, GRPC_STATUS_OK);
+	assert_string_equal(cc->last, "by name");
+	grpc_client_free(c->cl);
+
+	assert_non_null(c->cl = grpc_client_connect(c->base, "no-such.invalid",
+	    port, NULL, NULL, &c->ccfg, c_down, c));
+	cc = ctx_unary(c, "/t.S/Unary", "x", 0);
+	assert_true(run_until(c, is_down, 3000));
+	assert_int_equal(cc->status, GRPC_STATUS_UNAVAILABLE);
+	assert_non_null(strstr(c->down_reason, "cannot resolve"));
+	grpc_client_free(c->cl);
+	c->cl = NULL;
+	evdns_base_free(dns, 0);
+}
+
 static void
 test_backoff(void **state)
 {
@@ -1660,6 +1715,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_deadline_before_connected,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shutdown, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_connect_dns, setup, teardown),
 		cmocka_unit_test(test_backoff),
 	};
 
