@@ -34,6 +34,7 @@
 #include "grpc_status.h"
 
 struct event_base;
+struct evbuffer;
 struct bufferevent;
 struct grpc_client;
 struct grpc_client_call;
@@ -242,8 +243,9 @@ typedef void (*grpc_reconnect_down_cb)(struct grpc_reconnect *r,
     const char *reason, int64_t next_ms, void *arg);
 
 /*
- * Start: the first attempt follows from the loop at once. tls (SSL_CTX *, referenced per client), authority and
- * cfg as for grpc_client_connect(); backoff NULL means the defaults, its
+ * Start: the first attempt follows from the loop at once. tls (SSL_CTX *,
+ * referenced per client), authority and cfg (its dns_base too) as for
+ * grpc_client_connect(); backoff NULL means the defaults, its
  * rng is seeded here. Returns NULL (errno set) on failure.
  */
 struct grpc_reconnect *grpc_reconnect_new(struct event_base *base,
@@ -260,6 +262,17 @@ int64_t grpc_reconnect_keepalive_ms(const struct grpc_reconnect *r);
 
 /* Attempts made so far (the first included). */
 uint64_t grpc_reconnect_attempts(const struct grpc_reconnect *r);
+
+/*
+ * Prometheus families for n reconnectors, one series each labelled
+ * target="host:port" (counters summed over all their clients):
+ * troika_grpc_client_connected (gauge), ..._connect_attempts_total,
+ * ..._calls_started_total, ..._calls_handled_total{grpc_code},
+ * ..._msg_sent_total, ..._msg_received_total, ..._sent_bytes_total,
+ * ..._received_bytes_total, ..._keepalive_pings_total.
+ */
+void grpc_reconnect_write_metrics(struct grpc_reconnect *const *rs, size_t n,
+    struct evbuffer *out);
 
 /*
  * Stop: the current client is freed (its calls end CANCELLED, down() is

@@ -8,6 +8,7 @@
 #include "grpc_client.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 #include <openssl/ssl.h>
 
 #include "log.h"
+#include "metrics.h"
 
 struct grpc_reconnect {
 	struct event_base *base;
@@ -31,6 +33,9 @@ struct grpc_reconnect {
 	struct grpc_client *cl;
 	struct event *retry_ev;
 	uint64_t attempts;
+	char target[300];      /* host:port, the metrics' label */
+	/* Counters of the clients already gone (the current one is live). */
+	struct grpc_client_stats past;
 	grpc_reconnect_attempt_cb attempt;
 	grpc_reconnect_down_cb down;
 	void *arg;
@@ -38,6 +43,27 @@ struct grpc_reconnect {
 
 static void grpc_reconnect_retry_cb(evutil_socket_t fd, short what,
     void *arg);
+
+/* Add what a client counted to dst (gauges left alone). */
+static void
+grpc_reconnect_add(struct grpc_client_stats *dst,
+    const struct grpc_client_stats *st)
+{
+	dst->calls_started += st->calls_started;
+	dst->msgs_sent += st->msgs_sent;
+	dst->msgs_received += st->msgs_received;
+	dst->bytes_sent += st->bytes_sent;
+	dst->bytes_received += st->bytes_received;
+	dst->pings_sent += st->pings_sent;
+	for (int c = 0; c <= GRPC_STATUS_MAX; c++)
+		dst->handled[c] += st->handled[c];
+}
+
+static void
+grpc_reconnect_account(struct grpc_reconnect *r, struct grpc_client *cl)
+{
+	grpc_reconnect_add(&r->past, grpc_client_stats(cl));
+}
 
 static void
 grpc_reconnect_schedule(struct grpc_reconnect *r, const char *reason)
@@ -73,6 +99,7 @@ grpc_reconnect_client_down_cb(struct grpc_client *cl, const char *reason,
 		    r->host, r->port, (long long)r->cfg.keepalive_ms);
 	}
 	snprintf(why, sizeof(why), "%s", reason);
+	grpc_reconnect_account(r, cl);
 	grpc_client_free(cl);
 	r->cl = NULL;
 	grpc_reconnect_schedule(r, why);
@@ -131,6 +158,8 @@ grpc_reconnect_new(struct event_base *base, const char *host, int port,
 		r->backoff.rng = rng;
 		grpc_backoff_reset(&r->backoff);
 	}
+	snprintf(r->target, sizeof(r->target), strchr(host, ':') != NULL ?
+	    "[%s]:%d" : "%s:%d", host, port);
 	if ((r->host = strdup(host)) == NULL ||
 	    (authority != NULL && (r->authority = strdup(authority)) == NULL) ||
 	    (r->retry_ev = evtimer_new(base, grpc_reconnect_retry_cb,
@@ -164,6 +193,93 @@ uint64_t
 grpc_reconnect_attempts(const struct grpc_reconnect *r)
 {
 	return r->attempts;
+}
+
+static void
+grpc_reconnect_family(struct evbuffer *out, struct grpc_reconnect *const *rs,
+    size_t n, const char *name, const char *type, const char *help,
+    size_t offset)
+{
+	struct troika_label l = { "target", NULL };
+
+	metrics_family(out, name, type, help);
+	for (size_t i = 0; i < n; i++) {
+		struct grpc_client_stats st = rs[i]->past;
+
+		if (rs[i]->cl != NULL)
+			grpc_reconnect_add(&st, grpc_client_stats(rs[i]->cl));
+		l.value = rs[i]->target;
+		metrics_sample(out, name, &l, 1, NULL,
+		    (double)*(const uint64_t *)(const void *)
+		    ((const char *)&st + offset));
+	}
+}
+
+void
+grpc_reconnect_write_metrics(struct grpc_reconnect *const *rs, size_t n,
+    struct evbuffer *out)
+{
+	struct troika_label l[2] = { { "target", NULL }, { "grpc_code", NULL } };
+
+	if (n == 0)
+		return;
+	metrics_family(out, "troika_grpc_client_connected", "gauge",
+	    "1 while the connection to the target completed its handshake "
+	    "and is up.");
+	for (size_t i = 0; i < n; i++) {
+		const struct grpc_client *cl = rs[i]->cl;
+
+		l[0].value = rs[i]->target;
+		metrics_sample(out, "troika_grpc_client_connected", l, 1, NULL,
+		    cl != NULL && grpc_client_handshaken(cl) &&
+		    grpc_client_usable(cl) ? 1 : 0);
+	}
+	metrics_family(out, "troika_grpc_client_connect_attempts_total",
+	    "counter", "Connection attempts, the first included.");
+	for (size_t i = 0; i < n; i++) {
+		l[0].value = rs[i]->target;
+		metrics_sample(out, "troika_grpc_client_connect_attempts_total",
+		    l, 1, NULL, (double)rs[i]->attempts);
+	}
+	grpc_reconnect_family(out, rs, n, "troika_grpc_client_calls_started_total",
+	    "counter", "Calls opened.",
+	    offsetof(struct grpc_client_stats, calls_started));
+	metrics_family(out, "troika_grpc_client_calls_handled_total", "counter",
+	    "Calls ended, by final status.");
+	for (size_t i = 0; i < n; i++) {
+		struct grpc_client_stats st = rs[i]->past;
+
+		if (rs[i]->cl != NULL)
+			grpc_reconnect_add(&st, grpc_client_stats(rs[i]->cl));
+		l[0].value = rs[i]->target;
+		for (int c = 0; c <= GRPC_STATUS_MAX; c++) {
+			/* OK always, so the series exists from the start. */
+			if (st.handled[c] == 0 && c != GRPC_STATUS_OK)
+				continue;
+			l[1].value = grpc_status_str(c);
+			metrics_sample(out,
+			    "troika_grpc_client_calls_handled_total", l, 2, NULL,
+			    (double)st.handled[c]);
+		}
+	}
+	grpc_reconnect_family(out, rs, n, "troika_grpc_client_msg_sent_total",
+	    "counter", "Request messages queued.",
+	    offsetof(struct grpc_client_stats, msgs_sent));
+	grpc_reconnect_family(out, rs, n,
+	    "troika_grpc_client_msg_received_total", "counter",
+	    "Response messages received.",
+	    offsetof(struct grpc_client_stats, msgs_received));
+	grpc_reconnect_family(out, rs, n, "troika_grpc_client_sent_bytes_total",
+	    "counter", "HTTP/2 bytes sent, framing included.",
+	    offsetof(struct grpc_client_stats, bytes_sent));
+	grpc_reconnect_family(out, rs, n,
+	    "troika_grpc_client_received_bytes_total", "counter",
+	    "HTTP/2 bytes received, framing included.",
+	    offsetof(struct grpc_client_stats, bytes_received));
+	grpc_reconnect_family(out, rs, n,
+	    "troika_grpc_client_keepalive_pings_total", "counter",
+	    "Keepalive PINGs sent.",
+	    offsetof(struct grpc_client_stats, pings_sent));
 }
 
 void

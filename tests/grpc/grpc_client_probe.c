@@ -6,9 +6,10 @@
  *
  *   grpc_client_probe [options] HOST PORT PATH [HEXMSG ...]
  *
- * Every call sends the messages (--repeat N: N times over), then half-closes (--pingpong: one
- * message per reply received, for bidi; --no-half-close: the call stays
- * open until the server, the deadline or the connection ends it). Output, one line each, flushed:
+ * Every call sends the messages (--repeat N: N times over), then
+ * half-closes (--pingpong: one message per reply received, for bidi;
+ * --no-half-close: the call stays open until the server, the deadline or
+ * the connection ends it). Output, one line each, flushed:
  *   headers I
  *   message I HEX
  *   sent I MESSAGES_SENT SENDS_REFUSED_FOR_A_FULL_QUEUE

@@ -1282,6 +1282,63 @@ r_listen(struct ctx *c, int *port)
 	    port), 0);
 }
 
+
+/* A line (fmt) is on the page text. */
+static void
+r_expect(const char *text, const char *fmt, ...)
+{
+	char want[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(want, sizeof(want), fmt, ap);
+	va_end(ap);
+	if (strstr(text, want) == NULL)
+		fail_msg("not on the page: %s\n%s", want, text);
+}
+
+/* The page has the counts of every client so far, and promtool likes it. */
+static void
+r_check_metrics(struct grpc_reconnect *r, int port, int ncalls)
+{
+	struct evbuffer *out = evbuffer_new();
+	char *text;
+	size_t len;
+	FILE *f;
+	int attempts = (int)grpc_reconnect_attempts(r);
+
+	assert_non_null(out);
+	grpc_reconnect_write_metrics(&r, 1, out);
+	len = evbuffer_get_length(out);
+	text = (char *)evbuffer_pullup(out, -1);
+	text = strndup(text, len);
+	assert_non_null(text);
+	r_expect(text, "\ntroika_grpc_client_connected{target=\"127.0.0.1:%d\"} 1\n",
+	    port);
+	r_expect(text, "\ntroika_grpc_client_connect_attempts_total"
+	    "{target=\"127.0.0.1:%d\"} %d\n", port, attempts);
+	r_expect(text, "\ntroika_grpc_client_calls_started_total"
+	    "{target=\"127.0.0.1:%d\"} %d\n", port, ncalls);
+	r_expect(text, "\ntroika_grpc_client_calls_handled_total"
+	    "{target=\"127.0.0.1:%d\",grpc_code=\"UNAVAILABLE\"} %d\n", port,
+	    ncalls - 1);
+	r_expect(text, "\ntroika_grpc_client_calls_handled_total"
+	    "{target=\"127.0.0.1:%d\",grpc_code=\"OK\"} %d\n", port, 0);
+	/* The first call's reply, and the last one's. */
+	r_expect(text, "\ntroika_grpc_client_msg_received_total"
+	    "{target=\"127.0.0.1:%d\"} %d\n", port, 2);
+	r_expect(text, "\ntroika_grpc_client_msg_sent_total"
+	    "{target=\"127.0.0.1:%d\"} %d\n", port, ncalls);
+	if (access("/usr/bin/promtool", X_OK) == 0) {
+		assert_non_null(f = popen("/usr/bin/promtool check metrics "
+		    ">/dev/null 2>&1", "w"));
+		fwrite(text, 1, len, f);
+		assert_int_equal(pclose(f), 0);
+	}
+	free(text);
+	evbuffer_free(out);
+}
+
 static void
 test_reconnect(void **state)
 {
@@ -1325,6 +1382,7 @@ test_reconnect(void **state)
 	r_listen(c, &port);
 	assert_true(run_until(c, r_last_answered, 2000));
 	assert_true(grpc_client_handshaken(grpc_reconnect_client(r)));
+	r_check_metrics(r, port, c->ncalls);
 	grpc_reconnect_free(r);
 	assert_int_equal(c->calls[c->ncalls - 1].status, GRPC_STATUS_CANCELLED);
 }
