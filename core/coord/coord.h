@@ -22,6 +22,7 @@ struct coord_conf;
 struct coord_view;
 struct coord_http;
 struct coord_stream;
+struct coord_events;
 
 /* Kinds of AgentMessage, for counters. */
 enum coord_msg_kind {
@@ -53,6 +54,7 @@ struct coord {
 	const struct coord_conf *conf;
 	struct grpc_server *srv;
 	struct coord_view *view;
+	struct coord_events *events;
 	struct coord_http *http;
 	uint64_t next_stream; /* ids of Connect streams, from 1 */
 	LIST_HEAD(, coord_stream) streams;

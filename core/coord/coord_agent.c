@@ -22,8 +22,10 @@
 
 #include "coord.h"
 #include "coord_conf.h"
+#include "coord_events.h"
 #include "coord_view.h"
 #include "log.h"
+#include "status.h"
 #include "troika/v1/agent.pb-c.h"
 
 /* At most this many refused streams are logged per window. */
@@ -224,8 +226,9 @@ coord_stream_hello(struct coord_stream *st, struct grpc_call *call,
     Troika__V1__AgentMessage *am, uint64_t now)
 {
 	Troika__V1__Hello *h = am->hello;
+	const struct coord_node *prev;
 	char *node;
-	int r;
+	int r, owned;
 
 	if (st->node != NULL && strcmp(st->node, h->node) != 0) {
 		coord_stream_fail(st, call, GRPC_STATUS_INVALID_ARGUMENT,
@@ -237,6 +240,8 @@ coord_stream_hello(struct coord_stream *st, struct grpc_call *call,
 		    st, call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
 		return;
 	}
+	prev = coord_view_node(st->c->view, node);
+	owned = prev != NULL && prev->stream == st->id;
 	r = coord_view_hello(st->c->view, st->id, h, now);
 	if (r < 0) {
 		free(node);
@@ -254,11 +259,21 @@ coord_stream_hello(struct coord_stream *st, struct grpc_call *call,
 	/* The view owns the Hello now. */
 	am->hello = NULL;
 	am->body_case = TROIKA__V1__AGENT_MESSAGE__BODY__NOT_SET;
-	if (st->node == NULL)
-		log_info("node %s connected from %s (agent %s)", node,
-		    grpc_call_peer(call), h->version);
 	free(st->node);
 	st->node = node;
+	if (!owned) {
+		const char *const f[] = {
+		    "peer",
+		    grpc_call_peer(call),
+		    "agent_version",
+		    h->version,
+		};
+
+		coord_events_emit(st->c, "node_connected",
+		    TROIKA__V1__SEVERITY__SEVERITY_INFO, node, NULL, f, 2,
+		    "node %s connected from %s (agent %s)", node,
+		    grpc_call_peer(call), h->version);
+	}
 	coord_stream_welcome(st, h);
 }
 
@@ -282,6 +297,61 @@ coord_stream_view_error(struct coord_stream *st, struct grpc_call *call, int r)
 		    st, call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
 		break;
 	}
+}
+
+/* The node's check's latest status; 0 (unspecified) if none yet. */
+static int
+coord_stream_last_status(struct coord *c, const char *node, const char *check)
+{
+	const struct coord_node *n = coord_view_node(c->view, node);
+
+	for (size_t i = 0; n != NULL && i < n->nchecks; i++)
+		if (n->checks[i].last != NULL &&
+		    strcmp(n->checks[i].name, check) == 0)
+			return (int)n->checks[i].last->status;
+	return 0;
+}
+
+static const char *
+coord_check_status_str(int status)
+{
+	/* CheckStatus is troika_status + 1 (agent.proto). */
+	return status >= 1 && status <= 4 ? troika_status_str(status - 1)
+	                                  : "none";
+}
+
+/* A check's first result, or one with another status than the last. */
+static void
+coord_stream_status_event(struct coord *c, const char *node,
+    const Troika__V1__CheckResult *res, int prev)
+{
+	Troika__V1__Severity sev;
+	const char *from = coord_check_status_str(prev);
+	const char *to = coord_check_status_str((int)res->status);
+	const char *const f[] = {
+	    "from",
+	    from,
+	    "to",
+	    to,
+	    "plugin",
+	    res->plugin,
+	    "evidence",
+	    troika_evidence_str((int)res->evidence),
+	};
+
+	switch (res->status) {
+	case TROIKA__V1__CHECK_STATUS__CHECK_STATUS_OK:
+		sev = TROIKA__V1__SEVERITY__SEVERITY_INFO;
+		break;
+	case TROIKA__V1__CHECK_STATUS__CHECK_STATUS_WARNING:
+		sev = TROIKA__V1__SEVERITY__SEVERITY_WARNING;
+		break;
+	default:
+		sev = TROIKA__V1__SEVERITY__SEVERITY_CRITICAL;
+		break;
+	}
+	coord_events_emit(c, "check_status", sev, node, res->check, f, 4,
+	    "%s on %s: %s -> %s: %s", res->check, node, from, to, res->message);
 }
 
 static enum coord_msg_kind
@@ -311,6 +381,8 @@ coord_stream_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 	struct coord_view_drops drops = {0};
 	Troika__V1__AgentMessage *am;
 	enum coord_msg_kind kind;
+	const Troika__V1__CheckResult *res;
+	int prev;
 	double t0 = coord_mono_s();
 	uint64_t now = coord_now_ns();
 	int r;
@@ -340,14 +412,19 @@ coord_stream_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 		coord_stream_hello(st, call, am, now);
 		break;
 	case COORD_MSG_CHECK_RESULT:
+		prev = coord_stream_last_status(
+		    c, st->node, am->check_result->check);
 		r = coord_view_result(
 		    c->view, st->id, st->node, am->check_result, now);
 		if (r < 0) {
 			coord_stream_view_error(st, call, r);
 			break;
 		}
+		res = am->check_result;
 		am->check_result = NULL;
 		am->body_case = TROIKA__V1__AGENT_MESSAGE__BODY__NOT_SET;
+		if ((int)res->status != prev)
+			coord_stream_status_event(c, st->node, res, prev);
 		break;
 	case COORD_MSG_METRIC_BATCH:
 		r = coord_view_samples(
@@ -388,10 +465,23 @@ coord_stream_close(struct grpc_call *call, int status)
 	if (st == NULL)
 		return;
 	if (st->node != NULL) {
-		log_info("node %s: stream ended (%s)", st->node,
-		    grpc_status_str(status));
-		coord_view_disconnect(
-		    st->c->view, st->id, st->node, coord_now_ns());
+		const struct coord_node *n =
+		    coord_view_node(st->c->view, st->node);
+
+		/* A stream replaced by a newer one leaves the node as it is. */
+		if (n != NULL && n->stream == st->id) {
+			const char *const f[] = {
+			    "grpc_code",
+			    grpc_status_str(status),
+			};
+
+			coord_view_disconnect(
+			    st->c->view, st->id, st->node, coord_now_ns());
+			coord_events_emit(st->c, "node_disconnected",
+			    TROIKA__V1__SEVERITY__SEVERITY_WARNING, st->node,
+			    NULL, f, 1, "node %s disconnected (%s)", st->node,
+			    grpc_status_str(status));
+		}
 	}
 	st->c->stats.streams_open--;
 	LIST_REMOVE(st, entry);

@@ -19,6 +19,7 @@
 
 #include "coord.h"
 #include "coord_conf.h"
+#include "coord_events.h"
 #include "coord_view.h"
 #include "log.h"
 
@@ -79,6 +80,7 @@ coord_signal_cb(evutil_socket_t sig, short what, void *arg)
 	log_info(
 	    "received %s, stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	coord_agent_shutdown(c);
+	coord_events_shutdown(c);
 	grpc_server_shutdown(c->srv, COORD_GRACE_MS, coord_done_cb, c);
 }
 
@@ -106,12 +108,15 @@ coord_start(struct coord *c)
 	int r, port;
 
 	LIST_INIT(&c->streams);
-	if ((c->view = coord_view_new()) == NULL || coord_metrics_init(c) < 0 ||
+	if ((c->view = coord_view_new()) == NULL ||
+	    (c->events = coord_events_new()) == NULL ||
+	    coord_metrics_init(c) < 0 ||
 	    (c->srv = grpc_server_new(c->base, NULL)) == NULL) {
 		log_warn("starting");
 		return -1;
 	}
-	if (coord_agent_register(c) < 0 || coord_admin_register(c) < 0) {
+	if (coord_agent_register(c) < 0 || coord_admin_register(c) < 0 ||
+	    coord_events_register(c) < 0) {
 		log_warnx("cannot register the gRPC methods");
 		return -1;
 	}
@@ -201,6 +206,7 @@ main(int argc, char *argv[])
 	coord_http_free(c.http);
 	grpc_server_free(c.srv);
 	coord_view_free(c.view);
+	coord_events_free(c.events);
 	coord_metrics_free(&c);
 	event_free(sig_term);
 	event_free(sig_int);

@@ -7,6 +7,7 @@
 
 #include "coord.h"
 #include "coord_conf.h"
+#include "coord_events.h"
 #include "coord_view.h"
 
 /* 10 us .. 1 s: a message is handled in microseconds unless the loop is sick.
@@ -133,6 +134,9 @@ coord_metrics_write(struct coord *c, struct evbuffer *out)
 	metrics_histogram_write(out,
 	    "troika_coord_agent_message_handling_seconds", NULL, 0,
 	    &c->handling);
+	coord_metrics_counter(out, "troika_coord_events_total",
+	    "Events (state changes) since the start; the last event's seq.",
+	    (double)coord_events_last_seq(c->events));
 	coord_metrics_counter(out, "troika_coord_status_requests_total",
 	    "Admin GetStatus requests.", (double)s->status_requests);
 

@@ -67,6 +67,10 @@ class Coord:
             "/troika.v1.Admin/GetStatus",
             request_serializer=admin_pb2.GetStatusRequest.SerializeToString,
             response_deserializer=admin_pb2.GetStatusResponse.FromString)
+        self.watch_rpc = self.channel.unary_stream(
+            "/troika.v1.Admin/WatchEvents",
+            request_serializer=admin_pb2.WatchEventsRequest.SerializeToString,
+            response_deserializer=admin_pb2.Event.FromString)
         self.admin_pb2 = admin_pb2
 
     def healthy(self):
@@ -87,6 +91,10 @@ class Coord:
 
     def value(self, name, **labels):
         return self.metrics().get((name, frozenset(labels.items())))
+
+    def watch(self, after_seq=0, nodes=(), kinds=(), timeout=20):
+        return self.watch_rpc(self.admin_pb2.WatchEventsRequest(
+            after_seq=after_seq, nodes=nodes, kinds=kinds), timeout=timeout)
 
     def status(self, *nodes):
         return self.status_rpc(self.admin_pb2.GetStatusRequest(nodes=nodes), timeout=5)
@@ -531,9 +539,17 @@ def test_shutdown_ends_agent_streams_at_once(procs, tmp_path, pb):
     s.send(hello(agent_pb2, "n1"))
     assert s.recv().WhichOneof("body") == "welcome"
     t0 = time.monotonic()
+    watch = coord.watch()
+    wait_for(lambda: coord.value("grpc_server_msg_received_total", grpc_type="server_stream",
+                                 grpc_service="troika.v1.Admin",
+                                 grpc_method="WatchEvents") == 1, 10, what="the watch")
     coord.proc.send_signal(signal.SIGTERM)
     # Not after the 5 s grace: agents turn to other coordinators at once.
     assert s.outcome() == (grpc.StatusCode.UNAVAILABLE, "coordinator shutting down")
+    with pytest.raises(grpc.RpcError) as e:
+        next(watch)
+    assert (e.value.code(), e.value.details()) == (
+        grpc.StatusCode.UNAVAILABLE, "coordinator shutting down")
     coord.proc.wait(10)
     assert time.monotonic() - t0 < 3
     coord.stop()
@@ -631,3 +647,52 @@ def test_many_agents_at_once_beside_bad_streams(coord, pb):
         assert m[("web_requests_total", frozenset(
             {("node", f"node-{i:02d}"), ("check", "web")}))] == runs
     assert m[("troika_coord_agent_streams", frozenset())] == 0
+
+
+def test_watch_events(coord, pb):
+    agent_pb2, admin_pb2 = pb
+    OK, CRIT = agent_pb2.CHECK_STATUS_OK, agent_pb2.CHECK_STATUS_CRITICAL
+    live = coord.watch()
+    other = coord.watch(nodes=["node-9"], timeout=2)
+    # after_seq 0 means events from when the request arrives on.
+    wait_for(lambda: coord.value("grpc_server_msg_received_total", grpc_type="server_stream",
+                                 grpc_service="troika.v1.Admin",
+                                 grpc_method="WatchEvents") == 2, 10, what="the watches")
+    s = Stream(coord.connect)
+    s.send(hello(agent_pb2, "node-1", checks=("db",)))
+    assert s.recv().WhichOneof("body") == "welcome"
+    s.send(result(agent_pb2, "db", OK, 1, "fine"),
+           result(agent_pb2, "db", OK, 2, "fine"),     # no change: no event
+           result(agent_pb2, "db", CRIT, 3, "connection refused"))
+    s.close()
+    assert s.outcome()[0] == grpc.StatusCode.OK
+    got = [next(live) for _ in range(4)]
+    assert [(e.seq, e.kind, e.node, e.check) for e in got] == [
+        (1, "node_connected", "node-1", ""), (2, "check_status", "node-1", "db"),
+        (3, "check_status", "node-1", "db"), (4, "node_disconnected", "node-1", "")]
+    assert [e.severity for e in got] == [
+        admin_pb2.SEVERITY_INFO, admin_pb2.SEVERITY_INFO, admin_pb2.SEVERITY_CRITICAL,
+        admin_pb2.SEVERITY_WARNING]
+    assert got[1].message == "db on node-1: none -> ok: fine"
+    assert got[2].message == "db on node-1: ok -> critical: connection refused"
+    assert {f.name: f.value for f in got[2].fields} == {
+        "from": "ok", "to": "critical", "plugin": "tcp", "evidence": "certain"}
+    assert {f.name: f.value for f in got[3].fields} == {"grpc_code": "OK"}
+    assert all(e.time_unix_nano > 0 for e in got)
+    # Later, from a seq on, only some kinds.
+    past = coord.watch(after_seq=1, kinds=["check_status"], timeout=2)
+    assert [next(past).seq for _ in range(2)] == [2, 3]
+    with pytest.raises(grpc.RpcError) as e:
+        next(past)
+    assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    # Nothing for a node that said nothing.
+    with pytest.raises(grpc.RpcError) as e:
+        next(other)
+    assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert coord.value("troika_coord_events_total") == 4
+    # A request that does not parse.
+    with pytest.raises(grpc.RpcError) as e:
+        next(coord.channel.unary_stream("/troika.v1.Admin/WatchEvents")(b"\x0f", timeout=5))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    live.cancel()
+

@@ -1,0 +1,298 @@
+/*
+ * Events and Admin/WatchEvents (see coord_events.h).
+ *
+ * Each event is packed once, when it happens, and kept packed in the
+ * ring: a watcher is sent the very bytes, whatever the number of
+ * watchers. A watcher is a cursor into the ring. Sending follows the
+ * client's pace (drained()); a client so slow that the ring overwrote
+ * events it has not been sent yet is cut off with RESOURCE_EXHAUSTED and
+ * told from which seq to resume, as admin.proto says.
+ */
+#include "coord_events.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <syslog.h>
+
+#include "coord.h"
+#include "log.h"
+
+struct coord_event {
+	uint64_t seq; /* 0: slot empty */
+	char *node;
+	char *kind;
+	uint8_t *packed;
+	size_t len;
+};
+
+struct coord_watch {
+	LIST_ENTRY(coord_watch) entry;
+	struct coord *c;
+	struct grpc_call *call;
+	Troika__V1__WatchEventsRequest *req; /* NULL until it arrived */
+	uint64_t next;                       /* next seq to look at */
+	int waiting;                         /* drained() asked for */
+	int finished;
+};
+
+struct coord_events {
+	struct coord_event ring[COORD_EVENTS_KEEP];
+	uint64_t last_seq;
+	LIST_HEAD(, coord_watch) watches;
+};
+
+struct coord_events *
+coord_events_new(void)
+{
+	struct coord_events *ev = calloc(1, sizeof(*ev));
+
+	if (ev != NULL)
+		LIST_INIT(&ev->watches);
+	return ev;
+}
+
+static void
+coord_event_clear(struct coord_event *e)
+{
+	free(e->node);
+	free(e->kind);
+	free(e->packed);
+	memset(e, 0, sizeof(*e));
+}
+
+void
+coord_events_free(struct coord_events *ev)
+{
+	if (ev == NULL)
+		return;
+	for (size_t i = 0; i < COORD_EVENTS_KEEP; i++)
+		coord_event_clear(&ev->ring[i]);
+	free(ev);
+}
+
+uint64_t
+coord_events_last_seq(const struct coord_events *ev)
+{
+	return ev->last_seq;
+}
+
+/* The oldest seq still kept. */
+static uint64_t
+coord_events_oldest(const struct coord_events *ev)
+{
+	return ev->last_seq > COORD_EVENTS_KEEP
+	    ? ev->last_seq - COORD_EVENTS_KEEP + 1
+	    : 1;
+}
+
+static int
+coord_watch_in(char *const *list, size_t n, const char *s)
+{
+	if (n == 0)
+		return 1;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(list[i], s) == 0)
+			return 1;
+	return 0;
+}
+
+static int
+coord_watch_wants(const struct coord_watch *w, const struct coord_event *e)
+{
+	return coord_watch_in(w->req->nodes, w->req->n_nodes, e->node) &&
+	    coord_watch_in(w->req->kinds, w->req->n_kinds, e->kind);
+}
+
+static void
+coord_watch_fail(struct coord_watch *w, int status, const char *msg)
+{
+	w->finished = 1;
+	grpc_call_finish(w->call, status, msg);
+}
+
+/* Send what the watcher has not had yet, as far as its pace allows. */
+static void
+coord_watch_pump(struct coord_watch *w)
+{
+	struct coord_events *ev = w->c->events;
+	char msg[128];
+
+	if (w->finished || w->req == NULL || w->waiting)
+		return;
+	if (w->next < coord_events_oldest(ev)) {
+		snprintf(msg, sizeof(msg),
+		    "too slow: events were lost; "
+		    "resume with after_seq %llu",
+		    (unsigned long long)(w->next - 1));
+		coord_watch_fail(w, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
+		return;
+	}
+	while (w->next <= ev->last_seq) {
+		const struct coord_event *e =
+		    &ev->ring[w->next % COORD_EVENTS_KEEP];
+
+		if (grpc_call_queued(w->call) >= COORD_EVENTS_QUEUE_MAX) {
+			w->waiting = 1;
+			grpc_call_notify_drained(w->call);
+			return;
+		}
+		if (coord_watch_wants(w, e) &&
+		    grpc_call_send(w->call, e->packed, e->len) < 0) {
+			/* Cancelled or reset: close() follows. */
+			w->finished = 1;
+			return;
+		}
+		w->next++;
+	}
+}
+
+void
+coord_events_emit(struct coord *c, const char *kind,
+    Troika__V1__Severity severity, const char *node, const char *check,
+    const char *const *fields, size_t nfields, const char *fmt, ...)
+{
+	struct coord_events *ev = c->events;
+	Troika__V1__Event m = TROIKA__V1__EVENT__INIT;
+	Troika__V1__Label *labels = NULL, **plabels = NULL;
+	struct coord_event *e;
+	struct coord_watch *w;
+	char text[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	log_msg(severity >= TROIKA__V1__SEVERITY__SEVERITY_WARNING ? LOG_WARNING
+	                                                           : LOG_INFO,
+	    "event %s: %s", kind, text);
+
+	e = &ev->ring[(ev->last_seq + 1) % COORD_EVENTS_KEEP];
+	coord_event_clear(e);
+	m.seq = ev->last_seq + 1;
+	m.time_unix_nano = coord_now_ns();
+	m.kind = (char *)(uintptr_t)kind;
+	m.severity = severity;
+	m.node = (char *)(uintptr_t)(node != NULL ? node : "");
+	m.check = (char *)(uintptr_t)(check != NULL ? check : "");
+	m.message = text;
+	if (nfields > 0 &&
+	    ((labels = calloc(nfields, sizeof(*labels))) == NULL ||
+	        (plabels = calloc(nfields, sizeof(*plabels))) == NULL))
+		goto out;
+	for (size_t i = 0; i < nfields; i++) {
+		troika__v1__label__init(&labels[i]);
+		labels[i].name = (char *)(uintptr_t)fields[2 * i];
+		labels[i].value = (char *)(uintptr_t)fields[2 * i + 1];
+		plabels[i] = &labels[i];
+	}
+	m.fields = plabels;
+	m.n_fields = nfields;
+	e->len = protobuf_c_message_get_packed_size(&m.base);
+	if ((e->packed = malloc(e->len > 0 ? e->len : 1)) == NULL ||
+	    (e->node = strdup(m.node)) == NULL ||
+	    (e->kind = strdup(kind)) == NULL) {
+		coord_event_clear(e);
+		goto out;
+	}
+	protobuf_c_message_pack(&m.base, e->packed);
+	e->seq = m.seq;
+	ev->last_seq = m.seq;
+	LIST_FOREACH(w, &ev->watches, entry)
+	coord_watch_pump(w);
+out:
+	/* Out of memory: the event is logged, but not kept or sent. */
+	free(labels);
+	free(plabels);
+}
+
+static int
+coord_watch_start(struct grpc_call *call, void *arg)
+{
+	struct coord *c = arg;
+	struct coord_watch *w;
+
+	if ((w = calloc(1, sizeof(*w))) == NULL)
+		return -ENOMEM;
+	w->c = c;
+	w->call = call;
+	LIST_INSERT_HEAD(&c->events->watches, w, entry);
+	grpc_call_set_data(call, w);
+	return 0;
+}
+
+static void
+coord_watch_message(struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	struct coord_watch *w = grpc_call_data(call);
+	struct coord_events *ev = w->c->events;
+
+	w->req = troika__v1__watch_events_request__unpack(NULL, len, msg);
+	if (w->req == NULL) {
+		coord_watch_fail(w, GRPC_STATUS_INVALID_ARGUMENT,
+		    "cannot parse WatchEventsRequest");
+		return;
+	}
+	if (w->req->after_seq == 0 || w->req->after_seq > ev->last_seq)
+		w->next = ev->last_seq + 1;
+	else
+		w->next = w->req->after_seq + 1;
+	coord_watch_pump(w);
+}
+
+static void
+coord_watch_drained(struct grpc_call *call)
+{
+	struct coord_watch *w = grpc_call_data(call);
+
+	w->waiting = 0;
+	coord_watch_pump(w);
+}
+
+static void
+coord_watch_close(struct grpc_call *call, int status)
+{
+	struct coord_watch *w = grpc_call_data(call);
+
+	(void)status;
+	if (w == NULL)
+		return;
+	LIST_REMOVE(w, entry);
+	if (w->req != NULL)
+		troika__v1__watch_events_request__free_unpacked(w->req, NULL);
+	free(w);
+}
+
+static const struct grpc_handler coord_watch_handler = {
+    .start = coord_watch_start,
+    .message = coord_watch_message,
+    .drained = coord_watch_drained,
+    .close = coord_watch_close,
+};
+
+int
+coord_events_register(struct coord *c)
+{
+	const struct grpc_method m = {
+	    .path = "/troika.v1.Admin/WatchEvents",
+	    .kind = GRPC_METHOD_SERVER_STREAMING,
+	    .handler = &coord_watch_handler,
+	    .arg = c,
+	};
+
+	return grpc_server_add_method(c->srv, &m);
+}
+
+void
+coord_events_shutdown(struct coord *c)
+{
+	struct coord_watch *w;
+
+	LIST_FOREACH(w, &c->events->watches, entry)
+	if (!w->finished)
+		coord_watch_fail(
+		    w, GRPC_STATUS_UNAVAILABLE, "coordinator shutting down");
+}
