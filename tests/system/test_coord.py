@@ -8,6 +8,7 @@ stopped with SIGTERM and must exit 0 without sanitizer reports."""
 import os
 import queue
 import signal
+import struct
 import subprocess
 import threading
 import time
@@ -17,7 +18,7 @@ import grpc
 import pytest
 
 from conftest import BUILD_DIR, NODE1, free_port, parse_metrics, wait_for
-from grpc_echo import SANITIZER_REPORT, generate_modules
+from grpc_echo import SANITIZER_REPORT, RawH2, frame, generate_modules, grpc_message
 
 COORD = os.path.join(BUILD_DIR, "core", "coord", "troika-coord")
 SAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "conf", "coord.yaml")
@@ -696,3 +697,40 @@ def test_watch_events(coord, pb):
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     live.cancel()
 
+
+
+def test_watcher_too_slow_is_cut_off(coord, pb):
+    """A watcher that reads nothing holds at most about 64 KiB queued; once
+    the ring (1024 events) passed it by, it is told RESOURCE_EXHAUSTED as
+    soon as it reads again, so that it resumes from what it saw."""
+    agent_pb2, admin_pb2 = pb
+    lab = dict(grpc_type="server_stream", grpc_service="troika.v1.Admin",
+               grpc_method="WatchEvents")
+    c = RawH2(NODE1, coord.grpc_port)
+    c.handshake(window=0)  # the coordinator may send it no DATA at all
+    c.request(1, "/troika.v1.Admin/WatchEvents",
+              grpc_message(admin_pb2.WatchEventsRequest().SerializeToString()))
+    wait_for(lambda: coord.value("grpc_server_msg_received_total", **lab) == 1, 10,
+             what="the watch")
+    s = Stream(coord.connect)
+    s.send(hello(agent_pb2, "flappy", checks=("db",)))
+    assert s.recv().WhichOneof("body") == "welcome"
+    n = 3000
+    for r in range(1, n + 1):
+        s.send(result(agent_pb2, "db", agent_pb2.CHECK_STATUS_OK if r % 2
+                      else agent_pb2.CHECK_STATUS_CRITICAL, r, "flap"))
+    wait_for(lambda: coord.value("troika_coord_events_total") == n + 1, 30,
+             what="the events")
+    assert coord.value("grpc_server_handled_total", grpc_code="RESOURCE_EXHAUSTED",
+                       **lab) is None
+    # What waits for the watcher is bounded: its queue, not the 3001 events.
+    assert 0 < coord.value("troika_grpc_server_buffered_bytes") < 128 * 1024
+    # It reads again: what was queued goes out, then the cut-off.
+    c.send(frame(0x8, 0, 0, struct.pack(">I", 1 << 30)) +
+           frame(0x8, 0, 1, struct.pack(">I", 1 << 30)))
+    wait_for(lambda: coord.value("grpc_server_handled_total",
+                                 grpc_code="RESOURCE_EXHAUSTED", **lab) == 1, 10,
+             what="the cut-off")
+    c.close()
+    s.close()
+    assert s.outcome()[0] == grpc.StatusCode.OK
