@@ -342,3 +342,38 @@ def test_deadline_mid_stream(pyserver, pb2):
     assert 0 < r.messages[0][0].remaining_ms <= 1500
     assert r.status[0][:2] == (4, "DEADLINE_EXCEEDED")
     assert r.down is None
+
+
+def test_against_our_server(procs, tmp_path, pb2):
+    """The same client against troika's own server (grpc_echo_server),
+    over h2c and over mutual TLS: both halves of the transport on real
+    sockets."""
+    from grpc_echo import EchoServer
+
+    make_certs(tmp_path)
+    s = EchoServer(procs, tmp_path)
+    r = probe(pb2, s.port, SAY, [req(pb2, text="ours")], "--timeout-ms", "5000")
+    assert r.status == {0: (0, "OK", "")}
+    assert r.messages[0][0].text == "ours"
+    assert 3000 < r.messages[0][0].remaining_ms <= 5000
+    r = probe(pb2, s.port, CHAT, [req(pb2, text=f"c{i}") for i in range(5)], "--pingpong")
+    assert [m.text for m in r.messages[0]] == [f"c{i}" for i in range(5)]
+    assert r.status[0][0] == 0
+    r = probe(pb2, s.port, "/troika.test.Echo/Nope", [req(pb2)])
+    assert r.status[0] == (12, "UNIMPLEMENTED", "unknown method /troika.test.Echo/Nope")
+    s.check_sanitizers()
+
+    tdir = tmp_path / "tls"
+    tdir.mkdir()
+    m = EchoServer(procs, tdir, args=("--tls-cert", str(tmp_path / "server.crt"),
+                                       "--tls-key", str(tmp_path / "server.key"),
+                                       "--tls-ca", str(tmp_path / "ca.crt")))
+    ca = ["--tls-ca", str(tmp_path / "ca.crt")]
+    r = probe(pb2, m.port, SAY, [req(pb2, text="mutual")], *ca,
+              "--tls-cert", str(tmp_path / "client.crt"),
+              "--tls-key", str(tmp_path / "client.key"))
+    assert r.status == {0: (0, "OK", "")}
+    assert r.messages[0][0].text == "mutual"
+    r = probe(pb2, m.port, SAY, [req(pb2)], *ca)
+    assert r.status[0][:2] == (14, "UNAVAILABLE")
+    m.check_sanitizers()
