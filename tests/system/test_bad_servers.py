@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import NODE1, wait_for
+from conftest import NODE1, SANITIZED, wait_for
 
 # A plausible first chunk per protocol, then the connection closes.
 PREFIX = {
@@ -158,7 +158,10 @@ def test_misbehaving_servers_fail_every_check_in_time(agent, nginx):
                 failures.append((n, status, ok, timeouts))
         assert not failures, failures
         rss = agent.find("process_resident_memory_bytes")
-        assert rss < 64 * 1024 * 1024, rss
+        # Bounded reads keep the agent small; under ASan its shadow memory
+        # and the quarantine of freed blocks (256 MiB) come on top.
+        limit = (400 if SANITIZED else 64) * 1024 * 1024
+        assert rss < limit, rss
         # Every plugin loaded at once, each with its failure samples: the
         # page as a whole still passes promtool (no family clashes).
         loaded = {dict(ls)["plugin"] for (n, ls), v in m.items() if n == "troika_plugin_loaded"}
