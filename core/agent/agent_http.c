@@ -10,6 +10,7 @@
 
 #include "agent.h"
 #include "log.h"
+#include "parse.h"
 
 /* A scraper sends a short GET; anything bigger is not for us. */
 #define HTTP_MAX_HEADERS 8192
@@ -76,47 +77,14 @@ done:
 		evhttp_uri_free(uri);
 }
 
-/* Split "host:port" or "[v6]:port". Returns 0 or -EINVAL. */
-static int
-http_split_listen(const char *listen, char *host, size_t hostlen,
-    unsigned short *ret_port)
-{
-	const char *colon;
-	char *end;
-	long port;
-	size_t n;
-
-	if (listen[0] == '[') {
-		const char *close = strchr(listen, ']');
-		if (close == NULL || close[1] != ':')
-			return -EINVAL;
-		n = (size_t)(close - listen - 1);
-		colon = close + 1;
-		listen++;
-	} else {
-		if ((colon = strrchr(listen, ':')) == NULL)
-			return -EINVAL;
-		n = (size_t)(colon - listen);
-	}
-	if (n == 0 || n >= hostlen)
-		return -EINVAL;
-	memcpy(host, listen, n);
-	host[n] = '\0';
-	port = strtol(colon + 1, &end, 10);
-	if (*end != '\0' || port < 1 || port > 65535)
-		return -EINVAL;
-	*ret_port = (unsigned short)port;
-	return 0;
-}
-
 struct agent_http *
 agent_http_start(struct agent *a, const char *listen)
 {
 	struct agent_http *h;
 	char host[256];
-	unsigned short port;
+	int port;
 
-	if (http_split_listen(listen, host, sizeof(host), &port) < 0) {
+	if (parse_hostport(listen, host, sizeof(host), 1, &port) < 0) {
 		log_warnx("metrics listen address '%s' is not host:port", listen);
 		return NULL;
 	}
@@ -133,7 +101,7 @@ agent_http_start(struct agent *a, const char *listen)
 	evhttp_set_max_body_size(h->http, HTTP_MAX_BODY);
 	evhttp_set_timeout(h->http, HTTP_TIMEOUT_S);
 	evhttp_set_gencb(h->http, http_request_cb, h);
-	if (evhttp_bind_socket(h->http, host, port) < 0) {
+	if (evhttp_bind_socket(h->http, host, (ev_uint16_t)port) < 0) {
 		log_warn("cannot listen on %s for /metrics", listen);
 		agent_http_free(h);
 		return NULL;

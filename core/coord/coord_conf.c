@@ -118,44 +118,6 @@ coord_conf_mapping(struct coord_conf_loader *ld, const struct yaml_tree_pair *p,
 	return bad ? -EINVAL : 0;
 }
 
-int
-coord_conf_split_hostport(
-    const char *s, char *host, size_t hostlen, int *ret_port, int allow_zero)
-{
-	const char *colon;
-	char *end;
-	long port;
-	size_t n;
-
-	if (s[0] == '[') {
-		const char *rb = strchr(s, ']');
-
-		if (rb == NULL || rb[1] != ':')
-			return -EINVAL;
-		n = (size_t)(rb - s - 1);
-		colon = rb + 1;
-		s++;
-	} else {
-		if ((colon = strrchr(s, ':')) == NULL)
-			return -EINVAL;
-		n = (size_t)(colon - s);
-		/* An unbracketed IPv6 address is ambiguous. */
-		if (memchr(s, ':', n) != NULL)
-			return -EINVAL;
-	}
-	if (n == 0 || n >= hostlen || colon[1] == '\0')
-		return -EINVAL;
-	errno = 0;
-	port = strtol(colon + 1, &end, 10);
-	if (errno != 0 || *end != '\0' || port < (allow_zero ? 0 : 1) ||
-	    port > 65535)
-		return -EINVAL;
-	memcpy(host, s, n);
-	host[n] = '\0';
-	*ret_port = (int)port;
-	return 0;
-}
-
 static void
 coord_conf_listen(struct coord_conf_loader *ld, const struct yaml_tree_pair *p,
     char **ret, char **ret_host, int *ret_port, int allow_zero)
@@ -165,8 +127,8 @@ coord_conf_listen(struct coord_conf_loader *ld, const struct yaml_tree_pair *p,
 
 	if (coord_conf_string(ld, p, ret) < 0)
 		return;
-	if (coord_conf_split_hostport(
-	        *ret, host, sizeof(host), &port, allow_zero) < 0) {
+	if (parse_hostport(*ret, host, sizeof(host), allow_zero ? 0 : 1,
+	    &port) < 0) {
 		coord_conf_err(ld, p->value, "%s: '%s' is not host:port",
 		    p->key->str, yaml_tree_excerpt(*ret, ex, sizeof(ex)));
 		return;

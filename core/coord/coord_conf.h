@@ -57,11 +57,5 @@ void coord_conf_print(const struct coord_conf *conf, FILE *out);
 
 void coord_conf_free(struct coord_conf *conf);
 
-/*
- * Split "host:port" or "[v6]:port" (port 0-65535 when allow_zero, else
- * 1-65535). Returns 0 or -EINVAL.
- */
-int coord_conf_split_hostport(
-    const char *s, char *host, size_t hostlen, int *ret_port, int allow_zero);
 
 #endif

@@ -12,6 +12,7 @@
 #include "coord.h"
 #include "coord_conf.h"
 #include "log.h"
+#include "parse.h"
 
 struct coord_http {
 	struct coord *c;
@@ -62,8 +63,7 @@ coord_http_start(struct coord *c, const char *listen)
 	char host[256];
 	int port;
 
-	if (coord_conf_split_hostport(listen, host, sizeof(host), &port, 0) <
-	    0) {
+	if (parse_hostport(listen, host, sizeof(host), 0, &port) < 0) {
 		log_warnx("metrics listen '%s' is not host:port", listen);
 		return NULL;
 	}

@@ -682,49 +682,19 @@ conf_dirs(struct conf_loader *ld, size_t file, const struct yaml_tree_node *v,
 static int
 conf_check_listen(const char *s, char *msg, size_t msglen)
 {
-	const char *host, *hostend, *port;
-	char ex[CONF_EXCERPT];
-	long v = 0;
+	char ex[CONF_EXCERPT], host[256];
+	int port, r;
 
 	if (*s == '\0')
 		return 0;
 	yaml_tree_excerpt(s, ex, sizeof(ex));
-	if (*s == '[') {
-		host = s + 1;
-		if ((hostend = strchr(host, ']')) == NULL ||
-		    hostend[1] != ':' ||
-		    memchr(host, ':', (size_t)(hostend - host)) == NULL)
-			goto invalid;
-		port = hostend + 2;
-	} else {
-		host = s;
-		if ((hostend = strchr(s, ':')) == NULL ||
-		    strchr(hostend + 1, ':') != NULL)
-			goto invalid; /* no port, or IPv6 without brackets */
-		port = hostend + 1;
-	}
-	if (hostend == host)
-		goto invalid;
-	for (const char *c = host; c < hostend; c++)
-		if ((unsigned char)*c <= ' ' || *c == '/' || *c == '[' ||
-		    *c == ']')
-			goto invalid;
-	if (*port == '\0')
-		goto invalid;
-	for (const char *c = port; *c != '\0'; c++) {
-		if (*c < '0' || *c > '9')
-			goto invalid;
-		if (v <= 65535)
-			v = v * 10 + (*c - '0');
-	}
-	if (v < 1 || v > 65535) {
+	if ((r = parse_hostport(s, host, sizeof(host), 1, &port)) == -ERANGE) {
 		snprintf(msg, msglen, "port out of range in 'listen': '%s' "
 		    "(expected 1..65535)", ex);
 		return -1;
 	}
-	return 0;
-
-invalid:
+	if (r == 0)
+		return 0;
 	snprintf(msg, msglen, "invalid address '%s' for 'listen' (expected "
 	    "host:port, e.g. 127.0.0.1:9464 or [::1]:9464, or \"\" to "
 	    "disable)", ex);

@@ -172,39 +172,6 @@ test_errors(void **state)
 }
 
 static void
-test_split_hostport(void **state)
-{
-	char host[8];
-	int port;
-
-	(void)state;
-	assert_int_equal(
-	    coord_conf_split_hostport("a:1", host, sizeof(host), &port, 0), 0);
-	assert_string_equal(host, "a");
-	assert_int_equal(port, 1);
-	assert_int_equal(
-	    coord_conf_split_hostport("[::1]:2", host, sizeof(host), &port, 0),
-	    0);
-	assert_string_equal(host, "::1");
-	assert_int_equal(
-	    coord_conf_split_hostport("a:", host, sizeof(host), &port, 1),
-	    -EINVAL);
-	assert_int_equal(
-	    coord_conf_split_hostport(":1", host, sizeof(host), &port, 1),
-	    -EINVAL);
-	assert_int_equal(
-	    coord_conf_split_hostport("a:1x", host, sizeof(host), &port, 1),
-	    -EINVAL);
-	assert_int_equal(
-	    coord_conf_split_hostport("[::1:2", host, sizeof(host), &port, 1),
-	    -EINVAL);
-	/* Too long for the buffer. */
-	assert_int_equal(coord_conf_split_hostport(
-	                     "abcdefgh:1", host, sizeof(host), &port, 1),
-	    -EINVAL);
-}
-
-static void
 test_load_file(void **state)
 {
 	char path[] = "/tmp/coord_conf_testXXXXXX";
@@ -243,7 +210,6 @@ main(void)
 	    cmocka_unit_test(test_minimal_defaults),
 	    cmocka_unit_test(test_every_key),
 	    cmocka_unit_test(test_errors),
-	    cmocka_unit_test(test_split_hostport),
 	    cmocka_unit_test(test_load_file),
 	};
 

@@ -315,10 +315,49 @@ test_format_size(void **state)
 	}
 }
 
+static void
+test_hostport(void **state)
+{
+	char host[8];
+	int port;
+
+	(void)state;
+	assert_int_equal(
+	    parse_hostport("a:1", host, sizeof(host), 0, &port), 0);
+	assert_string_equal(host, "a");
+	assert_int_equal(port, 1);
+	assert_int_equal(
+	    parse_hostport("[::1]:2", host, sizeof(host), 0, &port),
+	    0);
+	assert_string_equal(host, "::1");
+	assert_int_equal(
+	    parse_hostport("a:", host, sizeof(host), 1, &port),
+	    -EINVAL);
+	assert_int_equal(
+	    parse_hostport(":1", host, sizeof(host), 1, &port),
+	    -EINVAL);
+	assert_int_equal(
+	    parse_hostport("a:1x", host, sizeof(host), 1, &port),
+	    -EINVAL);
+	assert_int_equal(
+	    parse_hostport("[::1:2", host, sizeof(host), 1, &port),
+	    -EINVAL);
+	assert_int_equal(parse_hostport("a:65536", host, sizeof(host), 1, &port),
+	    -ERANGE);
+	assert_int_equal(parse_hostport("a:0", host, sizeof(host), 1, &port),
+	    -ERANGE);
+	assert_int_equal(parse_hostport("::1:80", host, sizeof(host), 1, &port),
+	    -EINVAL);
+	/* Too long for the buffer. */
+	assert_int_equal(parse_hostport("abcdefgh:1", host, sizeof(host), 1, &port),
+	    -EINVAL);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_hostport),
 		cmocka_unit_test(test_duration_units),
 		cmocka_unit_test(test_duration_chained),
 		cmocka_unit_test(test_duration_errors),

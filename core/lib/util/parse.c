@@ -187,6 +187,45 @@ parse_bool(const char *s, int *ret)
 	return -EINVAL;
 }
 
+int
+parse_hostport(const char *s, char *host, size_t hostlen, int min_port,
+    int *ret_port)
+{
+	const char *h, *hend, *port;
+	long v = 0;
+
+	if (*s == '[') {
+		h = s + 1;
+		if ((hend = strchr(h, ']')) == NULL || hend[1] != ':' ||
+		    memchr(h, ':', (size_t)(hend - h)) == NULL)
+			return -EINVAL;
+		port = hend + 2;
+	} else {
+		h = s;
+		/* No port, or an IPv6 address without brackets. */
+		if ((hend = strchr(s, ':')) == NULL || strchr(hend + 1, ':') != NULL)
+			return -EINVAL;
+		port = hend + 1;
+	}
+	if (hend == h || (size_t)(hend - h) >= hostlen || *port == '\0')
+		return -EINVAL;
+	for (const char *c = h; c < hend; c++)
+		if ((unsigned char)*c <= ' ' || *c == '/' || *c == '[' || *c == ']')
+			return -EINVAL;
+	for (const char *c = port; *c != '\0'; c++) {
+		if (*c < '0' || *c > '9')
+			return -EINVAL;
+		if (v <= 65535)
+			v = v * 10 + (*c - '0');
+	}
+	if (v < min_port || v > 65535)
+		return -ERANGE;
+	memcpy(host, h, (size_t)(hend - h));
+	host[hend - h] = '\0';
+	*ret_port = (int)v;
+	return 0;
+}
+
 char *
 format_duration_ms(int64_t ms, char *buf, size_t len)
 {

@@ -30,6 +30,16 @@ int parse_int64(const char *s, int64_t *ret);
 int parse_bool(const char *s, int *ret);
 
 /*
+ * "host:port" or "[v6]:port" (listen and connect addresses). Copies the
+ * host (without brackets) into host; the port must be min_port..65535.
+ * Returns 0, -ERANGE (port out of range) or -EINVAL (anything else: no
+ * port, an IPv6 address without brackets, spaces or '/' in the host, a
+ * host that does not fit).
+ */
+int parse_hostport(const char *s, char *host, size_t hostlen, int min_port,
+    int *ret_port);
+
+/*
  * Canonical text of a duration, the form --print shows: the largest units
  * that divide it exactly, e.g. 5000 -> "5s", 90000 -> "1m30s", 1500 ->
  * "1s500ms", 0 -> "0s". Always NUL-terminated; returns buf.
