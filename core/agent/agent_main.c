@@ -150,7 +150,6 @@ check_config(struct agent *a, int print)
 		struct evbuffer *out = evbuffer_new();
 		if (out != NULL) {
 			conf_print(conf, out);
-			evbuffer_write(out, STDOUT_FILENO);
 			while (evbuffer_get_length(out) > 0 &&
 			    evbuffer_write(out, STDOUT_FILENO) > 0)
 				;

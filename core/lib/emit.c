@@ -1,7 +1,6 @@
 #include "emit.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
@@ -60,16 +59,6 @@ event_level(const struct troika_event *ev)
 	}
 }
 
-static void
-event_log(int level, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	log_vlog(level, fmt, ap);
-	va_end(ap);
-}
-
 /* Quote a message for key="value" logs: \ and " escaped, controls as ?. */
 static void
 event_quote(const char *in, char *out, size_t len)
@@ -93,7 +82,7 @@ event_emit(const struct troika_event *ev)
 	if (ev->message != NULL)
 		event_quote(ev->message, msg, sizeof(msg));
 	/* key=value, so a log search or a parser finds fields reliably. */
-	event_log(event_level(ev), "event=%s%s%s%s%s%s%s%s%s%s%s%s",
+	log_msg(event_level(ev), "event=%s%s%s%s%s%s%s%s%s%s%s%s",
 	    event_kind_str(ev->kind),
 	    ev->check ? " check=" : "", ev->check ? ev->check : "",
 	    ev->plugin ? " plugin=" : "", ev->plugin ? ev->plugin : "",

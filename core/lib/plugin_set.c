@@ -402,10 +402,15 @@ plugin_load_dir(struct plugin_set *ps, const char *dir)
 			log_warn("plugin %s", path);
 			continue;
 		}
-		if (S_ISLNK(st.st_mode) && (why = plugin_owner_problem(ps, &st)) == NULL &&
-		    stat(path, &st) < 0) {
-			log_warn("plugin %s", path);
-			continue;
+		if (S_ISLNK(st.st_mode)) {
+			if ((why = plugin_owner_problem(ps, &st)) != NULL) {
+				plugin_refuse(ps, path, why);
+				continue;
+			}
+			if (stat(path, &st) < 0) {
+				log_warn("plugin %s", path);
+				continue;
+			}
 		}
 		loaded += (size_t)plugin_load_file(ps, path, &st);
 	}
