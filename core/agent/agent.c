@@ -99,6 +99,10 @@ agent_start(struct agent *a)
 	if (a->admin_path != NULL && a->admin_path[0] != '\0' &&
 	    (a->admin = agent_admin_start(a, a->admin_path)) == NULL)
 		return -1;
+	/* Before the first results, so that the very first ones go out. */
+	if (a->conf->uplink.ntargets > 0 &&
+	    (a->uplink = agent_uplink_start(a)) == NULL)
+		return -1;
 	check_host_apply(a->checks, a->conf, &a->plugins);
 	/* Vetted and validated against; now only what checks use stays. */
 	plugin_set_release_unused(&a->plugins, agent_plugin_in_use, a->checks);
@@ -138,6 +142,7 @@ agent_reload(struct agent *a)
 	struct agent_conf *conf;
 	struct plugin *p, *next;
 	char **dirs;
+	int uplink_same;
 	size_t ndirs = 0;
 
 	log_info("reloading configuration from %s", a->config_path);
@@ -181,11 +186,23 @@ agent_reload(struct agent *a)
 			    "next successful reload");
 		a->http = http;
 	}
+	uplink_same = conf_uplink_equal(&conf->uplink, &a->conf->uplink);
+	if (!uplink_same) {
+		/* New targets or settings: new streams, after the swap. */
+		agent_uplink_free(a->uplink);
+		a->uplink = NULL;
+	}
 	check_host_apply(a->checks, conf, &a->plugins);
 	plugin_set_release_unused(&a->plugins, agent_plugin_in_use, a->checks);
 	conf_free(a->conf);
 	a->conf = conf;
 	agent_apply_logging(conf);
+	if (uplink_same)
+		agent_uplink_hello(a->uplink);
+	else if (conf->uplink.ntargets > 0 &&
+	    (a->uplink = agent_uplink_start(a)) == NULL)
+		log_warnx("not reporting to coordinators until the next "
+		    "successful reload");
 	a->last_reload_ok = 1;
 	a->last_reload_success_time = wall_now();
 
@@ -207,6 +224,8 @@ agent_stop(struct agent *a)
 	};
 
 	event_emit(&ev);
+	agent_uplink_free(a->uplink);
+	a->uplink = NULL;
 	agent_admin_free(a->admin);
 	a->admin = NULL;
 	agent_http_free(a->http);
@@ -248,4 +267,5 @@ agent_metrics(const struct agent *a, struct evbuffer *out)
 	metrics_write_process(out);
 	plugin_set_metrics(&a->plugins, out);
 	check_host_metrics(a->checks, out);
+	agent_uplink_metrics(a->uplink, out);
 }

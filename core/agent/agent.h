@@ -14,6 +14,7 @@ struct agent_conf;
 struct check_host;
 struct agent_http;
 struct agent_admin;
+struct agent_uplink;
 
 struct agent {
 	struct event_base *base;
@@ -27,6 +28,7 @@ struct agent {
 	struct agent_http *http;
 	const char *admin_path;      /* --admin-socket, or "" for none */
 	struct agent_admin *admin;
+	struct agent_uplink *uplink; /* NULL: no coordinators configured */
 
 	int last_reload_ok;
 	double last_reload_success_time;
@@ -60,6 +62,16 @@ void agent_admin_free(struct agent_admin *admin);
 /* agent_client.c: `troika-agent action|status` talking to that socket.
  * Returns the process exit status. */
 int agent_client(const char *path, int argc, char **argv);
+
+/*
+ * agent_uplink.c: the streams to the coordinators of conf->uplink. NULL
+ * when none are configured (or on failure, logged). hello() after a
+ * reload tells every coordinator the new checks and results.
+ */
+struct agent_uplink *agent_uplink_start(struct agent *a);
+void agent_uplink_hello(struct agent_uplink *up);
+void agent_uplink_free(struct agent_uplink *up);
+void agent_uplink_metrics(const struct agent_uplink *up, struct evbuffer *out);
 
 /* agent_http.c */
 struct agent_http *agent_http_start(struct agent *a, const char *listen);

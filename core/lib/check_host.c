@@ -314,6 +314,7 @@ check_record(struct troika_instance *c, struct result_copy *r, int timed_out,
     double duration)
 {
 	int old = c->has_result ? (int)c->last.status : -1;
+	uint64_t prev_seq = c->result_seq;
 	enum check_result kind;
 
 	kind = timed_out ? CHECK_RESULT_TIMEOUT : (enum check_result)r->status;
@@ -328,6 +329,9 @@ check_record(struct troika_instance *c, struct result_copy *r, int timed_out,
 	}
 	metrics_histogram_observe(&c->duration, duration);
 	c->last_run_time = check_wall_seconds();
+	c->last_duration = duration;
+	c->last_timed_out = timed_out;
+	c->result_seq = ++c->host->result_seq;
 	check_result_clear(&c->last);
 	c->last = *r;
 	memset(r, 0, sizeof(*r));
@@ -341,6 +345,50 @@ check_record(struct troika_instance *c, struct result_copy *r, int timed_out,
 		};
 		event_emit(&ev);
 	}
+	if (c->host->result_hook != NULL)
+		c->host->result_hook(c, prev_seq, c->host->result_hook_arg);
+}
+
+int
+check_report_get(const struct troika_instance *c, struct check_report *r)
+{
+	uint64_t runs = 0;
+
+	if (!c->has_result)
+		return -ENOENT;
+	for (int k = 0; k < CHECK_RESULT_COUNT; k++)
+		runs += c->runs[k];
+	*r = (struct check_report){
+		.check = c->name, .plugin = c->plugin_name,
+		.status = c->last.status, .evidence = c->last.evidence,
+		.message = c->last.message != NULL ? c->last.message : "",
+		.fields = c->last.fields, .nfields = c->last.nfields,
+		.nsamples = c->last.nsamples, .duration = c->last_duration,
+		.time = c->last_run_time, .timed_out = c->last_timed_out,
+		.run = runs, .seq = c->result_seq,
+	};
+	return 0;
+}
+
+void
+check_report_sample(const struct troika_instance *c, size_t i,
+    struct troika_sample *s)
+{
+	const struct sample_copy *sc = &c->last.samples[i];
+
+	*s = (struct troika_sample){
+		.name = sc->name, .help = sc->help, .type = sc->type,
+		.value = sc->value, .labels = sc->labels,
+		.nlabels = sc->nlabels,
+	};
+}
+
+void
+check_host_set_result_hook(struct check_host *h, check_result_hook_fn fn,
+    void *arg)
+{
+	h->result_hook = fn;
+	h->result_hook_arg = arg;
 }
 
 /* Record a status the host decided itself (not loaded, refused, ...). */

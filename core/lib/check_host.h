@@ -112,6 +112,45 @@ struct check_view {
 };
 void check_view(const struct troika_instance *c, struct check_view *ret);
 
+/*
+ * A check's latest result, as reported to coordinators. Pointers are the
+ * check's own: valid until its next result or until it is freed.
+ */
+struct check_report {
+	const char *check;
+	const char *plugin;
+	enum troika_status status;
+	enum troika_evidence evidence;
+	const char *message;          /* "" when none */
+	const struct troika_label *fields;
+	size_t nfields;
+	size_t nsamples;              /* read with check_report_sample() */
+	double duration;              /* seconds */
+	double time;                  /* wall clock, seconds */
+	int timed_out;
+	uint64_t run;                 /* runs since the agent started */
+	/*
+	 * Orders results across checks: every recorded result takes the
+	 * host's next number, so "everything after N" is well defined.
+	 */
+	uint64_t seq;
+};
+/* Returns 0, or -ENOENT when the check has no result yet. */
+int check_report_get(const struct troika_instance *c, struct check_report *r);
+/* Sample i (< nsamples) of the latest result; labels as the plugin gave. */
+void check_report_sample(const struct troika_instance *c, size_t i,
+    struct troika_sample *s);
+
+/*
+ * Called on the loop after every recorded result (runs, timeouts and
+ * statuses the host sets itself), with the seq of the result it replaced
+ * (0: none). One hook per host; NULL removes it.
+ */
+typedef void (*check_result_hook_fn)(const struct troika_instance *c,
+    uint64_t prev_seq, void *arg);
+void check_host_set_result_hook(struct check_host *h, check_result_hook_fn fn,
+    void *arg);
+
 /* Scheduling offset of a check within its interval (exposed for tests). */
 int64_t check_spread_offset_ms(const char *name, int64_t interval_ms);
 

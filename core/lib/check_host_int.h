@@ -132,6 +132,9 @@ struct troika_instance {
 	uint64_t samples_dropped;
 	int warned_samples;
 	double last_run_time; /* wall clock, seconds */
+	double last_duration; /* seconds */
+	int last_timed_out;
+	uint64_t result_seq;  /* the host's counter when last recorded */
 	struct metrics_histogram duration;
 };
 
@@ -147,6 +150,9 @@ struct check_host {
 		const struct timeval *tv;
 	} common[COMMON_TIMEOUTS_MAX];
 	size_t ncommon;
+	uint64_t result_seq; /* results recorded so far, all checks */
+	check_result_hook_fn result_hook;
+	void *result_hook_arg;
 };
 
 /* One host->service_control() in progress. */

@@ -44,6 +44,10 @@
 #define CONF_MIN_ACTION_MS 1000
 #define CONF_MAX_ACTION_MS (60 * 60 * 1000)
 #define CONF_MAX_PERIOD_MS (7LL * 24 * 60 * 60 * 1000)
+/* coordinators: */
+#define CONF_MAX_COORDINATORS 16
+#define CONF_DEFAULT_HEARTBEAT_MS (5 * 1000)
+#define CONF_DEFAULT_QUEUED_SAMPLES 100000
 
 /* Room for a user text quoted in an error message. */
 #define CONF_EXCERPT 80
@@ -79,7 +83,7 @@ struct conf_loader {
 
 static const char *const conf_main_keys[] = {
 	"node", "plugin_dirs", "include", "workers", "metrics", "log",
-	"defaults", "checks", NULL,
+	"defaults", "coordinators", "checks", NULL,
 };
 
 static const char *const conf_check_keys[] = {
@@ -280,6 +284,10 @@ conf_free(struct agent_conf *conf)
 	conf_strv_free(conf->plugin_dirs, conf->nplugin_dirs);
 	free(conf->include_dir);
 	free(conf->metrics_listen);
+	conf_strv_free(conf->uplink.targets, conf->uplink.ntargets);
+	free(conf->uplink.tls_ca);
+	free(conf->uplink.tls_cert);
+	free(conf->uplink.tls_key);
 	for (size_t i = 0; i < conf->nchecks; i++)
 		conf_check_clear(&conf->checks[i]);
 	free(conf->checks);
@@ -821,6 +829,184 @@ conf_defaults(struct conf_loader *ld, size_t file,
 			    "'interval' %s in 'defaults'", t, iv);
 		conf->default_timeout_ms = conf->default_interval_ms;
 	}
+}
+
+/* coordinators.targets: 1..16 distinct "host:port" (a port is required). */
+static void
+conf_targets(struct conf_loader *ld, size_t file,
+    const struct yaml_tree_node *v, struct conf_uplink *u)
+{
+	char ex[CONF_EXCERPT], host[256];
+	char **targets = NULL, **p;
+	size_t n = 0;
+	int port, r;
+
+	if (yaml_tree_is_null(v) || v->kind != YAML_TREE_SEQUENCE ||
+	    v->nitems == 0 || v->nitems > CONF_MAX_COORDINATORS) {
+		conf_err(ld, file, v, "expected a sequence of 1 to %d "
+		    "coordinator addresses (host:port) for 'targets' (got %s)",
+		    CONF_MAX_COORDINATORS, yaml_tree_is_null(v) ||
+		    v->kind != YAML_TREE_SEQUENCE ? yaml_tree_what(v) :
+		    v->nitems == 0 ? "an empty sequence" : "too many");
+		return;
+	}
+	for (size_t i = 0; i < v->nitems; i++) {
+		const struct yaml_tree_node *item = v->items[i];
+		const char *text;
+		int dup = 0;
+
+		text = conf_scalar(ld, file, item, "targets",
+		    TROIKA_OPT_STRING);
+		if (text == NULL)
+			continue;
+		yaml_tree_excerpt(text, ex, sizeof(ex));
+		if ((r = parse_hostport(text, host, sizeof(host), 1,
+		    &port)) != 0) {
+			if (r == -ERANGE)
+				conf_err(ld, file, item, "port out of range in "
+				    "coordinator address '%s' (expected "
+				    "1..65535)", ex);
+			else
+				conf_err(ld, file, item, "invalid coordinator "
+				    "address '%s' (expected host:port, e.g. "
+				    "127.0.0.1:7443 or [::1]:7443)", ex);
+			continue;
+		}
+		for (size_t j = 0; j < n; j++)
+			dup |= strcmp(targets[j], text) == 0;
+		if (dup) {
+			conf_err(ld, file, item, "coordinator '%s' is listed "
+			    "twice", ex);
+			continue;
+		}
+		if ((p = conf_grow(targets, n, sizeof(*targets))) == NULL) {
+			ld->oom = 1;
+			break;
+		}
+		targets = p;
+		if ((targets[n] = conf_strdup(ld, text)) != NULL)
+			n++;
+	}
+	conf_strv_free(u->targets, u->ntargets);
+	u->targets = targets;
+	u->ntargets = n;
+}
+
+static void
+conf_uplink_tls(struct conf_loader *ld, size_t file,
+    const struct yaml_tree_node *v, struct conf_uplink *u)
+{
+	static const char *const keys[] = { "ca", "cert", "key", NULL };
+	const struct yaml_tree_node *cert = NULL, *key = NULL;
+
+	if (conf_section(ld, file, v, "tls") < 0)
+		return;
+	u->tls = 1;
+	for (size_t i = 0; v->kind == YAML_TREE_MAPPING && i < v->npairs; i++) {
+		const char *name = v->pairs[i].key->str;
+		const struct yaml_tree_node *val = v->pairs[i].value;
+		char *s, **dst;
+
+		if (!conf_in_list(keys, name)) {
+			conf_unknown_key(ld, file, v->pairs[i].key,
+			    " in 'coordinators.tls'", keys, NULL);
+			continue;
+		}
+		if ((s = conf_string(ld, file, val, name)) == NULL)
+			continue;
+		if (strcmp(name, "ca") == 0) {
+			dst = &u->tls_ca;
+		} else if (strcmp(name, "cert") == 0) {
+			dst = &u->tls_cert;
+			cert = val;
+		} else {
+			dst = &u->tls_key;
+			key = val;
+		}
+		free(*dst);
+		*dst = conf_resolve(ld, s);
+		free(s);
+	}
+	if ((cert == NULL) != (key == NULL))
+		conf_err(ld, file, cert != NULL ? cert : key, "'cert' and "
+		    "'key' go together in 'coordinators.tls' (mutual TLS)");
+}
+
+static void
+conf_coordinators(struct conf_loader *ld, size_t file,
+    const struct yaml_tree_node *v)
+{
+	static const char *const keys[] = { "targets", "heartbeat",
+	    "timeout", "max_queued_samples", "tls", NULL };
+	struct conf_uplink *u = &ld->conf->uplink;
+	const struct yaml_tree_node *tnode = NULL, *targets = NULL;
+	int64_t num;
+
+	if (conf_section(ld, file, v, "coordinators") <= 0)
+		return;
+	for (size_t i = 0; i < v->npairs; i++) {
+		const char *key = v->pairs[i].key->str;
+		const struct yaml_tree_node *val = v->pairs[i].value;
+
+		if (!conf_in_list(keys, key)) {
+			conf_unknown_key(ld, file, v->pairs[i].key,
+			    " in 'coordinators'", keys, NULL);
+		} else if (strcmp(key, "targets") == 0) {
+			targets = val;
+			conf_targets(ld, file, val, u);
+		} else if (strcmp(key, "tls") == 0) {
+			conf_uplink_tls(ld, file, val, u);
+		} else if (strcmp(key, "max_queued_samples") == 0) {
+			if (conf_number(ld, file, val, key, TROIKA_OPT_INT,
+			    1000, 100000000, &num) == 0)
+				u->max_queued_samples = num;
+		} else if (conf_number(ld, file, val, key, TROIKA_OPT_DURATION,
+		    CONF_MIN_PERIOD_MS, 60 * 60 * 1000, &num) == 0) {
+			if (strcmp(key, "heartbeat") == 0) {
+				u->heartbeat_ms = num;
+			} else {
+				u->timeout_ms = num;
+				tnode = val;
+			}
+		}
+	}
+	if (targets == NULL)
+		conf_err(ld, file, v, "'coordinators' needs 'targets' (a "
+		    "sequence of host:port)");
+	if (tnode == NULL)
+		u->timeout_ms = 3 * u->heartbeat_ms;
+	else if (u->timeout_ms <= u->heartbeat_ms) {
+		char t[32], h[32];
+
+		conf_err(ld, file, tnode, "'timeout' %s must be longer than "
+		    "'heartbeat' %s in 'coordinators'",
+		    format_duration_ms(u->timeout_ms, t, sizeof(t)),
+		    format_duration_ms(u->heartbeat_ms, h, sizeof(h)));
+	}
+}
+
+static int
+conf_str_equal(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
+
+int
+conf_uplink_equal(const struct conf_uplink *a, const struct conf_uplink *b)
+{
+	if (a->ntargets != b->ntargets || a->heartbeat_ms != b->heartbeat_ms ||
+	    a->timeout_ms != b->timeout_ms ||
+	    a->max_queued_samples != b->max_queued_samples ||
+	    a->tls != b->tls || !conf_str_equal(a->tls_ca, b->tls_ca) ||
+	    !conf_str_equal(a->tls_cert, b->tls_cert) ||
+	    !conf_str_equal(a->tls_key, b->tls_key))
+		return 0;
+	for (size_t i = 0; i < a->ntargets; i++)
+		if (strcmp(a->targets[i], b->targets[i]) != 0)
+			return 0;
+	return 1;
 }
 
 /*
@@ -1714,6 +1900,8 @@ conf_main_key(struct conf_loader *ld, size_t file,
 		conf_log(ld, file, v);
 	} else if (strcmp(key, "defaults") == 0) {
 		conf_defaults(ld, file, v);
+	} else if (strcmp(key, "coordinators") == 0) {
+		conf_coordinators(ld, file, v);
 	} else {
 		conf_unknown_key(ld, file, pair->key, "", conf_main_keys, NULL);
 	}
@@ -1792,6 +1980,8 @@ conf_new(struct conf_loader *ld, const char *path)
 	conf->default_interval_ms = CONF_DEFAULT_INTERVAL_MS;
 	conf->default_timeout_ms = CONF_DEFAULT_TIMEOUT_MS;
 	conf->default_action_timeout_ms = CONF_DEFAULT_ACTION_TIMEOUT_MS;
+	conf->uplink.heartbeat_ms = CONF_DEFAULT_HEARTBEAT_MS;
+	conf->uplink.max_queued_samples = CONF_DEFAULT_QUEUED_SAMPLES;
 	if ((conf->path = strdup(path)) == NULL ||
 	    (conf->metrics_listen = strdup(CONF_DEFAULT_LISTEN)) == NULL) {
 		conf_free(conf);
@@ -1958,6 +2148,41 @@ conf_print_value(struct evbuffer *out, const struct conf_value *v)
 	evbuffer_add(out, "\n", 1);
 }
 
+static void
+conf_print_uplink(const struct conf_uplink *u, struct evbuffer *out)
+{
+	char a[32];
+
+	evbuffer_add_printf(out, "coordinators:\n  targets:\n");
+	for (size_t i = 0; i < u->ntargets; i++) {
+		evbuffer_add_printf(out, "    - ");
+		conf_put_str(out, u->targets[i]);
+		evbuffer_add(out, "\n", 1);
+	}
+	evbuffer_add_printf(out, "  heartbeat: %s\n",
+	    format_duration_ms(u->heartbeat_ms, a, sizeof(a)));
+	evbuffer_add_printf(out, "  timeout: %s\n",
+	    format_duration_ms(u->timeout_ms, a, sizeof(a)));
+	evbuffer_add_printf(out, "  max_queued_samples: %lld\n",
+	    (long long)u->max_queued_samples);
+	if (!u->tls)
+		return;
+	evbuffer_add_printf(out, "  tls:%s\n", u->tls_ca == NULL &&
+	    u->tls_cert == NULL ? " {}" : "");
+	if (u->tls_ca != NULL) {
+		evbuffer_add_printf(out, "    ca: ");
+		conf_put_str(out, u->tls_ca);
+		evbuffer_add(out, "\n", 1);
+	}
+	if (u->tls_cert != NULL && u->tls_key != NULL) {
+		evbuffer_add_printf(out, "    cert: ");
+		conf_put_str(out, u->tls_cert);
+		evbuffer_add_printf(out, "\n    key: ");
+		conf_put_str(out, u->tls_key);
+		evbuffer_add(out, "\n", 1);
+	}
+}
+
 void
 conf_print(const struct agent_conf *conf, struct evbuffer *out)
 {
@@ -1989,6 +2214,8 @@ conf_print(const struct agent_conf *conf, struct evbuffer *out)
 	evbuffer_add_printf(out, "  action_timeout: %s\n",
 	    format_duration_ms(conf->default_action_timeout_ms, a, sizeof(a)));
 
+	if (conf->uplink.ntargets > 0)
+		conf_print_uplink(&conf->uplink, out);
 	evbuffer_add_printf(out, "checks:%s\n",
 	    conf->nchecks == 0 ? " []" : "");
 	for (size_t i = 0; i < conf->nchecks; i++) {

@@ -16,6 +16,16 @@
  *   log: { level: err|warning|info|debug, target: stderr|syslog }
  *   defaults: { interval: <duration>, timeout: <duration>,
  *               action_timeout: <duration> }  10s / 5s / 2m
+ *   coordinators:                  where the agent reports; default: none
+ *     targets: [ "host:port", ... ]   1..16 troika-coord gRPC endpoints
+ *     heartbeat: <duration>        sent when silent this long; 5s
+ *                                  (a coordinator's Welcome may override)
+ *     timeout: <duration>          a silent coordinator is left after
+ *                                  this long; default 3 heartbeats
+ *     max_queued_samples: <int>    metric samples kept per coordinator
+ *                                  while it is slow or away; 100000
+ *     tls: { ca: FILE, cert: FILE, key: FILE }  TLS (ca: verify the
+ *                                  coordinator; cert+key: mutual TLS)
  *   checks: [ <check>, ... ]
  * Drop-in files hold only `checks:`.
  * A check: name (unique, [A-Za-z0-9_.-]+), plugin, optional interval and
@@ -106,6 +116,22 @@ struct conf_check {
 	char *canonical;
 };
 
+/* Where and how the agent reports (its `coordinators:` section). */
+struct conf_uplink {
+	char **targets;            /* "host:port"; none: report nowhere */
+	size_t ntargets;
+	int64_t heartbeat_ms;
+	int64_t timeout_ms;
+	int64_t max_queued_samples;
+	int tls;                   /* the tls key was given */
+	char *tls_ca;              /* resolved paths, or NULL */
+	char *tls_cert;
+	char *tls_key;
+};
+
+/* Same coordinators, same settings: a reload keeps the streams. */
+int conf_uplink_equal(const struct conf_uplink *a, const struct conf_uplink *b);
+
 struct agent_conf {
 	char *path;            /* main file */
 	char *node;
@@ -119,6 +145,7 @@ struct agent_conf {
 	int64_t default_interval_ms;
 	int64_t default_timeout_ms;
 	int64_t default_action_timeout_ms;
+	struct conf_uplink uplink;
 	struct conf_check *checks; /* main file first, then drop-ins by name */
 	size_t nchecks;
 	char **files;          /* every file read; conf_pos.file points here */

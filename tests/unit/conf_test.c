@@ -872,7 +872,7 @@ test_main_errors(void **state)
 	(void)state;
 	one_err("node: n\nnodes: m\n", "agent.yaml:2:1: unknown key 'nodes' "
 	    "(expected one of: node, plugin_dirs, include, workers, metrics, "
-	    "log, defaults, checks)");
+	    "log, defaults, coordinators, checks)");
 	one_err("node: \"\"\n", "agent.yaml:1:7: 'node' must not be empty");
 	one_err("node:\n", "agent.yaml:1:6: missing value for 'node' "
 	    "(expected a string)");
