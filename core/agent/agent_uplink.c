@@ -50,6 +50,7 @@
 /* Command ids remembered with their final result (repeats are answered). */
 #define UPLINK_DONE_IDS 256
 #define UPLINK_MAX_ARGS 16
+#define UPLINK_BACKOFF_MAX_MS 5000
 
 /* One check run's samples, packed as a MetricBatch without field 3. */
 struct uplink_batch {
@@ -633,6 +634,18 @@ out:
 static void uplink_command(struct uplink_peer *p,
     const Troika__V1__Command *cmd);
 
+/* Four ticks per heartbeat keep both deadlines within a quarter of it. */
+static void
+uplink_tick_arm(struct uplink_peer *p)
+{
+	int64_t ms = p->heartbeat_ms / 4 > 0 ? p->heartbeat_ms / 4 : 1;
+	struct timeval tv;
+
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	event_add(p->tick, &tv);
+}
+
 static void
 uplink_on_message(struct grpc_client_call *call, const uint8_t *msg, size_t len,
     void *arg)
@@ -674,6 +687,7 @@ uplink_on_message(struct grpc_client_call *call, const uint8_t *msg, size_t len,
 			    (int64_t)(w->heartbeat_interval_nano / 1000000);
 			if (p->timeout_ms < 3 * p->heartbeat_ms)
 				p->timeout_ms = 3 * p->heartbeat_ms;
+			uplink_tick_arm(p);
 		}
 		if (w->fencing_token > p->up->fencing_token)
 			p->up->fencing_token = w->fencing_token;
@@ -745,6 +759,7 @@ uplink_on_attempt(struct grpc_reconnect *r, struct grpc_client *cl, void *arg)
 	p->welcomed = 0;
 	p->heartbeat_ms = cu->heartbeat_ms;
 	p->timeout_ms = cu->timeout_ms;
+	uplink_tick_arm(p);
 	p->last_recv_ms = p->last_sent_ms = uplink_now_ms();
 	p->heartbeat_seq = 0;
 	p->backlog = 1;
@@ -1108,16 +1123,17 @@ agent_uplink_start(struct agent *a)
 		goto fail;
 	grpc_client_config_default(&cfg);
 	/*
-	 * An agent waits at most 30 s for its next attempt (gRPC's default
-	 * is 120 s): a coordinator that is back should see its nodes soon.
+	 * An agent waits at most 5 s (+-20 %) for its next attempt, where
+	 * gRPC's default is 120 s: a restarted coordinator must have every
+	 * node's state within seconds, and a cluster has a handful of
+	 * agents, not thousands, so the attempts cost nothing.
 	 */
 	grpc_backoff_init(&backoff, 0);
-	backoff.max_ms = 30000;
+	backoff.max_ms = UPLINK_BACKOFF_MAX_MS;
 	for (size_t i = 0; i < cu->ntargets; i++) {
 		struct uplink_peer *p = &up->peers[i];
 		char host[256];
 		int port;
-		struct timeval tv;
 
 		p->up = up;
 		up->npeers++;
@@ -1126,13 +1142,11 @@ agent_uplink_start(struct agent *a)
 		    parse_hostport(p->target, host, sizeof(host), 1,
 		    &port) != 0)
 			goto fail;
-		/* A tick four times per heartbeat keeps both deadlines close. */
-		tv.tv_sec = cu->heartbeat_ms / 4 / 1000;
-		tv.tv_usec = (suseconds_t)(cu->heartbeat_ms / 4 % 1000) * 1000;
+		p->heartbeat_ms = cu->heartbeat_ms;
 		if ((p->tick = event_new(a->base, -1, EV_PERSIST,
-		    uplink_tick_cb, p)) == NULL ||
-		    event_add(p->tick, &tv) < 0)
+		    uplink_tick_cb, p)) == NULL)
 			goto fail;
+		uplink_tick_arm(p);
 		p->rc = grpc_reconnect_new(a->base, host, port, up->tls, NULL,
 		    &cfg, &backoff, uplink_on_attempt, uplink_on_down, p);
 		if (p->rc == NULL) {
