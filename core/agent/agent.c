@@ -99,6 +99,11 @@ agent_start(struct agent *a)
 	if (a->admin_path != NULL && a->admin_path[0] != '\0' &&
 	    (a->admin = agent_admin_start(a, a->admin_path)) == NULL)
 		return -1;
+	if ((a->commands = agent_commands_new(a->checks,
+	    agent_uplink_send)) == NULL) {
+		log_warn("commands");
+		return -1;
+	}
 	/* Before the first results, so that the very first ones go out. */
 	if (a->conf->uplink.ntargets > 0 &&
 	    (a->uplink = agent_uplink_start(a)) == NULL)
@@ -230,6 +235,9 @@ agent_stop(struct agent *a)
 	a->admin = NULL;
 	agent_http_free(a->http);
 	a->http = NULL;
+	/* Before the host: forgets the actions still running. */
+	agent_commands_free(a->commands);
+	a->commands = NULL;
 	check_host_free(a->checks);
 	a->checks = NULL;
 	plugin_set_free(&a->plugins);
@@ -268,4 +276,6 @@ agent_metrics(const struct agent *a, struct evbuffer *out)
 	plugin_set_metrics(&a->plugins, out);
 	check_host_metrics(a->checks, out);
 	agent_uplink_metrics(a->uplink, out);
+	if (a->uplink != NULL)
+		agent_commands_metrics(a->commands, out);
 }

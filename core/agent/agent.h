@@ -6,6 +6,7 @@
 #define TROIKA_AGENT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "plugin_set.h"
 
@@ -29,6 +30,7 @@ struct agent {
 	const char *admin_path;      /* --admin-socket, or "" for none */
 	struct agent_admin *admin;
 	struct agent_uplink *uplink; /* NULL: no coordinators configured */
+	struct agent_commands *commands; /* fencing and command ids */
 
 	int last_reload_ok;
 	double last_reload_success_time;
@@ -72,6 +74,32 @@ struct agent_uplink *agent_uplink_start(struct agent *a);
 void agent_uplink_hello(struct agent_uplink *up);
 void agent_uplink_free(struct agent_uplink *up);
 void agent_uplink_metrics(const struct agent_uplink *up, struct evbuffer *out);
+/* agent_command_send_fn for commands that came on an uplink stream. */
+int agent_uplink_send(void *sender, const void *msg, size_t len);
+
+/*
+ * agent_command.c: coordinator commands, fenced and run at most once.
+ * send() gives a packed AgentMessage (a CommandResult) to the sender the
+ * command came with; it returns 0 or a negative errno.
+ */
+struct agent_commands;
+struct Troika__V1__Command;
+struct check_host;
+typedef int (*agent_command_send_fn)(void *sender, const void *msg,
+    size_t len);
+struct agent_commands *agent_commands_new(struct check_host *checks,
+    agent_command_send_fn send);
+void agent_commands_free(struct agent_commands *cmds);
+/* from names the sender in logs (e.g. the coordinator's address). */
+void agent_commands_handle(struct agent_commands *cmds, void *sender,
+    const char *from, const struct Troika__V1__Command *cmd);
+/* The highest fencing token seen, and one seen elsewhere (Welcome). */
+uint64_t agent_commands_token(const struct agent_commands *cmds);
+void agent_commands_see_token(struct agent_commands *cmds, uint64_t token);
+/* The sender is going away: answers for it are only kept. */
+void agent_commands_sender_gone(struct agent_commands *cmds, void *sender);
+void agent_commands_metrics(const struct agent_commands *cmds,
+    struct evbuffer *out);
 
 /* agent_http.c */
 struct agent_http *agent_http_start(struct agent *a, const char *listen);

@@ -21,9 +21,8 @@
  * Heartbeats from the coordinator are never answered (agent.proto); a
  * coordinator silent for the timeout is left and reconnected to.
  *
- * Commands carry the leader's fencing token: one lower than the highest
- * this agent has seen is refused, as is one past its deadline. A command id
- * runs at most once; a repeated id gets the result kept for it.
+ * Commands go to agent_command.c (fencing, deadlines, ids run once), and
+ * their answers come back on the stream the command came on.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -47,9 +46,6 @@
 #include "troika/v1/agent.pb-c.h"
 
 #define UPLINK_PATH "/troika.v1.Agent/Connect"
-/* Command ids remembered with their final result (repeats are answered). */
-#define UPLINK_DONE_IDS 256
-#define UPLINK_MAX_ARGS 16
 #define UPLINK_BACKOFF_MAX_MS 5000
 
 /* One check run's samples, packed as a MetricBatch without field 3. */
@@ -101,27 +97,16 @@ struct uplink_peer {
 	uint64_t silences;
 };
 
-/* A command being run, or run: what answering it again needs. */
-struct uplink_command {
-	char *id;
-	struct uplink_peer *peer;        /* who asked; NULL once it is gone */
-	struct troika_task *task;        /* running; NULL once done */
-	uint64_t token;
-	uint8_t *final;                  /* packed AgentMessage, once done */
-	size_t final_len;
-	struct uplink_command *next;
-};
-
 struct agent_uplink {
 	struct agent *agent;
 	struct uplink_peer *peers;
 	size_t npeers;
 	void *tls;                       /* SSL_CTX *, or NULL for h2c */
-	uint64_t fencing_token;          /* the highest seen */
-	struct uplink_command *commands; /* newest first */
-	size_t ncommands;
-	uint64_t commands_by_outcome[
-	    TROIKA__V1__COMMAND_OUTCOME__COMMAND_OUTCOME_REJECTED_EXPIRED + 1];
+	/*
+	 * The agent's: the highest fencing token seen must outlive streams
+	 * and reloads, or a stale leader could act after one.
+	 */
+	struct agent_commands *commands;
 };
 
 static void uplink_pump(struct uplink_peer *p);
@@ -320,7 +305,7 @@ uplink_send_hello(struct uplink_peer *p)
 	hello.checks = checkp;
 	hello.n_checks = conf->nchecks;
 	hello.start_time_unix_nano = uplink_unix_nano(a->start_time);
-	hello.fencing_token = p->up->fencing_token;
+	hello.fencing_token = agent_commands_token(p->up->commands);
 	m.body_case = TROIKA__V1__AGENT_MESSAGE__BODY_HELLO;
 	m.hello = &hello;
 	r = uplink_send(p, &m);
@@ -631,8 +616,6 @@ out:
 		    strerror(-r));
 }
 
-static void uplink_command(struct uplink_peer *p,
-    const Troika__V1__Command *cmd);
 
 /* Four ticks per heartbeat keep both deadlines within a quarter of it. */
 static void
@@ -689,13 +672,13 @@ uplink_on_message(struct grpc_client_call *call, const uint8_t *msg, size_t len,
 				p->timeout_ms = 3 * p->heartbeat_ms;
 			uplink_tick_arm(p);
 		}
-		if (w->fencing_token > p->up->fencing_token)
-			p->up->fencing_token = w->fencing_token;
+		agent_commands_see_token(p->up->commands, w->fencing_token);
 		uplink_pump(p);
 		break;
 	}
 	case TROIKA__V1__COORDINATOR_MESSAGE__BODY_COMMAND:
-		uplink_command(p, cm->command);
+		agent_commands_handle(p->up->commands, p, p->target,
+		    cm->command);
 		break;
 	case TROIKA__V1__COORDINATOR_MESSAGE__BODY_HEARTBEAT:
 		break;
@@ -822,229 +805,6 @@ uplink_tick_cb(evutil_socket_t fd, short what, void *arg)
 		uplink_heartbeat(p);
 }
 
-/* ---- commands ---- */
-
-static struct uplink_command *
-uplink_command_find(struct agent_uplink *up, const char *id)
-{
-	for (struct uplink_command *c = up->commands; c != NULL; c = c->next)
-		if (strcmp(c->id, id) == 0)
-			return c;
-	return NULL;
-}
-
-static void
-uplink_command_free(struct uplink_command *c)
-{
-	if (c == NULL)
-		return;
-	if (c->task != NULL)
-		check_host_action_forget(c->task);
-	free(c->id);
-	free(c->final);
-	free(c);
-}
-
-/* Keep the newest UPLINK_DONE_IDS commands; older finished ones go. */
-static void
-uplink_command_trim(struct agent_uplink *up)
-{
-	struct uplink_command **cp = &up->commands;
-	size_t n = 0;
-
-	while (*cp != NULL) {
-		struct uplink_command *c = *cp;
-
-		if (++n > UPLINK_DONE_IDS && c->task == NULL) {
-			*cp = c->next;
-			uplink_command_free(c);
-			up->ncommands--;
-			continue;
-		}
-		cp = &c->next;
-	}
-}
-
-/*
- * Answer a command. A final outcome is packed and kept with the command
- * (when there is one) so a repeated id gets the same answer.
- */
-static void
-uplink_answer(struct agent_uplink *up, struct uplink_peer *p,
-    struct uplink_command *c, const char *id, uint64_t token,
-    Troika__V1__CommandOutcome outcome, const char *message,
-    const struct action_outcome *o)
-{
-	Troika__V1__AgentMessage m = TROIKA__V1__AGENT_MESSAGE__INIT;
-	Troika__V1__CommandResult cr = TROIKA__V1__COMMAND_RESULT__INIT;
-	Troika__V1__Label *fields = NULL, **fieldp = NULL;
-	uint8_t *buf = NULL;
-	size_t len, nf = o != NULL ? o->nfields : 0;
-
-	if (nf > 0) {
-		fields = calloc(nf, sizeof(*fields));
-		fieldp = calloc(nf, sizeof(*fieldp));
-		if (fields == NULL || fieldp == NULL)
-			nf = 0;
-	}
-	for (size_t i = 0; i < nf; i++) {
-		troika__v1__label__init(&fields[i]);
-		fields[i].name = (char *)(uintptr_t)o->fields[i].name;
-		fields[i].value = (char *)(uintptr_t)o->fields[i].value;
-		fieldp[i] = &fields[i];
-	}
-	cr.id = (char *)(uintptr_t)id;
-	cr.outcome = outcome;
-	cr.message = (char *)(uintptr_t)(message != NULL ? message : "");
-	cr.fields = fieldp;
-	cr.n_fields = nf;
-	cr.duration_nano = o != NULL && o->duration > 0 ?
-	    (uint64_t)(o->duration * 1e9) : 0;
-	cr.time_unix_nano = uplink_wall_nano();
-	cr.fencing_token = token;
-	m.body_case = TROIKA__V1__AGENT_MESSAGE__BODY_COMMAND_RESULT;
-	m.command_result = &cr;
-	len = protobuf_c_message_get_packed_size(&m.base);
-	if ((buf = malloc(len > 0 ? len : 1)) != NULL) {
-		protobuf_c_message_pack(&m.base, buf);
-		/*
-		 * Answers are few and matter: one that finds the stream full
-		 * is still not lost, since a repeated id gets it again.
-		 */
-		if (p != NULL && p->call != NULL &&
-		    uplink_send_bytes(p, buf, len) < 0)
-			log_warnx("coordinator %s: command %s: answer not "
-			    "sent now; the coordinator gets it when it asks "
-			    "again", p->target, id);
-	}
-	if ((size_t)outcome < sizeof(up->commands_by_outcome) /
-	    sizeof(up->commands_by_outcome[0]))
-		up->commands_by_outcome[outcome]++;
-	if (c != NULL && outcome != TROIKA__V1__COMMAND_OUTCOME__COMMAND_OUTCOME_ACCEPTED) {
-		free(c->final);
-		c->final = buf;
-		c->final_len = buf != NULL ? len : 0;
-		buf = NULL;
-	}
-	free(buf);
-	free(fields);
-	free(fieldp);
-}
-
-static void
-uplink_command_done(const struct action_outcome *o, void *arg)
-{
-	struct uplink_command *c = arg;
-	struct agent_uplink *up = c->peer != NULL ? c->peer->up : NULL;
-	Troika__V1__CommandOutcome outcome;
-
-	c->task = NULL;
-	if (o->timed_out || o->status == TROIKA_STATUS_UNKNOWN ||
-	    o->status == TROIKA_STATUS_WARNING)
-		outcome = TROIKA__V1__COMMAND_OUTCOME__COMMAND_OUTCOME_INDETERMINATE;
-	else if (o->status == TROIKA_STATUS_OK)
-		outcome = TROIKA__V1__COMMAND_OUTCOME__COMMAND_OUTCOME_SUCCEEDED;
-	else
-		outcome = TROIKA__V1__COMMAND_OUTCOME__COMMAND_OUTCOME_FAILED;
-	log_info("command %s: %s (%s)", c->id,
-	    troika__v1__command_outcome__descriptor.values[outcome].name,
-	    o->message != NULL ? o->message : "");
-	if (up == NULL)
-		return; /* its peer went away: kept for a repeated id */
-	uplink_answer(up, c->peer, c, c->id, c->token, outcome, o->message, o);
-}
-
-static void
-uplink_command(struct uplink_peer *p, const Troika__V1__Command *cmd)
-{
-	struct agent_uplink *up = p->up;
-	struct uplink_command *c;
-	const char *err = NULL;
-	int r;
-
-	if (cmd->id == NULL || cmd->id[0] == '\0') {
-		log_warnx("coordinator %s: a command without an id; ignored",
-		    p->target);
-		return;
-	}
-	if ((c = uplink_command_find(up, cmd->id)) != NULL) {
-		/* Run at most once: repeat the final answer, if any yet. */
-		if (c->final != NULL)
-			(void)uplink_send_bytes(p, c->final, c->final_len);
-		c->peer = p;
-		return;
-	}
-	if (cmd->fencing_token < up->fencing_token) {
-		char msg[128];
-
-		snprintf(msg, sizeof(msg), "fencing token %llu is lower than "
-		    "%llu, the highest seen", (unsigned long long)
-		    cmd->fencing_token, (unsigned long long)up->fencing_token);
-		log_warnx("coordinator %s: command %s refused: %s", p->target,
-		    cmd->id, msg);
-		uplink_answer(up, p, NULL, cmd->id, cmd->fencing_token,
-		    TROIKA__V1__COMMAND_OUTCOME__COMMAND_OUTCOME_REJECTED_STALE_TOKEN, msg,
-		    NULL);
-		return;
-	}
-	up->fencing_token = cmd->fencing_token;
-	if (cmd->deadline_unix_nano != 0 &&
-	    uplink_wall_nano() > cmd->deadline_unix_nano) {
-		uplink_answer(up, p, NULL, cmd->id, cmd->fencing_token,
-		    TROIKA__V1__COMMAND_OUTCOME__COMMAND_OUTCOME_REJECTED_EXPIRED,
-		    "arrived after its deadline", NULL);
-		return;
-	}
-	if ((c = calloc(1, sizeof(*c))) == NULL ||
-	    (c->id = strdup(cmd->id)) == NULL) {
-		free(c);
-		uplink_answer(up, p, NULL, cmd->id, cmd->fencing_token,
-		    TROIKA__V1__COMMAND_OUTCOME__COMMAND_OUTCOME_FAILED, "out of memory",
-		    NULL);
-		return;
-	}
-	c->peer = p;
-	c->token = cmd->fencing_token;
-	c->next = up->commands;
-	up->commands = c;
-	up->ncommands++;
-	log_info("command %s from %s (token %llu): %s %s", cmd->id,
-	    cmd->coordinator != NULL && cmd->coordinator[0] != '\0' ?
-	    cmd->coordinator : p->target,
-	    (unsigned long long)cmd->fencing_token, cmd->check, cmd->action);
-	if (cmd->n_args > UPLINK_MAX_ARGS) {
-		r = -EINVAL;
-		err = "too many arguments";
-	} else {
-		r = check_host_action(up->agent->checks, cmd->check,
-		    cmd->action, (const char *const *)cmd->args, cmd->n_args,
-		    cmd->timeout_nano > 0 ?
-		    (int64_t)(cmd->timeout_nano / 1000000) : 0,
-		    uplink_command_done, c, &c->task, &err);
-	}
-	if (r < 0) {
-		Troika__V1__CommandOutcome o =
-		    r == -ENOENT ?
-		    TROIKA__V1__COMMAND_OUTCOME__COMMAND_OUTCOME_REJECTED_UNKNOWN_CHECK :
-		    r == -EOPNOTSUPP ?
-		    TROIKA__V1__COMMAND_OUTCOME__COMMAND_OUTCOME_REJECTED_UNKNOWN_ACTION :
-		    r == -EINVAL ?
-		    TROIKA__V1__COMMAND_OUTCOME__COMMAND_OUTCOME_REJECTED_INVALID_ARGUMENTS :
-		    TROIKA__V1__COMMAND_OUTCOME__COMMAND_OUTCOME_FAILED;
-
-		c->task = NULL;
-		log_warnx("command %s refused: %s", cmd->id,
-		    err != NULL ? err : strerror(-r));
-		uplink_answer(up, p, c, cmd->id, cmd->fencing_token, o,
-		    err != NULL ? err : strerror(-r), NULL);
-	} else {
-		uplink_answer(up, p, c, cmd->id, cmd->fencing_token,
-		    TROIKA__V1__COMMAND_OUTCOME__COMMAND_OUTCOME_ACCEPTED, "started",
-		    NULL);
-	}
-	uplink_command_trim(up);
-}
-
 /* ---- the check host's results ---- */
 
 static void
@@ -1086,12 +846,18 @@ uplink_on_result(const struct troika_instance *c, uint64_t prev_seq, void *arg)
 
 /* ---- life ---- */
 
+/* Answers to commands go back on the stream the command came on. */
+int
+agent_uplink_send(void *sender, const void *msg, size_t len)
+{
+	return uplink_send_bytes(sender, msg, len);
+}
+
 static void
 uplink_peer_free(struct uplink_peer *p)
 {
-	for (struct uplink_command *c = p->up->commands; c != NULL; c = c->next)
-		if (c->peer == p)
-			c->peer = NULL;
+	if (p->up->commands != NULL)
+		agent_commands_sender_gone(p->up->commands, p);
 	if (p->tick != NULL)
 		event_free(p->tick);
 	p->freeing = 1;
@@ -1118,6 +884,7 @@ agent_uplink_start(struct agent *a)
 		return NULL;
 	}
 	up->agent = a;
+	up->commands = a->commands;
 	if (cu->tls && (up->tls = grpc_tls_client_ctx(cu->tls_ca,
 	    cu->tls_cert, cu->tls_key)) == NULL)
 		goto fail;
@@ -1191,12 +958,6 @@ agent_uplink_free(struct agent_uplink *up)
 		check_host_set_result_hook(up->agent->checks, NULL, NULL);
 	for (size_t i = 0; i < up->npeers; i++)
 		uplink_peer_free(&up->peers[i]);
-	while (up->commands != NULL) {
-		struct uplink_command *c = up->commands;
-
-		up->commands = c->next;
-		uplink_command_free(c);
-	}
 	free(up->peers);
 	grpc_tls_ctx_free(up->tls);
 	free(up);
@@ -1273,32 +1034,6 @@ agent_uplink_metrics(const struct agent_uplink *up, struct evbuffer *out)
 	    "troika_agent_coordinator_silences_total",
 	    "Streams left because the coordinator was silent for the "
 	    "timeout.", offsetof(struct uplink_peer, silences));
-	metrics_family(out, "troika_agent_fencing_token", "gauge",
-	    "The highest fencing token seen; commands with a lower one are "
-	    "refused.");
-	metrics_sample(out, "troika_agent_fencing_token", NULL, 0, NULL,
-	    (double)up->fencing_token);
-	metrics_family(out, "troika_agent_commands_total", "counter",
-	    "Coordinator commands answered, by outcome (accepted is the "
-	    "interim answer of a command that ran).");
-	for (size_t o = 1; o < sizeof(up->commands_by_outcome) /
-	    sizeof(up->commands_by_outcome[0]); o++) {
-		const char *name =
-		    troika__v1__command_outcome__descriptor.values[o].name;
-		char lower[64];
-		struct troika_label l = { "outcome", lower };
-		size_t k;
-
-		/* "COMMAND_OUTCOME_REJECTED_STALE_TOKEN" -> rejected_stale_token */
-		if (strncmp(name, "COMMAND_OUTCOME_", 16) == 0)
-			name += 16;
-		for (k = 0; name[k] != '\0' && k < sizeof(lower) - 1; k++)
-			lower[k] = (char)(name[k] >= 'A' && name[k] <= 'Z' ?
-			    name[k] - 'A' + 'a' : name[k]);
-		lower[k] = '\0';
-		metrics_sample(out, "troika_agent_commands_total", &l, 1, NULL,
-		    (double)up->commands_by_outcome[o]);
-	}
 	for (size_t i = 0; i < up->npeers && n < 64; i++)
 		rcs[n++] = up->peers[i].rc;
 	grpc_reconnect_write_metrics(rcs, n, out);
