@@ -26,6 +26,7 @@ import pytest
 
 from conftest import BUILD_DIR, NODE1, free_port, parse_metrics, wait_for
 from grpc_echo import SANITIZER_REPORT, generate_modules
+from test_grpc_client import make_certs
 
 COORD = os.path.join(BUILD_DIR, "core", "coord", "troika-coord")
 
@@ -69,7 +70,7 @@ class CoordProc:
     """troika-coord on fixed ports, so that a restart comes back where the
     agent looks for it."""
 
-    def __init__(self, procs, workdir, pb, heartbeat="1s"):
+    def __init__(self, procs, workdir, pb, heartbeat="1s", extra="", creds=None):
         self.procs = procs
         self.grpc_port = free_port()
         self.http_port = free_port()
@@ -78,12 +79,13 @@ class CoordProc:
         self.conf.write_text(
             f"node: {{name: coord-t}}\nlisten: \"{self.target}\"\n"
             f"metrics: {{listen: \"{NODE1}:{self.http_port}\"}}\n"
-            f"agents: {{heartbeat: {heartbeat}}}\nlog: {{level: debug}}\n")
+            f"agents: {{heartbeat: {heartbeat}}}\nlog: {{level: debug}}\n" + extra)
         self.log = workdir / "coord.log"
         self.proc = None
         agent_pb2, admin_pb2 = pb
         self.admin_pb2 = admin_pb2
-        self.channel = grpc.insecure_channel(self.target)
+        self.channel = (grpc.secure_channel(self.target, creds) if creds
+                        else grpc.insecure_channel(self.target))
         self.status_rpc = self.channel.unary_unary(
             "/troika.v1.Admin/GetStatus",
             request_serializer=admin_pb2.GetStatusRequest.SerializeToString,
@@ -254,6 +256,39 @@ def test_coordinator_restart_under_load(agent, procs, tmp_path, pb):
     assert agent.value("troika_agent_coordinator_streams_total",
                        coordinator=coord.target) == 2
     steady.close()
+    coord.stop()
+
+
+def test_mutual_tls(agent, procs, tmp_path, pb):
+    """The agent's certificate signed by the cluster CA gets it in; a CA
+    that did not sign the coordinator's certificate keeps it out."""
+    make_certs(tmp_path)
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=(tmp_path / "ca.crt").read_bytes(),
+        private_key=(tmp_path / "client.key").read_bytes(),
+        certificate_chain=(tmp_path / "client.crt").read_bytes())
+    coord = CoordProc(procs, tmp_path, pb, creds=creds, extra=(
+        f"tls:\n  cert: {tmp_path}/server.crt\n  key: {tmp_path}/server.key\n"
+        f"  ca: {tmp_path}/ca.crt\n"))
+    coord.start()
+    checks = "  - {name: act, plugin: actor, interval: 500ms}\n"
+    agent.write(checks, extra=coordinators_yaml(coord.target) + (
+        "  tls:\n    ca: ca.crt\n    cert: client.crt\n    key: client.key\n"))
+    agent.start()
+    wait_for(lambda: (n := coord.node("test-node")) is not None and n.connected and
+             len(n.checks) == 1 and n.checks[0].run > 0, 10,
+             what="the agent in over mutual TLS")
+    assert agent.value("troika_agent_coordinator_connected", coordinator=coord.target) == 1
+    procs.stop(agent.proc)
+
+    # The wrong CA: the agent refuses the coordinator, and says why.
+    agent.write(checks, extra=coordinators_yaml(coord.target) + (
+        "  tls:\n    ca: other-ca.crt\n    cert: client.crt\n    key: client.key\n"))
+    agent.start()
+    wait_for(lambda: "certificate verify failed" in agent.log_text(), 10,
+             what="the agent refusing the coordinator's certificate")
+    assert agent.value("troika_agent_coordinator_connected", coordinator=coord.target) == 0
+    assert not coord.node("test-node").connected
     coord.stop()
 
 
