@@ -314,8 +314,11 @@ check_record(struct troika_instance *c, struct result_copy *r, int timed_out,
     double duration)
 {
 	int old = c->has_result ? (int)c->last.status : -1;
+	int old_certain = c->has_result &&
+	    c->last.evidence == TROIKA_EVIDENCE_CERTAIN;
 	uint64_t prev_seq = c->result_seq;
 	enum check_result kind;
+	int confirming = c->confirm_next;
 
 	kind = timed_out ? CHECK_RESULT_TIMEOUT : (enum check_result)r->status;
 	c->runs[kind]++;
@@ -345,6 +348,18 @@ check_record(struct troika_instance *c, struct result_copy *r, int timed_out,
 		};
 		event_emit(&ev);
 	}
+	/*
+	 * A failure with certain evidence, new: confirm it at once rather
+	 * than an interval later. The confirming result never asks again.
+	 */
+	c->confirm_next = 0;
+	if (!confirming && c->last.status == TROIKA_STATUS_CRITICAL &&
+	    c->last.evidence == TROIKA_EVIDENCE_CERTAIN &&
+	    !(old == TROIKA_STATUS_CRITICAL && old_certain)) {
+		c->confirm_next = 1;
+		check_recheck_soon(c, CHECK_RECHECK_CERTAIN);
+	}
+	check_watch_rearm(c);
 	if (c->host->result_hook != NULL)
 		c->host->result_hook(c, prev_seq, c->host->result_hook_arg);
 }
@@ -502,6 +517,7 @@ check_free(struct troika_instance *c)
 		event_free(c->first);
 	if (c->ticker != NULL)
 		event_free(c->ticker);
+	check_watch_free(c);
 	/* The plugin is about to go: its service callbacks must not run. */
 	check_service_cancel_all(c);
 	if (c->pending_action != NULL) {
@@ -560,6 +576,7 @@ check_new(struct check_host *h, const struct conf_check *cc, struct plugin_set *
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return NULL;
 	c->host = h;
+	c->watch_fd = -1;
 	c->interval_ms = cc->interval_ms;
 	c->timeout_ms = cc->timeout_ms;
 	c->action_timeout_ms = cc->action_timeout_ms;
@@ -572,7 +589,8 @@ check_new(struct check_host *h, const struct conf_check *cc, struct plugin_set *
 	    metrics_histogram_init(&c->duration, check_duration_bounds,
 	    sizeof(check_duration_bounds) / sizeof(check_duration_bounds[0])) < 0 ||
 	    (c->first = evtimer_new(h->base, check_first_cb, c)) == NULL ||
-	    (c->ticker = event_new(h->base, -1, EV_PERSIST, check_tick_cb, c)) == NULL) {
+	    (c->ticker = event_new(h->base, -1, EV_PERSIST, check_tick_cb, c)) == NULL ||
+	    check_watch_init(c, cc->service.pidfile) < 0) {
 		check_free(c);
 		return NULL;
 	}
@@ -601,6 +619,7 @@ check_new(struct check_host *h, const struct conf_check *cc, struct plugin_set *
 	}
 	c->runnable = 1;
 	check_schedule(c);
+	check_watch_rearm(c);
 	return c;
 }
 

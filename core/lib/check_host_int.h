@@ -10,6 +10,7 @@
 #define TROIKA_CHECK_HOST_INT_H
 
 #include <pthread.h>
+#include <sys/types.h>
 #include <stdint.h>
 #include <sys/time.h>
 #include <time.h>
@@ -20,6 +21,12 @@
 
 struct conf_check;
 struct conf_service;
+
+enum check_recheck_reason {
+	CHECK_RECHECK_CERTAIN = 0,      /* confirming a certain failure */
+	CHECK_RECHECK_PROCESS_EXIT,     /* the main process exited */
+	CHECK_RECHECK_COUNT,
+};
 
 /* Bounds on what one result may carry; more is cut and counted. */
 #define RESULT_MAX_SAMPLES 1000
@@ -135,6 +142,17 @@ struct troika_instance {
 	double last_duration; /* seconds */
 	int last_timed_out;
 	uint64_t result_seq;  /* the host's counter when last recorded */
+
+	/* check_watch.c: runs outside the schedule on certain evidence. */
+	char *pidfile;        /* service.pidfile, or NULL */
+	pid_t watch_pid;      /* 0: not watching */
+	pid_t exited_pid;     /* seen exiting: never watched again */
+	int watch_fd;         /* pidfd, or -1 */
+	struct event *watch_ev;
+	struct event *recheck_ev;
+	int recheck_pending;  /* waits for the run or action in progress */
+	int confirm_next;     /* the next result confirms a certain failure */
+	uint64_t rechecks[CHECK_RECHECK_COUNT];
 	struct metrics_histogram duration;
 };
 
@@ -216,6 +234,16 @@ int check_plugin_has_cancel(const struct troika_plugin *d);
 /* Tell an action's requester how it went, once. */
 void check_action_report(struct troika_task *t, const struct result_copy *r,
     int timed_out);
+
+/* check_watch.c */
+int check_watch_init(struct troika_instance *c, const char *pidfile);
+void check_watch_free(struct troika_instance *c);
+/* After every result: (re)read the pidfile, watch the process it names. */
+void check_watch_rearm(struct troika_instance *c);
+void check_recheck_soon(struct troika_instance *c,
+    enum check_recheck_reason why);
+/* A run or action ended: start a re-check that waited for it. */
+void check_recheck_if_pending(struct troika_instance *c);
 
 /* check_service.c */
 int check_service_control(struct troika_instance *c, const char *op,

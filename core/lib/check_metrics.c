@@ -146,6 +146,26 @@ check_host_metrics(const struct check_host *h, struct evbuffer *out)
 		    (double)c->overruns);
 	}
 
+	metrics_family(out, "troika_check_rechecks_total", "counter",
+	    "Runs outside the schedule: confirming a failure with certain "
+	    "evidence, or after the service's main process exited.");
+	for (size_t i = 0; i < h->nchecks; i++) {
+		const struct troika_instance *c = h->checks[i];
+		static const char *const reasons[CHECK_RECHECK_COUNT] = {
+			[CHECK_RECHECK_CERTAIN] = "certain_failure",
+			[CHECK_RECHECK_PROCESS_EXIT] = "process_exit",
+		};
+
+		for (int k = 0; k < CHECK_RECHECK_COUNT; k++) {
+			const struct troika_label l[] = {
+				{ "check", c->name }, { "plugin", c->plugin_name },
+				{ "reason", reasons[k] },
+			};
+			metrics_sample(out, "troika_check_rechecks_total", l, 3,
+			    NULL, (double)c->rechecks[k]);
+		}
+	}
+
 	metrics_family(out, "troika_check_last_run_timestamp_seconds", "gauge",
 	    "Wall-clock time the last run of a check ended.");
 	for (size_t i = 0; i < h->nchecks; i++) {

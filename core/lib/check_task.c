@@ -107,8 +107,10 @@ check_task_ended(struct troika_instance *c)
 {
 	struct troika_task *next = c->pending_action;
 
-	if (next == NULL || c->task != NULL)
+	if (next == NULL || c->task != NULL) {
+		check_recheck_if_pending(c);
 		return;
+	}
 	c->pending_action = NULL;
 	task_begin(c, next);
 }

@@ -91,7 +91,7 @@ static const char *const conf_check_keys[] = {
 };
 
 static const char *const conf_service_keys[] = {
-	"manager", "start", "stop", "restart", "unit", NULL,
+	"manager", "start", "stop", "restart", "unit", "pidfile", NULL,
 };
 
 static void conf_err(struct conf_loader *ld, size_t file,
@@ -272,6 +272,7 @@ conf_check_clear(struct conf_check *c)
 	conf_strv_free(c->service.stop, c->service.nstop);
 	conf_strv_free(c->service.restart, c->service.nrestart);
 	free(c->service.unit);
+	free(c->service.pidfile);
 }
 
 void
@@ -1412,6 +1413,11 @@ conf_canonical(struct conf_loader *ld, struct conf_check *c,
 		}
 		evbuffer_add(b, "\n", 1);
 	}
+	if (c->service.pidfile != NULL) {
+		evbuffer_add_printf(b, "service pidfile ");
+		conf_put_quoted(b, c->service.pidfile);
+		evbuffer_add(b, "\n", 1);
+	}
 	if (c->service.manager != CONF_SERVICE_NONE) {
 		char **lists[] = { c->service.start, c->service.stop, c->service.restart };
 		size_t counts[] = { c->service.nstart, c->service.nstop, c->service.nrestart };
@@ -1559,6 +1565,24 @@ conf_service_argv(struct conf_loader *ld, size_t file,
 	*ret_n = tmp.nlist;
 }
 
+/* An absolute path: the agent's working directory is no anchor. */
+static void
+conf_service_pidfile(struct conf_loader *ld, size_t file,
+    const struct yaml_tree_node *v, struct conf_check *c)
+{
+	char *s;
+
+	if ((s = conf_string(ld, file, v, "pidfile")) == NULL)
+		return;
+	if (s[0] != '/') {
+		conf_err(ld, file, v, "'pidfile' must be an absolute path");
+		free(s);
+		return;
+	}
+	free(c->service.pidfile);
+	c->service.pidfile = s;
+}
+
 static void
 conf_service(struct conf_loader *ld, size_t file,
     const struct yaml_tree_node *v, struct conf_check *c, const char *where)
@@ -1583,10 +1607,15 @@ conf_service(struct conf_loader *ld, size_t file,
 		else if (strcmp(key, "restart") == 0)
 			conf_service_argv(ld, file, pr->value, "restart",
 			    &c->service.restart, &c->service.nrestart);
+		else if (strcmp(key, "pidfile") == 0)
+			conf_service_pidfile(ld, file, pr->value, c);
 		else if (strcmp(key, "manager") != 0 && strcmp(key, "unit") != 0)
 			conf_unknown_key(ld, file, pr->key, " in 'service'",
 			    conf_service_keys, NULL);
 	}
+	/* A watched process alone needs no manager. */
+	if (v->npairs == 1 && yaml_tree_find(v, "pidfile") != NULL)
+		return;
 	if ((pm = yaml_tree_find(v, "manager")) == NULL) {
 		conf_err(ld, file, v, "missing required key 'manager' in "
 		    "'service'%s (expected exec or systemd)", where);
@@ -2236,6 +2265,9 @@ conf_print(const struct agent_conf *conf, struct evbuffer *out)
 		if (c->plugin_missing)
 			evbuffer_add_printf(out, "    # plugin not found: "
 			    "options not validated, not shown\n");
+		if (c->service.manager == CONF_SERVICE_NONE &&
+		    c->service.pidfile != NULL)
+			evbuffer_add_printf(out, "    service:\n");
 		if (c->service.manager == CONF_SERVICE_SYSTEMD) {
 			evbuffer_add_printf(out, "    service:\n      manager: "
 			    "systemd\n      unit: ");
@@ -2261,6 +2293,11 @@ conf_print(const struct agent_conf *conf, struct evbuffer *out)
 					evbuffer_add(out, "\n", 1);
 				}
 			}
+		}
+		if (c->service.pidfile != NULL) {
+			evbuffer_add_printf(out, "      pidfile: ");
+			conf_put_str(out, c->service.pidfile);
+			evbuffer_add(out, "\n", 1);
 		}
 		for (size_t j = 0; j < c->nopts; j++)
 			if (c->opts[j].hasvalue)

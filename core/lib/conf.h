@@ -42,6 +42,10 @@
  *   service:
  *     manager: systemd                   unit jobs over D-Bus
  *     unit: nginx.service
+ *   service:
+ *     pidfile: /run/redis/redis.pid      with or without a manager: the
+ *                                        main process's exit runs the
+ *                                        check at once (pidfd)
  */
 #ifndef TROIKA_CONF_H
 #define TROIKA_CONF_H
@@ -89,6 +93,11 @@ struct conf_service {
 	char **restart;
 	size_t nrestart;
 	char *unit; /* systemd */
+	/*
+	 * The service's main process, watched with a pidfd: its exit makes
+	 * the check run at once. May be the only key (manager NONE then).
+	 */
+	char *pidfile;
 };
 
 struct conf_check {

@@ -30,6 +30,7 @@ static const char *const event_kind_names[] = {
 	[EVENT_CHECK_TIMEOUT] = "check_timeout",
 	[EVENT_ACTION_STARTED] = "action_started",
 	[EVENT_ACTION_DONE] = "action_done",
+	[EVENT_PROCESS_EXITED] = "process_exited",
 };
 
 const char *
@@ -51,6 +52,7 @@ event_level(const struct troika_event *ev)
 	case EVENT_CHECK_TIMEOUT:
 	case EVENT_ACTION_STARTED:
 	case EVENT_ACTION_DONE:
+	case EVENT_PROCESS_EXITED:
 		return LOG_WARNING;
 	case EVENT_CHECK_STATUS:
 		return ev->new_status == TROIKA_STATUS_OK ? LOG_INFO : LOG_WARNING;

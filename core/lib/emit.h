@@ -21,6 +21,7 @@ enum event_kind {
 	EVENT_CHECK_TIMEOUT, /* a run passed its deadline */
 	EVENT_ACTION_STARTED,
 	EVENT_ACTION_DONE,
+	EVENT_PROCESS_EXITED, /* a check's watched main process exited */
 };
 
 /* Fields that do not apply are NULL, or -1 for statuses. */
