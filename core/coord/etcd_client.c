@@ -150,6 +150,8 @@ struct etcd_client {
 	struct event *connect_ev;
 	struct event *switch_ev;
 	uint64_t switch_gen;
+	/* A switch is coming: nothing new goes on this connection. */
+	int switch_pending;
 	char switch_reason[160];
 	struct event *attach_ev;
 	int64_t revision;
@@ -730,6 +732,8 @@ etcd_connect(struct etcd_client *ec)
 	ec->served = 0;
 	ec->deadlines = 0;
 	ec->conn_gen++;
+	/* A switch asked for on the previous connection is moot. */
+	ec->switch_pending = 0;
 	log_debug("etcd: connecting to %s", ep->name);
 	ec->cl = grpc_client_connect(ec->base, ep->host, ep->port,
 	    ec->cfg.tls, NULL, &ec->gcfg, etcd_down_cb, ec);
@@ -813,6 +817,7 @@ etcd_switch_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	ec->switch_pending = 0;
 	/* Meant for a connection that is gone already. */
 	if (cl == NULL || ec->switch_gen != ec->conn_gen)
 		return;
@@ -832,6 +837,9 @@ etcd_switch(struct etcd_client *ec, const char *reason)
 {
 	if (ec->cl == NULL)
 		return;
+	if (ec->switch_pending)
+		return;
+	ec->switch_pending = 1;
 	ec->switch_gen = ec->conn_gen;
 	snprintf(ec->switch_reason, sizeof(ec->switch_reason), "%s", reason);
 	event_active(ec->switch_ev, EV_TIMEOUT, 0);
@@ -849,6 +857,13 @@ etcd_judge(struct etcd_client *ec, struct grpc_client *on, int status,
 		etcd_switch(ec, message);
 }
 
+/* The connection takes new calls: up, and no switch coming. */
+static int
+etcd_usable(const struct etcd_client *ec)
+{
+	return !ec->switch_pending && grpc_client_usable(ec->cl);
+}
+
 static void etcd_call_send(struct etcd_call *call);
 static void etcd_lease_open(struct etcd_lease *l);
 static void etcd_watch_open(struct etcd_watch *w);
@@ -863,7 +878,7 @@ etcd_attach_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (!grpc_client_usable(ec->cl))
+	if (!etcd_usable(ec))
 		return;
 	for (call = TAILQ_FIRST(&ec->calls); call != NULL; call = ctmp) {
 		ctmp = TAILQ_NEXT(call, entry);
@@ -1330,7 +1345,7 @@ etcd_call_start(struct etcd_client *ec, enum etcd_op_type op, int flags,
 
 		etcd_summary(ec, why, sizeof(why));
 		etcd_call_finish(call, GRPC_STATUS_UNAVAILABLE, why);
-	} else if (grpc_client_usable(ec->cl)) {
+	} else if (etcd_usable(ec)) {
 		etcd_call_send(call);
 	}
 	if (ret_call != NULL)
