@@ -1,0 +1,373 @@
+/*
+ * troikactl's command line: global options, a command, its options and
+ * operands, in any order (options may follow the command, as in
+ * `troikactl status --json`). Every mistake is a usage error (exit 2)
+ * with one line saying what was wrong.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+#include "parse.h"
+
+enum {
+	OPT_COORDINATOR = 256,
+	OPT_TIMEOUT,
+	OPT_JSON,
+	OPT_TLS,
+	OPT_TLS_CA,
+	OPT_TLS_CERT,
+	OPT_TLS_KEY,
+	OPT_HELP,
+	OPT_VERSION,
+	OPT_FOLLOW,
+	OPT_AFTER,
+	OPT_NODE,
+	OPT_KIND,
+};
+
+static const struct option ctl_options[] = {
+    {"coordinator", required_argument, NULL, OPT_COORDINATOR},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"tls", no_argument, NULL, OPT_TLS},
+    {"tls-ca", required_argument, NULL, OPT_TLS_CA},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"help", no_argument, NULL, OPT_HELP},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {"follow", no_argument, NULL, OPT_FOLLOW},
+    {"after", required_argument, NULL, OPT_AFTER},
+    {"node", required_argument, NULL, OPT_NODE},
+    {"kind", required_argument, NULL, OPT_KIND},
+    {NULL, 0, NULL, 0},
+};
+
+void
+ctl_usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: troikactl [options] status [NODE...]\n"
+	    "       troikactl [options] events [--follow] [--after SEQ] "
+	    "[--node NODE]... [--kind KIND]...\n"
+	    "\n"
+	    "options:\n"
+	    "  --coordinator HOST:PORT  a coordinator to ask; repeat it or "
+	    "separate with\n"
+	    "                           commas: each is tried in turn until "
+	    "one answers\n"
+	    "                           (default: $TROIKA_COORDINATOR, else "
+	    CTL_DEFAULT_COORDINATOR ")\n"
+	    "  --timeout DURATION       per coordinator: 500ms, 5s, 1m or "
+	    "plain seconds\n"
+	    "                           (default 5s)\n"
+	    "  --json                   JSON for scripts instead of tables\n"
+	    "  --tls                    TLS, server checked against the "
+	    "system's CAs\n"
+	    "  --tls-ca FILE            TLS, server checked against this CA\n"
+	    "  --tls-cert FILE --tls-key FILE\n"
+	    "                           a client certificate (mutual TLS)\n"
+	    "  --help, --version\n"
+	    "\n"
+	    "events:\n"
+	    "  --follow                 keep printing new events until "
+	    "Ctrl-C\n"
+	    "  --after SEQ              only events after this sequence "
+	    "number\n"
+	    "  --node NODE, --kind KIND only these (repeat, or separate with "
+	    "commas)\n"
+	    "\n"
+	    "exit status: 0 ok, 1 the coordinator answered an error or none "
+	    "answered,\n"
+	    "2 usage error\n");
+}
+
+static int
+ctl_args_error(FILE *err, const char *fmt, const char *what)
+{
+	fprintf(err, "troikactl: ");
+	fprintf(err, fmt, what);
+	fprintf(err, "\ntry 'troikactl --help'\n");
+	return CTL_EXIT_USAGE;
+}
+
+/* Append each comma-separated item of s to a list of copies. */
+static int
+ctl_args_split(const char *s, char ***list, size_t *n)
+{
+	const char *p = s;
+
+	for (;;) {
+		size_t len = strcspn(p, ",");
+		char **l;
+
+		if (len == 0)
+			return -EINVAL;
+		if ((l = reallocarray(*list, *n + 1, sizeof(*l))) == NULL)
+			return -ENOMEM;
+		*list = l;
+		if ((l[*n] = strndup(p, len)) == NULL)
+			return -ENOMEM;
+		(*n)++;
+		if (p[len] == '\0')
+			return 0;
+		p += len + 1;
+	}
+}
+
+/* host:port, or a host alone for the default port. */
+static int
+ctl_args_target(struct ctl_target *t, const char *s)
+{
+	int r;
+
+	if ((t->text = strdup(s)) == NULL)
+		return -ENOMEM;
+	r = parse_hostport(s, t->host, sizeof(t->host), 1, &t->port);
+	if (r == -EINVAL && strchr(s, ':') == NULL && *s != '\0' &&
+	    strlen(s) < sizeof(t->host) && strpbrk(s, " /[]") == NULL) {
+		strcpy(t->host, s);
+		t->port = CTL_DEFAULT_PORT;
+		r = 0;
+	}
+	return r;
+}
+
+static int
+ctl_args_targets(struct ctl_opts *o, const char *value, const char *source,
+    FILE *err)
+{
+	char **items = NULL;
+	size_t n = 0;
+	int r;
+
+	if ((r = ctl_args_split(value, &items, &n)) == 0) {
+		struct ctl_target *t;
+
+		t = reallocarray(o->targets, o->ntargets + n, sizeof(*t));
+		if (t == NULL)
+			r = -ENOMEM;
+		else {
+			o->targets = t;
+			for (size_t i = 0; i < n && r == 0; i++) {
+				memset(&t[o->ntargets], 0, sizeof(*t));
+				r = ctl_args_target(&t[o->ntargets++],
+				    items[i]);
+				if (r != 0)
+					fprintf(err, "troikactl: bad "
+					    "coordinator '%s' in %s: expected "
+					    "HOST:PORT\n", items[i], source);
+			}
+		}
+	} else
+		fprintf(err, "troikactl: bad coordinator list '%s' in %s\n",
+		    value, source);
+	if (r != 0)
+		fprintf(err, "try 'troikactl --help'\n");
+	for (size_t i = 0; i < n; i++)
+		free(items[i]);
+	free(items);
+	return r;
+}
+
+/* A duration with a unit, or plain seconds. */
+static int
+ctl_args_timeout(const char *s, int64_t *ret_ms)
+{
+	int64_t v;
+
+	if (parse_int64(s, &v) == 0) {
+		if (v <= 0 || v > INT64_MAX / 1000)
+			return -ERANGE;
+		*ret_ms = v * 1000;
+		return 0;
+	}
+	if (parse_duration_ms(s, &v) != 0 || v <= 0)
+		return -EINVAL;
+	*ret_ms = v;
+	return 0;
+}
+
+static int
+ctl_args_seq(const char *s, uint64_t *ret)
+{
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	*ret = strtoull(s, &end, 10);
+	return errno != 0 || *end != '\0' ? -EINVAL : 0;
+}
+
+static int
+ctl_args_command(struct ctl_opts *o, const char *name)
+{
+	if (strcmp(name, "status") == 0)
+		o->command = CTL_CMD_STATUS;
+	else if (strcmp(name, "events") == 0)
+		o->command = CTL_CMD_EVENTS;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+/* The command, then its operands. */
+static int
+ctl_args_operand(struct ctl_opts *o, char *arg)
+{
+	char **a;
+
+	if (o->command == CTL_CMD_NONE)
+		return ctl_args_command(o, arg);
+	if ((a = reallocarray(o->args, o->nargs + 1, sizeof(*a))) == NULL)
+		return -ENOMEM;
+	o->args = a;
+	a[o->nargs++] = arg;
+	return 0;
+}
+
+int
+ctl_args_parse(struct ctl_opts *o, int argc, char **argv,
+    const char *env_coordinator, FILE *err)
+{
+	int c, events_opt = 0;
+	const char *events_name = NULL;
+
+	memset(o, 0, sizeof(*o));
+	o->timeout_ms = CTL_DEFAULT_TIMEOUT_MS;
+	/* Our own messages; a leading '+' would stop at the command. */
+	opterr = 0;
+	optind = 0;
+	/*
+	 * "-": operands come back in order as 1, so options may follow the
+	 * command; ":": a missing value is ':', not '?'.
+	 */
+	while ((c = getopt_long(argc, argv, "-:", ctl_options, NULL)) != -1) {
+		switch (c) {
+		case 1:
+			if (ctl_args_operand(o, optarg) != 0)
+				return ctl_args_error(err, o->command ==
+				        CTL_CMD_NONE ? "unknown command '%s'"
+				                     : "out of memory (%s)",
+				    optarg);
+			continue;
+		case OPT_COORDINATOR:
+			if (ctl_args_targets(o, optarg, "--coordinator",
+			        err) != 0)
+				return CTL_EXIT_USAGE;
+			continue;
+		case OPT_TIMEOUT:
+			if (ctl_args_timeout(optarg, &o->timeout_ms) != 0)
+				return ctl_args_error(err,
+				    "bad --timeout '%s': expected a duration "
+				    "such as 500ms, 5s or 1m",
+				    optarg);
+			continue;
+		case OPT_JSON:
+			o->json = 1;
+			continue;
+		case OPT_TLS:
+			o->tls = 1;
+			continue;
+		case OPT_TLS_CA:
+			o->tls = 1;
+			o->tls_ca = optarg;
+			continue;
+		case OPT_TLS_CERT:
+			o->tls = 1;
+			o->tls_cert = optarg;
+			continue;
+		case OPT_TLS_KEY:
+			o->tls_key = optarg;
+			continue;
+		case OPT_HELP:
+			o->help = 1;
+			continue;
+		case OPT_VERSION:
+			o->version = 1;
+			continue;
+		case OPT_FOLLOW:
+			o->follow = 1;
+			events_name = "--follow";
+			break;
+		case OPT_AFTER:
+			if (ctl_args_seq(optarg, &o->after) != 0)
+				return ctl_args_error(err,
+				    "bad --after '%s': expected a sequence "
+				    "number",
+				    optarg);
+			o->after_set = 1;
+			events_name = "--after";
+			break;
+		case OPT_NODE:
+			if (ctl_args_split(optarg, &o->nodes, &o->nnodes) != 0)
+				return ctl_args_error(err,
+				    "bad --node '%s'", optarg);
+			events_name = "--node";
+			break;
+		case OPT_KIND:
+			if (ctl_args_split(optarg, &o->kinds, &o->nkinds) != 0)
+				return ctl_args_error(err,
+				    "bad --kind '%s'", optarg);
+			events_name = "--kind";
+			break;
+		case ':':
+			return ctl_args_error(err, "option %s needs a value",
+			    argv[optind - 1]);
+		default:
+			return ctl_args_error(err, "unknown option %s",
+			    argv[optind - 1]);
+		}
+		events_opt = 1;
+	}
+	/* After "--", operands only. */
+	for (; optind < argc; optind++)
+		if (ctl_args_operand(o, argv[optind]) != 0)
+			return ctl_args_error(err, o->command == CTL_CMD_NONE
+			        ? "unknown command '%s'"
+			        : "out of memory (%s)",
+			    argv[optind]);
+	if (o->help || o->version)
+		return 0;
+	if (o->command == CTL_CMD_NONE)
+		return ctl_args_error(err, "%s", "no command given");
+	if (events_opt && o->command != CTL_CMD_EVENTS)
+		return ctl_args_error(err, "%s is an option of events only",
+		    events_name);
+	if (o->command == CTL_CMD_EVENTS && o->nargs > 0)
+		return ctl_args_error(err,
+		    "events takes no operands (use --node): '%s'", o->args[0]);
+	if ((o->tls_cert == NULL) != (o->tls_key == NULL))
+		return ctl_args_error(err, "%s",
+		    "--tls-cert and --tls-key go together");
+	if (o->ntargets == 0) {
+		const char *def = env_coordinator != NULL &&
+		        *env_coordinator != '\0'
+		    ? env_coordinator
+		    : CTL_DEFAULT_COORDINATOR;
+
+		if (ctl_args_targets(o, def, "$TROIKA_COORDINATOR", err) != 0)
+			return CTL_EXIT_USAGE;
+	}
+	return 0;
+}
+
+void
+ctl_opts_free(struct ctl_opts *o)
+{
+	for (size_t i = 0; i < o->ntargets; i++)
+		free(o->targets[i].text);
+	free(o->targets);
+	free(o->args);
+	for (size_t i = 0; i < o->nnodes; i++)
+		free(o->nodes[i]);
+	free(o->nodes);
+	for (size_t i = 0; i < o->nkinds; i++)
+		free(o->kinds[i]);
+	free(o->kinds);
+	memset(o, 0, sizeof(*o));
+}

@@ -1,0 +1,422 @@
+/*
+ * troikactl status [NODE...]: Admin/GetStatus, shown as a header and two
+ * tables (nodes, then checks), or as one JSON document.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+
+#include "ctl.h"
+#include "ctl_fmt.h"
+#include "ctl_json.h"
+#include "ctl_rpc.h"
+#include "ctl_table.h"
+#include "grpc_status.h"
+
+/* Header lines: "label" padded to this width. */
+#define CTL_STATUS_LABEL "%-13s"
+
+/* An age "ago", relative to the coordinator's answer; "-" if never. */
+static char *
+ctl_status_ago(uint64_t now, uint64_t then, char *buf, size_t len)
+{
+	char age[CTL_AGE_LEN];
+
+	if (then == 0) {
+		snprintf(buf, len, "-");
+		return buf;
+	}
+	ctl_fmt_age((int64_t)(now - then), age, sizeof(age));
+	snprintf(buf, len, "%s%s", age, then <= now ? " ago" : "");
+	return buf;
+}
+
+static void
+ctl_status_line(struct evbuffer *out, int color, enum ctl_color c,
+    const char *label, const char *value)
+{
+	const char *on = color ? ctl_color_on(c) : "";
+
+	evbuffer_add_printf(out, CTL_STATUS_LABEL, label);
+	evbuffer_add_printf(out, "%s", on);
+	ctl_fmt_clean(out, value);
+	evbuffer_add_printf(out, "%s\n", *on != '\0' ? CTL_COLOR_OFF : "");
+}
+
+static void
+ctl_status_header(const Troika__V1__GetStatusResponse *rep, int color,
+    struct evbuffer *out)
+{
+	char buf[512], kind[64], t[CTL_RFC3339_LEN];
+	size_t nchecks = 0, nconnected = 0, counts[5] = {0};
+	enum ctl_color c = CTL_COLOR_NONE;
+
+	snprintf(buf, sizeof(buf), "%s, version %s", rep->coordinator,
+	    rep->version);
+	ctl_status_line(out, color, CTL_COLOR_NONE, "coordinator", buf);
+
+	ctl_enum_short(&troika__v1__store_kind__descriptor, (int)rep->store,
+	    "STORE_KIND_", 1, kind, sizeof(kind));
+	if (rep->store == TROIKA__V1__STORE_KIND__STORE_KIND_LOCAL) {
+		/* Even when it says quorum: one file, no peers to agree. */
+		snprintf(buf, sizeof(buf), "%s, NO QUORUM (local store)", kind);
+		c = CTL_COLOR_ALERT;
+	} else if (!rep->quorum) {
+		snprintf(buf, sizeof(buf), "%s, NO QUORUM: no action is taken",
+		    kind);
+		c = CTL_COLOR_ALERT;
+	} else
+		snprintf(buf, sizeof(buf), "%s, quorum", kind);
+	ctl_status_line(out, color, c, "store", buf);
+
+	c = CTL_COLOR_NONE;
+	if (rep->leader_name[0] == '\0') {
+		snprintf(buf, sizeof(buf), "none");
+		c = CTL_COLOR_YELLOW;
+	} else
+		snprintf(buf, sizeof(buf), "%s%s, fencing token %llu",
+		    rep->leader_name, rep->leader ? " (this coordinator)" : "",
+		    (unsigned long long)rep->fencing_token);
+	ctl_status_line(out, color, c, "leader", buf);
+
+	for (size_t i = 0; i < rep->n_nodes; i++) {
+		nconnected += rep->nodes[i]->connected != 0;
+		for (size_t j = 0; j < rep->nodes[i]->n_checks; j++) {
+			unsigned s = (unsigned)rep->nodes[i]->checks[j]->status;
+
+			counts[s < 5 ? s : 0]++;
+			nchecks++;
+		}
+	}
+	snprintf(buf, sizeof(buf), "%zu, %zu connected", rep->n_nodes,
+	    nconnected);
+	ctl_status_line(out, color,
+	    nconnected < rep->n_nodes ? CTL_COLOR_RED : CTL_COLOR_NONE, "nodes",
+	    buf);
+	/* ok, warning, critical, unknown, then anything else. */
+	snprintf(buf, sizeof(buf), "%zu", nchecks);
+	for (unsigned s = 1; s <= 5; s++) {
+		static const char *const names[] = {
+		    "", "ok", "warning", "critical", "unknown", "unspecified"};
+		size_t n = counts[s % 5];
+
+		if (n > 0)
+			snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf),
+			    "%s %zu %s", strchr(buf, ':') ? "," : ":", n,
+			    names[s]);
+	}
+	c = counts[TROIKA__V1__CHECK_STATUS__CHECK_STATUS_CRITICAL] > 0
+	    ? CTL_COLOR_RED
+	    : counts[TROIKA__V1__CHECK_STATUS__CHECK_STATUS_WARNING] > 0 ||
+	        counts[TROIKA__V1__CHECK_STATUS__CHECK_STATUS_UNKNOWN] > 0 ||
+	        counts[0] > 0
+	    ? CTL_COLOR_YELLOW
+	    : CTL_COLOR_NONE;
+	ctl_status_line(out, color, c, "checks", buf);
+	ctl_status_line(out, color, CTL_COLOR_NONE, "time",
+	    ctl_fmt_rfc3339(rep->time_unix_nano, 3, t, sizeof(t)));
+}
+
+static int
+ctl_status_nodes(const Troika__V1__GetStatusResponse *rep, int color,
+    struct evbuffer *out)
+{
+	static const char *const headers[] = {
+	    "NODE", "CONNECTED", "LAST SEEN", "AGENT", "STARTED"};
+	struct ctl_table *t;
+	char ago[64];
+	int r;
+
+	if ((t = ctl_table_new(headers, 5)) == NULL)
+		return -ENOMEM;
+	for (size_t i = 0; i < rep->n_nodes; i++) {
+		const Troika__V1__NodeStatus *n = rep->nodes[i];
+
+		ctl_table_row(t);
+		ctl_table_cell(t, CTL_COLOR_NONE, n->node);
+		ctl_table_cell(t, n->connected ? CTL_COLOR_GREEN : CTL_COLOR_RED,
+		    n->connected ? "yes" : "NO");
+		ctl_table_cell(t, CTL_COLOR_NONE,
+		    ctl_status_ago(rep->time_unix_nano, n->last_seen_unix_nano,
+		        ago, sizeof(ago)));
+		ctl_table_cell(t, CTL_COLOR_NONE, n->agent_version);
+		ctl_table_cell(t, CTL_COLOR_NONE,
+		    ctl_status_ago(rep->time_unix_nano,
+		        n->agent_start_time_unix_nano, ago, sizeof(ago)));
+	}
+	r = ctl_table_write(t, color, out);
+	ctl_table_free(t);
+	return r;
+}
+
+static int
+ctl_status_checks(const Troika__V1__GetStatusResponse *rep, int color,
+    struct evbuffer *out)
+{
+	static const char *const headers[] = {"NODE", "CHECK", "STATUS",
+	    "EVIDENCE", "AGE", "RUNS", "MESSAGE"};
+	struct ctl_table *t;
+	char s[64], ev[64], age[CTL_AGE_LEN];
+	int r;
+
+	if ((t = ctl_table_new(headers, 7)) == NULL)
+		return -ENOMEM;
+	ctl_table_align(t, 5, CTL_ALIGN_RIGHT);
+	for (size_t i = 0; i < rep->n_nodes; i++) {
+		const Troika__V1__NodeStatus *n = rep->nodes[i];
+
+		for (size_t j = 0; j < n->n_checks; j++) {
+			const Troika__V1__CheckResult *c = n->checks[j];
+
+			ctl_enum_short(&troika__v1__check_status__descriptor,
+			    (int)c->status, "CHECK_STATUS_", 0, s, sizeof(s));
+			if (c->evidence ==
+			    TROIKA__V1__EVIDENCE__EVIDENCE_UNSPECIFIED)
+				snprintf(ev, sizeof(ev), "-");
+			else
+				ctl_enum_short(&troika__v1__evidence__descriptor,
+				    (int)c->evidence, "EVIDENCE_", 1, ev,
+				    sizeof(ev));
+			ctl_table_row(t);
+			ctl_table_cell(t, CTL_COLOR_NONE, n->node);
+			ctl_table_cell(t, CTL_COLOR_NONE, c->check);
+			ctl_table_cellf(t, ctl_check_status_color((int)c->status),
+			    "%s%s", s, c->timed_out ? " (timed out)" : "");
+			ctl_table_cell(t, CTL_COLOR_NONE, ev);
+			if (c->time_unix_nano == 0)
+				ctl_table_cell(t, CTL_COLOR_NONE, "-");
+			else
+				ctl_table_cell(t, CTL_COLOR_NONE,
+				    ctl_fmt_age((int64_t)(rep->time_unix_nano -
+				                    c->time_unix_nano),
+				        age, sizeof(age)));
+			ctl_table_cellf(t, CTL_COLOR_NONE, "%llu",
+			    (unsigned long long)c->run);
+			ctl_table_cell(t, CTL_COLOR_NONE, c->message);
+		}
+	}
+	r = ctl_table_nrows(t) > 0 ? ctl_table_write(t, color, out) : 0;
+	if (ctl_table_nrows(t) == 0)
+		evbuffer_add_printf(out, "no check results\n");
+	ctl_table_free(t);
+	return r;
+}
+
+static void
+ctl_status_json_labels(struct ctl_json *j, const char *key,
+    Troika__V1__Label *const *labels, size_t n)
+{
+	ctl_json_key(j, key);
+	ctl_json_begin_array(j);
+	for (size_t i = 0; i < n; i++) {
+		ctl_json_begin_object(j);
+		ctl_json_key(j, "name");
+		ctl_json_string(j, labels[i]->name);
+		ctl_json_key(j, "value");
+		ctl_json_string(j, labels[i]->value);
+		ctl_json_end_object(j);
+	}
+	ctl_json_end_array(j);
+}
+
+static void
+ctl_status_json_check(struct ctl_json *j, const Troika__V1__CheckResult *c)
+{
+	ctl_json_begin_object(j);
+	ctl_json_key(j, "check");
+	ctl_json_string(j, c->check);
+	ctl_json_key(j, "plugin");
+	ctl_json_string(j, c->plugin);
+	ctl_json_key(j, "status");
+	ctl_json_enum(j, &troika__v1__check_status__descriptor, (int)c->status);
+	ctl_json_key(j, "evidence");
+	ctl_json_enum(j, &troika__v1__evidence__descriptor, (int)c->evidence);
+	ctl_json_key(j, "message");
+	ctl_json_string(j, c->message);
+	ctl_json_key(j, "duration_nano");
+	ctl_json_uint(j, c->duration_nano);
+	ctl_status_json_labels(j, "fields", c->fields, c->n_fields);
+	ctl_json_time(j, "time", c->time_unix_nano);
+	ctl_json_key(j, "run");
+	ctl_json_uint(j, c->run);
+	ctl_json_key(j, "timed_out");
+	ctl_json_bool(j, c->timed_out);
+	ctl_json_end_object(j);
+}
+
+static int
+ctl_status_json(const Troika__V1__GetStatusResponse *rep,
+    struct evbuffer *out)
+{
+	struct ctl_json j;
+
+	ctl_json_init(&j, out);
+	ctl_json_begin_object(&j);
+	ctl_json_key(&j, "coordinator");
+	ctl_json_string(&j, rep->coordinator);
+	ctl_json_key(&j, "version");
+	ctl_json_string(&j, rep->version);
+	ctl_json_key(&j, "leader");
+	ctl_json_bool(&j, rep->leader);
+	ctl_json_key(&j, "leader_name");
+	ctl_json_string(&j, rep->leader_name);
+	ctl_json_key(&j, "fencing_token");
+	ctl_json_uint(&j, rep->fencing_token);
+	ctl_json_key(&j, "store");
+	ctl_json_enum(&j, &troika__v1__store_kind__descriptor, (int)rep->store);
+	ctl_json_key(&j, "quorum");
+	ctl_json_bool(&j, rep->quorum);
+	ctl_json_key(&j, "nodes");
+	ctl_json_begin_array(&j);
+	for (size_t i = 0; i < rep->n_nodes; i++) {
+		const Troika__V1__NodeStatus *n = rep->nodes[i];
+
+		ctl_json_begin_object(&j);
+		ctl_json_key(&j, "node");
+		ctl_json_string(&j, n->node);
+		ctl_json_key(&j, "connected");
+		ctl_json_bool(&j, n->connected);
+		ctl_json_time(&j, "last_seen", n->last_seen_unix_nano);
+		ctl_json_key(&j, "agent_version");
+		ctl_json_string(&j, n->agent_version);
+		ctl_json_time(&j, "agent_start_time",
+		    n->agent_start_time_unix_nano);
+		ctl_json_key(&j, "checks");
+		ctl_json_begin_array(&j);
+		for (size_t k = 0; k < n->n_checks; k++)
+			ctl_status_json_check(&j, n->checks[k]);
+		ctl_json_end_array(&j);
+		ctl_json_end_object(&j);
+	}
+	ctl_json_end_array(&j);
+	ctl_json_time(&j, "time", rep->time_unix_nano);
+	ctl_json_end_object(&j);
+	return ctl_json_finish(&j);
+}
+
+int
+ctl_status_write(const Troika__V1__GetStatusResponse *rep, int json,
+    int color, struct evbuffer *out)
+{
+	int r;
+
+	if (json)
+		return ctl_status_json(rep, out);
+	ctl_status_header(rep, color, out);
+	if (evbuffer_add(out, "\n", 1) != 0)
+		return -ENOMEM;
+	if (rep->n_nodes == 0) {
+		evbuffer_add_printf(out, "no nodes\n");
+		return 0;
+	}
+	if ((r = ctl_status_nodes(rep, color, out)) != 0 ||
+	    evbuffer_add(out, "\n", 1) != 0)
+		return r != 0 ? r : -ENOMEM;
+	return ctl_status_checks(rep, color, out);
+}
+
+int
+ctl_flush(struct evbuffer *buf, int fd)
+{
+	while (evbuffer_get_length(buf) > 0) {
+		int n = evbuffer_write(buf, fd);
+
+		if (n < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			return -errno;
+		}
+	}
+	return 0;
+}
+
+struct ctl_status_call {
+	Troika__V1__GetStatusResponse *rep;
+};
+
+static int
+ctl_status_message(const uint8_t *msg, size_t len, void *arg)
+{
+	struct ctl_status_call *sc = arg;
+
+	if (sc->rep != NULL)
+		return -EBADMSG; /* a unary call has one answer */
+	sc->rep = troika__v1__get_status_response__unpack(NULL, len, msg);
+	return sc->rep != NULL ? 0 : -EBADMSG;
+}
+
+static const struct ctl_rpc_handler ctl_status_handler = {
+    .message = ctl_status_message,
+};
+
+/* Nodes asked for by name that the coordinator does not know. */
+static size_t
+ctl_status_missing(const struct ctl_opts *o,
+    const Troika__V1__GetStatusResponse *rep)
+{
+	size_t missing = 0;
+
+	for (size_t i = 0; i < o->nargs; i++) {
+		size_t k;
+
+		for (k = 0; k < rep->n_nodes; k++)
+			if (strcmp(rep->nodes[k]->node, o->args[i]) == 0)
+				break;
+		if (k == rep->n_nodes) {
+			fprintf(stderr, "troikactl: %s: no node '%s'\n",
+			    rep->coordinator, o->args[i]);
+			missing++;
+		}
+	}
+	return missing;
+}
+
+int
+ctl_status_run(const struct ctl_opts *o)
+{
+	Troika__V1__GetStatusRequest req = TROIKA__V1__GET_STATUS_REQUEST__INIT;
+	struct ctl_status_call sc = {NULL};
+	struct evbuffer *out = NULL;
+	struct ctl_rpc r;
+	int st, rc = CTL_EXIT_FAIL, e;
+
+	if (ctl_rpc_init(&r, o) != 0)
+		goto out;
+	req.nodes = o->args;
+	req.n_nodes = o->nargs;
+	st = ctl_rpc_call(&r, "/troika.v1.Admin/GetStatus", &req.base,
+	    o->timeout_ms, &ctl_status_handler, &sc);
+	if (st == CTL_RPC_NO_ANSWER)
+		goto out;
+	if (r.stopped) {
+		fprintf(stderr, "troikactl: interrupted\n");
+		goto out;
+	}
+	if (st != GRPC_STATUS_OK || sc.rep == NULL) {
+		fprintf(stderr, "troikactl: %s: %s: %s\n", ctl_rpc_target(&r),
+		    grpc_status_str(st),
+		    st != GRPC_STATUS_OK ? r.message : "no answer in the reply");
+		goto out;
+	}
+	if ((out = evbuffer_new()) == NULL ||
+	    (e = ctl_status_write(sc.rep, o->json, o->color, out)) != 0) {
+		fprintf(stderr, "troikactl: cannot format the status: %s\n",
+		    strerror(out == NULL ? ENOMEM : -e));
+		goto out;
+	}
+	if ((e = ctl_flush(out, STDOUT_FILENO)) != 0) {
+		fprintf(stderr, "troikactl: stdout: %s\n", strerror(-e));
+		goto out;
+	}
+	rc = ctl_status_missing(o, sc.rep) > 0 ? CTL_EXIT_FAIL : CTL_EXIT_OK;
+out:
+	if (out != NULL)
+		evbuffer_free(out);
+	if (sc.rep != NULL)
+		troika__v1__get_status_response__free_unpacked(sc.rep, NULL);
+	ctl_rpc_cleanup(&r);
+	return rc;
+}
