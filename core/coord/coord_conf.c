@@ -7,6 +7,7 @@
 #include "coord_conf.h"
 
 #include <errno.h>
+#include <fnmatch.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -21,10 +22,53 @@
 
 #define COORD_CONF_EXCERPT 80
 
+/* Defaults (coord_conf.h says what each means). */
+#define COORD_CONF_FAIL_AFTER 3
+#define COORD_CONF_CERTAIN_AFTER 2
+#define COORD_CONF_DOWN_AFTER_MS (30 * 1000)
+#define COORD_CONF_MAX_ATTEMPTS 3
+#define COORD_CONF_WINDOW_MS (60 * 60 * 1000)
+#define COORD_CONF_BACKOFF_MS (10 * 1000)
+#define COORD_CONF_COOLDOWN_MS (5 * 60 * 1000)
+#define COORD_CONF_ACTION_TIMEOUT_MS (2 * 60 * 1000)
+#define COORD_CONF_ETCD_PREFIX "/troika"
+#define COORD_CONF_ETCD_TIMEOUT_MS 1000
+#define COORD_CONF_LEASE_TTL_MS 5000
+#define COORD_CONF_ETCD_QUORUM 2
+#define COORD_CONF_NODE_DOWN_AFTER_MS (10 * 1000)
+#define COORD_CONF_MAX_CONCURRENT 1
+#define COORD_CONF_MAX_PER_HOUR 10
+#define COORD_CONF_TILT_STALL_MS 2000
+#define COORD_CONF_TILT_JUMP_MS 5000
+#define COORD_CONF_TILT_GRACE_MS (30 * 1000)
+
+#define COORD_CONF_SECOND 1000
+#define COORD_CONF_MINUTE (60 * COORD_CONF_SECOND)
+#define COORD_CONF_HOUR (60 * COORD_CONF_MINUTE)
+#define COORD_CONF_DAY (24 * (int64_t)COORD_CONF_HOUR)
+
+static const char *const coord_conf_default_ladder[] = {
+    "restart", "restart", "alert"};
+
+/* Where a policy was written, for the checks made after the walk. */
+struct coord_conf_policy_pos {
+	const struct yaml_tree_node *at;       /* the policy's mapping */
+	const struct yaml_tree_node *match_at; /* NULL: no match given */
+	int certain_set;                       /* certain_after was written */
+};
+
 struct coord_conf_loader {
 	const char *fname;
 	struct evbuffer *errs;
 	int nerrs;
+	/* Keys that other keys depend on; NULL when absent. */
+	const struct yaml_tree_node *store_at;
+	const struct yaml_tree_node *etcd_at;
+	const struct yaml_tree_node *endpoints_at;
+	const struct yaml_tree_node *state_file_at;
+	const struct yaml_tree_node *quorum_at;
+	int store_bad; /* store had a bad value: skip what depends on it */
+	struct coord_conf_policy_pos *pols; /* one per explicit policy */
 };
 
 static void coord_conf_err(struct coord_conf_loader *ld,
@@ -49,6 +93,53 @@ coord_conf_err(struct coord_conf_loader *ld, const struct yaml_tree_node *at,
 	ld->nerrs++;
 }
 
+/* Whether key is one of keys[] (NULL-terminated). */
+static int
+coord_conf_key_in(const char *key, const char *const *keys)
+{
+	for (size_t k = 0; keys[k] != NULL; k++)
+		if (strcmp(keys[k], key) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * The newer sections report an unknown key where it is and still check
+ * the known ones, so that every problem shows in file order.
+ */
+static int
+coord_conf_section(struct coord_conf_loader *ld,
+    const struct yaml_tree_node *map, const char *what)
+{
+	if (map->kind == YAML_TREE_MAPPING)
+		return 0;
+	coord_conf_err(ld, map, "%s: expected a mapping, got %s", what,
+	    yaml_tree_what(map));
+	return -EINVAL;
+}
+
+static void
+coord_conf_unknown(struct coord_conf_loader *ld,
+    const struct yaml_tree_node *key, const char *what)
+{
+	char ex[COORD_CONF_EXCERPT];
+
+	coord_conf_err(ld, key, "unknown key '%s' in %s",
+	    yaml_tree_excerpt(key->str, ex, sizeof(ex)), what);
+}
+
+/* What a value was, for "got ...": its text quoted, or its kind. */
+static const char *
+coord_conf_got(const struct yaml_tree_node *n, char *buf, size_t len)
+{
+	char ex[COORD_CONF_EXCERPT];
+
+	if (n->kind != YAML_TREE_SCALAR || yaml_tree_is_null(n))
+		return yaml_tree_what(n);
+	snprintf(buf, len, "'%s'", yaml_tree_excerpt(n->str, ex, sizeof(ex)));
+	return buf;
+}
+
 /* A non-empty scalar, copied into *ret. */
 static int
 coord_conf_string(
@@ -56,10 +147,12 @@ coord_conf_string(
 {
 	if (p->value->kind != YAML_TREE_SCALAR || yaml_tree_is_null(p->value) ||
 	    p->value->len == 0) {
+		char ex[COORD_CONF_EXCERPT + 2];
+
 		coord_conf_err(ld, p->value,
 		    "%s: expected a non-empty string, "
 		    "got %s",
-		    p->key->str, yaml_tree_what(p->value));
+		    p->key->str, coord_conf_got(p->value, ex, sizeof(ex)));
 		return -EINVAL;
 	}
 	free(*ret);
@@ -86,18 +179,20 @@ coord_conf_name(
 	}
 }
 
-/* A mapping whose keys are all in keys[]; complains about the others. */
+/*
+ * A mapping (called what in errors) whose keys are all in keys[];
+ * complains about the others.
+ */
 static int
-coord_conf_mapping(struct coord_conf_loader *ld, const struct yaml_tree_pair *p,
-    const char *const *keys)
+coord_conf_mapping_node(struct coord_conf_loader *ld,
+    const struct yaml_tree_node *map, const char *what, const char *const *keys)
 {
-	const struct yaml_tree_node *map = p->value;
 	char ex[COORD_CONF_EXCERPT];
 	int bad = 0;
 
 	if (map->kind != YAML_TREE_MAPPING) {
-		coord_conf_err(ld, map, "%s: expected a mapping, got %s",
-		    p->key->str, yaml_tree_what(map));
+		coord_conf_err(ld, map, "%s: expected a mapping, got %s", what,
+		    yaml_tree_what(map));
 		return -EINVAL;
 	}
 	for (size_t i = 0; i < map->npairs; i++) {
@@ -111,11 +206,19 @@ coord_conf_mapping(struct coord_conf_loader *ld, const struct yaml_tree_pair *p,
 			    "unknown key '%s' in %s",
 			    yaml_tree_excerpt(
 			        map->pairs[i].key->str, ex, sizeof(ex)),
-			    p->key->str);
+			    what);
 			bad = 1;
 		}
 	}
 	return bad ? -EINVAL : 0;
+}
+
+/* The value of p: a mapping whose keys are all in keys[]. */
+static int
+coord_conf_mapping(struct coord_conf_loader *ld, const struct yaml_tree_pair *p,
+    const char *const *keys)
+{
+	return coord_conf_mapping_node(ld, p->value, p->key->str, keys);
 }
 
 static void
@@ -127,8 +230,8 @@ coord_conf_listen(struct coord_conf_loader *ld, const struct yaml_tree_pair *p,
 
 	if (coord_conf_string(ld, p, ret) < 0)
 		return;
-	if (parse_hostport(*ret, host, sizeof(host), allow_zero ? 0 : 1,
-	    &port) < 0) {
+	if (parse_hostport(
+	        *ret, host, sizeof(host), allow_zero ? 0 : 1, &port) < 0) {
 		coord_conf_err(ld, p->value, "%s: '%s' is not host:port",
 		    p->key->str, yaml_tree_excerpt(*ret, ex, sizeof(ex)));
 		return;
@@ -141,34 +244,529 @@ coord_conf_listen(struct coord_conf_loader *ld, const struct yaml_tree_pair *p,
 	}
 }
 
+/* A duration from min to max, in *ret_ms. */
+static int
+coord_conf_duration_in(struct coord_conf_loader *ld,
+    const struct yaml_tree_pair *p, int64_t min, int64_t max, int64_t *ret_ms)
+{
+	char ex[COORD_CONF_EXCERPT + 2], lo[32], hi[32];
+	int64_t ms;
+
+	if (p->value->kind != YAML_TREE_SCALAR ||
+	    parse_duration_ms(p->value->str, &ms) < 0) {
+		coord_conf_err(ld, p->value,
+		    "%s: expected a duration such as "
+		    "5s or 500ms, got %s",
+		    p->key->str, coord_conf_got(p->value, ex, sizeof(ex)));
+		return -EINVAL;
+	}
+	if (ms < min || ms > max) {
+		coord_conf_err(ld, p->value,
+		    "%s: %s is out of range (%s to %s)", p->key->str,
+		    yaml_tree_excerpt(p->value->str, ex, sizeof(ex)),
+		    format_duration_ms(min, lo, sizeof(lo)),
+		    format_duration_ms(max, hi, sizeof(hi)));
+		return -EINVAL;
+	}
+	*ret_ms = ms;
+	return 0;
+}
+
 /* A duration within the heartbeat bounds, in *ret_ms. */
 static void
 coord_conf_duration(struct coord_conf_loader *ld,
     const struct yaml_tree_pair *p, int64_t *ret_ms)
 {
-	char ex[COORD_CONF_EXCERPT], lo[32], hi[32];
-	const char *v = p->value->kind == YAML_TREE_SCALAR ? p->value->str : "";
-	int64_t ms;
+	coord_conf_duration_in(ld, p, COORD_CONF_MIN_HEARTBEAT_MS,
+	    COORD_CONF_MAX_HEARTBEAT_MS, ret_ms);
+}
 
-	if (parse_duration_ms(v, &ms) < 0) {
+/* An integer from min to max, in *ret. */
+static int
+coord_conf_int(struct coord_conf_loader *ld, const struct yaml_tree_pair *p,
+    int min, int max, int *ret)
+{
+	char ex[COORD_CONF_EXCERPT + 2];
+	int64_t v;
+
+	if (p->value->kind != YAML_TREE_SCALAR ||
+	    parse_int64(p->value->str, &v) < 0 || v < min || v > max) {
 		coord_conf_err(ld, p->value,
-		    "%s: expected a duration such as "
-		    "5s or 500ms, got '%s'",
-		    p->key->str, yaml_tree_excerpt(v, ex, sizeof(ex)));
+		    "%s: expected an integer from %d to %d, got %s",
+		    p->key->str, min, max,
+		    coord_conf_got(p->value, ex, sizeof(ex)));
+		return -EINVAL;
+	}
+	*ret = (int)v;
+	return 0;
+}
+
+/* A string without control characters (it shows in logs and keys). */
+static int
+coord_conf_line(
+    struct coord_conf_loader *ld, const struct yaml_tree_pair *p, char **ret)
+{
+	int r;
+
+	if ((r = coord_conf_string(ld, p, ret)) < 0) {
+		if (r == -ENOMEM)
+			coord_conf_err(ld, NULL, "out of memory");
+		return r;
+	}
+	for (const char *s = *ret; *s != '\0'; s++) {
+		if ((unsigned char)*s < 0x20 || *s == 0x7f) {
+			coord_conf_err(ld, p->value,
+			    "%s: control characters "
+			    "are not allowed",
+			    p->key->str);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static void
+coord_conf_strv_free(char **v, size_t n)
+{
+	if (v == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+/* etcd.endpoints: 1 to 16 host:port, none twice. */
+static void
+coord_conf_endpoints(struct coord_conf_loader *ld,
+    const struct yaml_tree_pair *p, struct coord_conf *c)
+{
+	const struct yaml_tree_node *seq = p->value;
+	char host[256], ex[COORD_CONF_EXCERPT + 2];
+	int port;
+
+	if (seq->kind != YAML_TREE_SEQUENCE) {
+		coord_conf_err(ld, seq,
+		    "endpoints: expected a list of host:port, got %s",
+		    coord_conf_got(seq, ex, sizeof(ex)));
 		return;
 	}
-	if (ms < COORD_CONF_MIN_HEARTBEAT_MS ||
-	    ms > COORD_CONF_MAX_HEARTBEAT_MS) {
-		coord_conf_err(ld, p->value,
-		    "%s: %s is out of range (%s to %s)", p->key->str,
-		    yaml_tree_excerpt(v, ex, sizeof(ex)),
-		    format_duration_ms(
-		        COORD_CONF_MIN_HEARTBEAT_MS, lo, sizeof(lo)),
-		    format_duration_ms(
-		        COORD_CONF_MAX_HEARTBEAT_MS, hi, sizeof(hi)));
+	if (seq->nitems == 0 || seq->nitems > COORD_CONF_MAX_ENDPOINTS) {
+		coord_conf_err(ld, seq,
+		    "endpoints: expected 1 to %d host:port, got %zu",
+		    COORD_CONF_MAX_ENDPOINTS, seq->nitems);
 		return;
 	}
-	*ret_ms = ms;
+	if ((c->etcd_endpoints = calloc(seq->nitems, sizeof(char *))) == NULL) {
+		coord_conf_err(ld, NULL, "out of memory");
+		return;
+	}
+	for (size_t i = 0; i < seq->nitems; i++) {
+		const struct yaml_tree_node *it = seq->items[i];
+		size_t k;
+
+		if (it->kind != YAML_TREE_SCALAR || yaml_tree_is_null(it) ||
+		    parse_hostport(it->str, host, sizeof(host), 1, &port) < 0) {
+			coord_conf_err(ld, it,
+			    "endpoints: expected host:port, got %s",
+			    coord_conf_got(it, ex, sizeof(ex)));
+			continue;
+		}
+		for (k = 0; k < c->netcd_endpoints; k++)
+			if (strcmp(c->etcd_endpoints[k], it->str) == 0)
+				break;
+		if (k < c->netcd_endpoints) {
+			coord_conf_err(ld, it, "endpoints: %s is listed twice",
+			    coord_conf_got(it, ex, sizeof(ex)));
+			continue;
+		}
+		if ((c->etcd_endpoints[c->netcd_endpoints] = strdup(it->str)) ==
+		    NULL) {
+			coord_conf_err(ld, NULL, "out of memory");
+			return;
+		}
+		c->netcd_endpoints++;
+	}
+}
+
+static void
+coord_conf_etcd(struct coord_conf_loader *ld, const struct yaml_tree_pair *p,
+    struct coord_conf *c)
+{
+	static const char *const etcd_keys[] = {
+	    "endpoints", "prefix", "timeout", "lease_ttl", NULL};
+	const struct yaml_tree_node *m = p->value;
+
+	ld->etcd_at = p->key;
+	if (coord_conf_section(ld, p->value, "etcd") < 0)
+		return;
+	for (size_t i = 0; i < m->npairs; i++) {
+		const struct yaml_tree_pair *q = &m->pairs[i];
+		const char *k = q->key->str;
+		size_t n;
+
+		if (!coord_conf_key_in(k, etcd_keys)) {
+			coord_conf_unknown(ld, q->key, "etcd");
+			continue;
+		}
+		if (strcmp(k, "endpoints") == 0) {
+			ld->endpoints_at = q->key;
+			coord_conf_endpoints(ld, q, c);
+		} else if (strcmp(k, "prefix") == 0) {
+			if (coord_conf_line(ld, q, &c->etcd_prefix) < 0)
+				continue;
+			n = strlen(c->etcd_prefix);
+			/* Keys are prefix + "/...": "/" alone would give "//".
+			 */
+			if (c->etcd_prefix[0] != '/' ||
+			    c->etcd_prefix[n - 1] == '/' ||
+			    strchr(c->etcd_prefix, ' ') != NULL)
+				coord_conf_err(ld, q->value,
+				    "prefix: expected a key prefix such as "
+				    "/troika (a leading '/', no trailing "
+				    "'/', no spaces)");
+		} else if (strcmp(k, "timeout") == 0) {
+			coord_conf_duration_in(ld, q, 100,
+			    10 * COORD_CONF_SECOND, &c->etcd_timeout_ms);
+		} else if (coord_conf_duration_in(ld, q, 2 * COORD_CONF_SECOND,
+		               COORD_CONF_MINUTE, &c->lease_ttl_ms) == 0 &&
+		    c->lease_ttl_ms % COORD_CONF_SECOND != 0) {
+			/* etcd grants leases in whole seconds. */
+			coord_conf_err(ld, q->value,
+			    "lease_ttl: etcd leases are whole seconds, "
+			    "got %s",
+			    q->value->str);
+		}
+	}
+}
+
+/* A policy with every default. Returns 0 or -ENOMEM. */
+static int
+coord_conf_policy_init(struct coord_policy *pol, const char *match)
+{
+	size_t n = sizeof(coord_conf_default_ladder) /
+	    sizeof(coord_conf_default_ladder[0]);
+
+	memset(pol, 0, sizeof(*pol));
+	pol->fail_after = COORD_CONF_FAIL_AFTER;
+	pol->certain_after = COORD_CONF_CERTAIN_AFTER;
+	pol->down_after_ms = COORD_CONF_DOWN_AFTER_MS;
+	pol->max_attempts = COORD_CONF_MAX_ATTEMPTS;
+	pol->window_ms = COORD_CONF_WINDOW_MS;
+	pol->backoff_ms = COORD_CONF_BACKOFF_MS;
+	pol->cooldown_ms = COORD_CONF_COOLDOWN_MS;
+	pol->action_timeout_ms = COORD_CONF_ACTION_TIMEOUT_MS;
+	if (match != NULL && (pol->match = strdup(match)) == NULL)
+		return -ENOMEM;
+	if ((pol->ladder = calloc(n, sizeof(char *))) == NULL)
+		return -ENOMEM;
+	for (; pol->nladder < n; pol->nladder++)
+		if ((pol->ladder[pol->nladder] = strdup(
+		         coord_conf_default_ladder[pol->nladder])) == NULL)
+			return -ENOMEM;
+	return 0;
+}
+
+static void
+coord_conf_policy_clear(struct coord_policy *pol)
+{
+	free(pol->match);
+	coord_conf_strv_free(pol->ladder, pol->nladder);
+}
+
+/* An action name: what plugins and the host call their actions. */
+static int
+coord_conf_action_name(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > COORD_CONF_MAX_ACTION_NAME)
+		return 0;
+	return strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_-") == n;
+}
+
+/* ladder: 1 to 32 action names, replacing the default. */
+static void
+coord_conf_ladder(struct coord_conf_loader *ld, const struct yaml_tree_pair *p,
+    struct coord_policy *pol)
+{
+	const struct yaml_tree_node *seq = p->value;
+	char ex[COORD_CONF_EXCERPT + 2];
+	char **v;
+
+	if (seq->kind != YAML_TREE_SEQUENCE) {
+		coord_conf_err(ld, seq,
+		    "ladder: expected a list of actions such as [restart, "
+		    "alert], got %s",
+		    coord_conf_got(seq, ex, sizeof(ex)));
+		return;
+	}
+	if (seq->nitems == 0 || seq->nitems > COORD_CONF_MAX_LADDER) {
+		coord_conf_err(ld, seq,
+		    "ladder: expected 1 to %d actions ([alert]: alert "
+		    "only), got %zu",
+		    COORD_CONF_MAX_LADDER, seq->nitems);
+		return;
+	}
+	if ((v = calloc(seq->nitems, sizeof(char *))) == NULL) {
+		coord_conf_err(ld, NULL, "out of memory");
+		return;
+	}
+	coord_conf_strv_free(pol->ladder, pol->nladder);
+	pol->ladder = v;
+	pol->nladder = 0;
+	for (size_t i = 0; i < seq->nitems; i++) {
+		const struct yaml_tree_node *it = seq->items[i];
+
+		if (it->kind != YAML_TREE_SCALAR || yaml_tree_is_null(it) ||
+		    !coord_conf_action_name(it->str)) {
+			coord_conf_err(ld, it,
+			    "ladder: expected an action name "
+			    "([a-z0-9_-], at most %d), got %s",
+			    COORD_CONF_MAX_ACTION_NAME,
+			    coord_conf_got(it, ex, sizeof(ex)));
+			continue;
+		}
+		if ((pol->ladder[pol->nladder] = strdup(it->str)) == NULL) {
+			coord_conf_err(ld, NULL, "out of memory");
+			return;
+		}
+		pol->nladder++;
+	}
+}
+
+/* One entry of recovery.policies. */
+static void
+coord_conf_policy_item(struct coord_conf_loader *ld,
+    const struct yaml_tree_node *m, struct coord_policy *pol,
+    struct coord_conf_policy_pos *pos)
+{
+	static const char *const policy_keys[] = {"match", "fail_after",
+	    "certain_after", "down_after", "ladder", "max_attempts", "window",
+	    "backoff", "cooldown", "action_timeout", NULL};
+
+	pos->at = m;
+	if (coord_conf_section(ld, m, "policy") < 0)
+		return;
+	for (size_t i = 0; i < m->npairs; i++) {
+		const struct yaml_tree_pair *q = &m->pairs[i];
+		const char *k = q->key->str;
+
+		if (!coord_conf_key_in(k, policy_keys)) {
+			coord_conf_unknown(ld, q->key, "policy");
+			continue;
+		}
+		if (strcmp(k, "match") == 0) {
+			if (coord_conf_line(ld, q, &pol->match) == 0)
+				pos->match_at = q->value;
+		} else if (strcmp(k, "fail_after") == 0) {
+			coord_conf_int(ld, q, 1, 100, &pol->fail_after);
+		} else if (strcmp(k, "certain_after") == 0) {
+			pos->certain_set = 1;
+			coord_conf_int(ld, q, 1, 100, &pol->certain_after);
+		} else if (strcmp(k, "down_after") == 0) {
+			coord_conf_duration_in(ld, q, COORD_CONF_SECOND,
+			    COORD_CONF_DAY, &pol->down_after_ms);
+		} else if (strcmp(k, "ladder") == 0) {
+			coord_conf_ladder(ld, q, pol);
+		} else if (strcmp(k, "max_attempts") == 0) {
+			coord_conf_int(ld, q, 0, 100, &pol->max_attempts);
+		} else if (strcmp(k, "window") == 0) {
+			coord_conf_duration_in(ld, q, COORD_CONF_MINUTE,
+			    7 * COORD_CONF_DAY, &pol->window_ms);
+		} else if (strcmp(k, "backoff") == 0) {
+			coord_conf_duration_in(
+			    ld, q, 0, COORD_CONF_HOUR, &pol->backoff_ms);
+		} else if (strcmp(k, "cooldown") == 0) {
+			coord_conf_duration_in(
+			    ld, q, 0, COORD_CONF_DAY, &pol->cooldown_ms);
+		} else {
+			coord_conf_duration_in(ld, q, COORD_CONF_SECOND,
+			    COORD_CONF_HOUR, &pol->action_timeout_ms);
+		}
+	}
+	if (yaml_tree_find(m, "match") == NULL)
+		coord_conf_err(ld, m,
+		    "policy: 'match' (a glob on check names, \"*\" for "
+		    "all) is required");
+}
+
+static void
+coord_conf_policies(struct coord_conf_loader *ld,
+    const struct yaml_tree_pair *p, struct coord_conf *c)
+{
+	const struct yaml_tree_node *seq = p->value;
+	char ex[COORD_CONF_EXCERPT + 2];
+
+	if (seq->kind != YAML_TREE_SEQUENCE) {
+		coord_conf_err(ld, seq,
+		    "policies: expected a list of policies, got %s",
+		    coord_conf_got(seq, ex, sizeof(ex)));
+		return;
+	}
+	if (seq->nitems > COORD_CONF_MAX_POLICIES) {
+		coord_conf_err(ld, seq,
+		    "policies: at most %d policies, got %zu",
+		    COORD_CONF_MAX_POLICIES, seq->nitems);
+		return;
+	}
+	/* Room for the implicit "*" after them. */
+	if ((c->policies = calloc(seq->nitems + 1, sizeof(*c->policies))) ==
+	        NULL ||
+	    (ld->pols = calloc(seq->nitems + 1, sizeof(*ld->pols))) == NULL) {
+		coord_conf_err(ld, NULL, "out of memory");
+		return;
+	}
+	for (size_t i = 0; i < seq->nitems; i++) {
+		struct coord_policy *pol = &c->policies[c->npolicies];
+
+		/* Counted at once, so that coord_conf_free frees it. */
+		c->npolicies++;
+		if (coord_conf_policy_init(pol, NULL) < 0) {
+			coord_conf_err(ld, NULL, "out of memory");
+			return;
+		}
+		coord_conf_policy_item(
+		    ld, seq->items[i], pol, &ld->pols[c->npolicies - 1]);
+	}
+}
+
+static void
+coord_conf_recovery(struct coord_conf_loader *ld,
+    const struct yaml_tree_pair *p, struct coord_conf *c)
+{
+	static const char *const recovery_keys[] = {
+	    "max_concurrent", "max_per_hour", "nodes", "policies", NULL};
+	static const char *const nodes_keys[] = {"down_after", NULL};
+	const struct yaml_tree_node *m = p->value;
+
+	if (coord_conf_section(ld, p->value, "recovery") < 0)
+		return;
+	for (size_t i = 0; i < m->npairs; i++) {
+		const struct yaml_tree_pair *q = &m->pairs[i];
+		const char *k = q->key->str;
+
+		if (!coord_conf_key_in(k, recovery_keys)) {
+			coord_conf_unknown(ld, q->key, "recovery");
+			continue;
+		}
+		if (strcmp(k, "max_concurrent") == 0) {
+			coord_conf_int(ld, q, 1, 100, &c->max_concurrent);
+		} else if (strcmp(k, "max_per_hour") == 0) {
+			coord_conf_int(ld, q, 0, 10000, &c->max_per_hour);
+		} else if (strcmp(k, "nodes") == 0) {
+			if (coord_conf_section(ld, q->value, "nodes") < 0)
+				continue;
+			for (size_t j = 0; j < q->value->npairs; j++) {
+				const struct yaml_tree_pair *n =
+				    &q->value->pairs[j];
+
+				if (!coord_conf_key_in(n->key->str, nodes_keys))
+					coord_conf_unknown(ld, n->key, "nodes");
+				else
+					coord_conf_duration_in(ld, n,
+					    COORD_CONF_SECOND, COORD_CONF_DAY,
+					    &c->node_down_after_ms);
+			}
+		} else {
+			coord_conf_policies(ld, q, c);
+		}
+	}
+}
+
+static void
+coord_conf_tilt(struct coord_conf_loader *ld, const struct yaml_tree_pair *p,
+    struct coord_conf *c)
+{
+	static const char *const tilt_keys[] = {
+	    "stall", "clock_jump", "grace", NULL};
+	const struct yaml_tree_node *m = p->value;
+
+	if (coord_conf_section(ld, p->value, "tilt") < 0)
+		return;
+	for (size_t i = 0; i < m->npairs; i++) {
+		const struct yaml_tree_pair *q = &m->pairs[i];
+		const char *k = q->key->str;
+
+		if (!coord_conf_key_in(k, tilt_keys)) {
+			coord_conf_unknown(ld, q->key, "tilt");
+			continue;
+		}
+		if (strcmp(k, "stall") == 0)
+			coord_conf_duration_in(
+			    ld, q, 100, COORD_CONF_MINUTE, &c->tilt_stall_ms);
+		else if (strcmp(k, "clock_jump") == 0)
+			coord_conf_duration_in(
+			    ld, q, 100, COORD_CONF_HOUR, &c->tilt_jump_ms);
+		else
+			coord_conf_duration_in(
+			    ld, q, 0, COORD_CONF_HOUR, &c->tilt_grace_ms);
+	}
+}
+
+/* The checks that concern several keys, after the walk. */
+static void
+coord_conf_cross(struct coord_conf_loader *ld, struct coord_conf *c)
+{
+	for (size_t i = 0; ld->pols != NULL && i < c->npolicies; i++) {
+		struct coord_policy *pol = &c->policies[i];
+		const struct coord_conf_policy_pos *pos = &ld->pols[i];
+
+		if (pos->at == NULL)
+			continue;
+		if (pol->certain_after > pol->fail_after) {
+			/*
+			 * Certain evidence is meant to be quicker: unless
+			 * written, its threshold follows a lower fail_after.
+			 */
+			if (pos->certain_set)
+				coord_conf_err(ld, pos->at,
+				    "policy: certain_after (%d) must not "
+				    "exceed fail_after (%d)",
+				    pol->certain_after, pol->fail_after);
+			else
+				pol->certain_after = pol->fail_after;
+		}
+		if (pos->match_at == NULL)
+			continue;
+		for (size_t j = 0; j < i; j++) {
+			const struct coord_conf_policy_pos *e = &ld->pols[j];
+
+			if (e->match_at == NULL)
+				continue;
+			if (strcmp(c->policies[j].match, "*") == 0 ||
+			    strcmp(c->policies[j].match, pol->match) == 0) {
+				coord_conf_err(ld, pos->match_at,
+				    "match: this policy never applies: the "
+				    "one at %d:%d (match '%s') comes first",
+				    e->match_at->line, e->match_at->col,
+				    c->policies[j].match);
+				break;
+			}
+		}
+	}
+	if (ld->store_bad)
+		return;
+	if (c->store == COORD_STORE_ETCD) {
+		if (ld->endpoints_at == NULL)
+			coord_conf_err(ld, ld->store_at,
+			    "store etcd needs etcd.endpoints");
+		if (ld->state_file_at != NULL)
+			coord_conf_err(ld, ld->state_file_at,
+			    "state_file: only with store local (etcd keeps "
+			    "the state)");
+		if (ld->quorum_at == NULL)
+			c->quorum = COORD_CONF_ETCD_QUORUM;
+	} else {
+		if (ld->etcd_at != NULL)
+			coord_conf_err(ld, ld->etcd_at,
+			    "etcd: only with store etcd (store is local)");
+		/* One coordinator alone: its own opinion is all there is. */
+		if (ld->quorum_at != NULL && c->quorum != 1)
+			coord_conf_err(ld, ld->quorum_at,
+			    "quorum: store local is one coordinator alone: "
+			    "quorum must be 1");
+		c->quorum = 1;
+	}
 }
 
 static void
@@ -276,6 +874,33 @@ coord_conf_walk(struct coord_conf_loader *ld, const struct yaml_tree_node *root,
 
 				coord_conf_string(ld, q, dst);
 			}
+		} else if (strcmp(key, "store") == 0) {
+			const char *v =
+			    m->kind == YAML_TREE_SCALAR ? m->str : "";
+
+			ld->store_at = p->key;
+			if (strcmp(v, "local") == 0)
+				c->store = COORD_STORE_LOCAL;
+			else if (strcmp(v, "etcd") == 0)
+				c->store = COORD_STORE_ETCD;
+			else {
+				ld->store_bad = 1;
+				coord_conf_err(ld, m,
+				    "store: expected local or etcd, got %s",
+				    coord_conf_got(m, ex, sizeof(ex)));
+			}
+		} else if (strcmp(key, "etcd") == 0) {
+			coord_conf_etcd(ld, p, c);
+		} else if (strcmp(key, "state_file") == 0) {
+			ld->state_file_at = p->key;
+			coord_conf_line(ld, p, &c->state_file);
+		} else if (strcmp(key, "quorum") == 0) {
+			ld->quorum_at = p->key;
+			coord_conf_int(ld, p, 1, 16, &c->quorum);
+		} else if (strcmp(key, "recovery") == 0) {
+			coord_conf_recovery(ld, p, c);
+		} else if (strcmp(key, "tilt") == 0) {
+			coord_conf_tilt(ld, p, c);
 		} else {
 			coord_conf_err(ld, p->key, "unknown key '%s'",
 			    yaml_tree_excerpt(key, ex, sizeof(ex)));
@@ -298,6 +923,7 @@ coord_conf_walk(struct coord_conf_loader *ld, const struct yaml_tree_node *root,
 		coord_conf_err(ld, tls_at,
 		    "tls: ca (client certificates) "
 		    "needs cert and key");
+	coord_conf_cross(ld, c);
 }
 
 int
@@ -322,6 +948,20 @@ coord_conf_parse(const char *buf, size_t len, const char *fname,
 	c->heartbeat_ms = COORD_CONF_HEARTBEAT_MS;
 	c->log_level = LOG_INFO;
 	c->log_target = LOG_TARGET_STDERR;
+	c->store = COORD_STORE_LOCAL;
+	c->etcd_timeout_ms = COORD_CONF_ETCD_TIMEOUT_MS;
+	c->lease_ttl_ms = COORD_CONF_LEASE_TTL_MS;
+	c->quorum = 1;
+	c->node_down_after_ms = COORD_CONF_NODE_DOWN_AFTER_MS;
+	c->max_concurrent = COORD_CONF_MAX_CONCURRENT;
+	c->max_per_hour = COORD_CONF_MAX_PER_HOUR;
+	c->tilt_stall_ms = COORD_CONF_TILT_STALL_MS;
+	c->tilt_jump_ms = COORD_CONF_TILT_JUMP_MS;
+	c->tilt_grace_ms = COORD_CONF_TILT_GRACE_MS;
+	if ((c->etcd_prefix = strdup(COORD_CONF_ETCD_PREFIX)) == NULL) {
+		r = -ENOMEM;
+		goto out;
+	}
 	if ((r = yaml_tree_parse_buf(buf, len, &root, &yerr)) < 0) {
 		if (r == -ENOMEM)
 			goto out;
@@ -334,6 +974,17 @@ coord_conf_parse(const char *buf, size_t len, const char *fname,
 		ld.nerrs++;
 	} else {
 		coord_conf_walk(&ld, root, c);
+	}
+	/* Last, for every check no policy above matches. */
+	if (c->policies == NULL &&
+	    (c->policies = calloc(1, sizeof(*c->policies))) == NULL) {
+		r = -ENOMEM;
+		goto out;
+	}
+	c->npolicies++;
+	if (coord_conf_policy_init(&c->policies[c->npolicies - 1], "*") < 0) {
+		r = -ENOMEM;
+		goto out;
 	}
 	if (ld.nerrs == 0 && c->name == NULL) {
 		/* The host name is what an operator would call this node. */
@@ -364,6 +1015,7 @@ out:
 	coord_conf_free(c);
 	yaml_tree_free(root);
 	evbuffer_free(ld.errs);
+	free(ld.pols);
 	return r;
 }
 
@@ -432,6 +1084,92 @@ coord_conf_print_str(FILE *out, const char *s)
 	fputc('"', out);
 }
 
+/* A list of strings in flow style: ["a", "b"]. */
+static void
+coord_conf_print_strv(FILE *out, char *const *v, size_t n, int quote)
+{
+	fputc('[', out);
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0)
+			fputs(", ", out);
+		if (quote)
+			coord_conf_print_str(out, v[i]);
+		else
+			fputs(v[i], out);
+	}
+	fputc(']', out);
+}
+
+/* One policy as an item of recovery.policies, each line after lead. */
+static void
+coord_conf_print_policy(
+    FILE *out, const struct coord_policy *pol, const char *lead)
+{
+	char d[32];
+
+	fprintf(out, "%s- match: ", lead);
+	coord_conf_print_str(out, pol->match);
+	fprintf(out, "\n%s  fail_after: %d\n", lead, pol->fail_after);
+	fprintf(out, "%s  certain_after: %d\n", lead, pol->certain_after);
+	fprintf(out, "%s  down_after: %s\n", lead,
+	    format_duration_ms(pol->down_after_ms, d, sizeof(d)));
+	fprintf(out, "%s  ladder: ", lead);
+	/* Action names are [a-z0-9_-]+: nothing to quote. */
+	coord_conf_print_strv(out, pol->ladder, pol->nladder, 0);
+	fprintf(out, "\n%s  max_attempts: %d\n", lead, pol->max_attempts);
+	fprintf(out, "%s  window: %s\n", lead,
+	    format_duration_ms(pol->window_ms, d, sizeof(d)));
+	fprintf(out, "%s  backoff: %s\n", lead,
+	    format_duration_ms(pol->backoff_ms, d, sizeof(d)));
+	fprintf(out, "%s  cooldown: %s\n", lead,
+	    format_duration_ms(pol->cooldown_ms, d, sizeof(d)));
+	fprintf(out, "%s  action_timeout: %s\n", lead,
+	    format_duration_ms(pol->action_timeout_ms, d, sizeof(d)));
+}
+
+static void
+coord_conf_print_recovery(const struct coord_conf *c, FILE *out)
+{
+	char d1[32], d2[32], d3[32];
+
+	fprintf(out, "store: %s\n", coord_store_kind_str(c->store));
+	if (c->store == COORD_STORE_ETCD) {
+		fputs("etcd:\n  endpoints: ", out);
+		coord_conf_print_strv(
+		    out, c->etcd_endpoints, c->netcd_endpoints, 1);
+		fputs("\n  prefix: ", out);
+		coord_conf_print_str(out, c->etcd_prefix);
+		fprintf(out, "\n  timeout: %s\n  lease_ttl: %s\n",
+		    format_duration_ms(c->etcd_timeout_ms, d1, sizeof(d1)),
+		    format_duration_ms(c->lease_ttl_ms, d2, sizeof(d2)));
+	}
+	if (c->state_file != NULL) {
+		fputs("state_file: ", out);
+		coord_conf_print_str(out, c->state_file);
+		fputc('\n', out);
+	}
+	fprintf(out, "quorum: %d\n", c->quorum);
+	fprintf(out,
+	    "recovery:\n  max_concurrent: %d\n  max_per_hour: %d\n"
+	    "  nodes:\n    down_after: %s\n",
+	    c->max_concurrent, c->max_per_hour,
+	    format_duration_ms(c->node_down_after_ms, d1, sizeof(d1)));
+	fputs(c->npolicies > 1 ? "  policies:\n" : "  policies: []\n", out);
+	for (size_t i = 0; i + 1 < c->npolicies; i++)
+		coord_conf_print_policy(out, &c->policies[i], "    ");
+	/*
+	 * The implicit last policy as a comment: shown, yet what is printed
+	 * loads back to the same (it would be added again).
+	 */
+	fputs(
+	    "    # implicit, last: every check no policy above matches\n", out);
+	coord_conf_print_policy(out, &c->policies[c->npolicies - 1], "    #");
+	fprintf(out, "tilt:\n  stall: %s\n  clock_jump: %s\n  grace: %s\n",
+	    format_duration_ms(c->tilt_stall_ms, d1, sizeof(d1)),
+	    format_duration_ms(c->tilt_jump_ms, d2, sizeof(d2)),
+	    format_duration_ms(c->tilt_grace_ms, d3, sizeof(d3)));
+}
+
 void
 coord_conf_print(const struct coord_conf *c, FILE *out)
 {
@@ -465,6 +1203,23 @@ coord_conf_print(const struct coord_conf *c, FILE *out)
 			fputc('\n', out);
 		}
 	}
+	coord_conf_print_recovery(c, out);
+}
+
+const char *
+coord_store_kind_str(enum coord_store_kind kind)
+{
+	return kind == COORD_STORE_ETCD ? "etcd" : "local";
+}
+
+const struct coord_policy *
+coord_conf_policy(const struct coord_conf *c, const char *check)
+{
+	for (size_t i = 0; i + 1 < c->npolicies; i++)
+		if (fnmatch(c->policies[i].match, check, 0) == 0)
+			return &c->policies[i];
+	/* The implicit "*": every check. */
+	return &c->policies[c->npolicies - 1];
 }
 
 void
@@ -472,6 +1227,12 @@ coord_conf_free(struct coord_conf *c)
 {
 	if (c == NULL)
 		return;
+	coord_conf_strv_free(c->etcd_endpoints, c->netcd_endpoints);
+	free(c->etcd_prefix);
+	free(c->state_file);
+	for (size_t i = 0; i < c->npolicies; i++)
+		coord_conf_policy_clear(&c->policies[i]);
+	free(c->policies);
 	free(c->name);
 	free(c->listen);
 	free(c->listen_host);

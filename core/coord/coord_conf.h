@@ -10,6 +10,16 @@
  *            silent that long is ended (UNAVAILABLE), its node disconnected;
  *            default three heartbeats
  *   tls:     { cert: FILE, key: FILE, ca: FILE }  optional; ca: mutual TLS
+ *   store:   local | etcd               where opinions, the leader and
+ *            action records live (local: this coordinator alone, no quorum)
+ *   etcd:    { endpoints: [host:port, ...], prefix: /troika, timeout: 1s,
+ *              lease_ttl: 5s }          store etcd only
+ *   state_file: FILE                    store local only; default: memory
+ *   quorum:  2                          opinions that must agree
+ *   recovery: { max_concurrent: 1, max_per_hour: 10,
+ *               nodes: { down_after: 10s }, policies: [ ... ] }
+ *   tilt:    { stall: 2s, clock_jump: 5s, grace: 30s }
+ * The fields below say each key's default and range.
  * Unknown keys and bad values are errors "file:line:col: what"; every
  * problem is reported, not only the first.
  */
@@ -25,6 +35,44 @@
 #define COORD_CONF_MIN_HEARTBEAT_MS 100
 #define COORD_CONF_MAX_HEARTBEAT_MS (60 * 60 * 1000)
 
+/*
+ * Policy limits that are not in the field comments: at most this many
+ * policies, ladder steps and etcd endpoints, and this long an action name.
+ */
+#define COORD_CONF_MAX_POLICIES 256
+#define COORD_CONF_MAX_LADDER 32
+#define COORD_CONF_MAX_ACTION_NAME 64
+#define COORD_CONF_MAX_ENDPOINTS 16
+
+enum coord_store_kind { COORD_STORE_LOCAL = 0, COORD_STORE_ETCD = 1 };
+
+/* "local", "etcd". */
+const char *coord_store_kind_str(enum coord_store_kind kind);
+
+/* How one kind of check is judged and recovered; first match wins. */
+struct coord_policy {
+	char *match;    /* fnmatch(3) glob on the check name; "*" all */
+	int fail_after; /* consecutive CRITICAL; default 3, 1..100 */
+	/*
+	 * Consecutive certain CRITICAL; default 2 (or fail_after if that is
+	 * lower), 1..100, <= fail_after.
+	 */
+	int certain_after;
+	int64_t down_after_ms; /* no result this long = FAILED; 30s; 1s..1d */
+	/*
+	 * Action names in order, [a-z0-9_-]+; "alert" means: no action,
+	 * alert only. Default: restart, restart, alert.
+	 */
+	char **ladder;
+	size_t nladder;
+	int max_attempts;    /* actions per window; 3, 0..100 (0: never act) */
+	int64_t window_ms;   /* default 1h; 1m..7d */
+	int64_t backoff_ms;  /* between two attempts; default 10s; 0..1h */
+	int64_t cooldown_ms; /* after a success, nothing this long; 5m; 0..1d */
+	/* Then the record stays locked until acknowledged; 2m; 1s..1h. */
+	int64_t action_timeout_ms;
+};
+
 struct coord_conf {
 	char *name;
 	char *listen;
@@ -38,6 +86,37 @@ struct coord_conf {
 	char *tls_cert; /* all NULL: h2c */
 	char *tls_key;
 	char *tls_ca;
+	enum coord_store_kind store; /* store: local (default) | etcd */
+	/*
+	 * etcd.endpoints: host:port list, required with store etcd, 1..16,
+	 * no duplicates.
+	 */
+	char **etcd_endpoints;
+	size_t netcd_endpoints;
+	/* etcd.prefix: default "/troika"; starts with '/', no trailing '/'. */
+	char *etcd_prefix;
+	int64_t etcd_timeout_ms; /* etcd.timeout: default 1s; 100ms..10s */
+	/* etcd.lease_ttl: default 5s; 2s..60s, whole seconds. */
+	int64_t lease_ttl_ms;
+	char *state_file; /* state_file: store local only; NULL: memory */
+	/*
+	 * quorum: opinions that must agree; default 2 (etcd) or 1 (local);
+	 * 1..16; store local allows only 1.
+	 */
+	int quorum;
+	/*
+	 * recovery.policies in file order, then an implicit "*" with every
+	 * default (last, always there: npolicies counts it).
+	 */
+	struct coord_policy *policies;
+	size_t npolicies;
+	/* recovery.nodes.down_after: default 10s; 1s..1d. */
+	int64_t node_down_after_ms;
+	int max_concurrent;    /* recovery.max_concurrent: default 1; 1..100 */
+	int max_per_hour;      /* recovery.max_per_hour: default 10; 0..10000 */
+	int64_t tilt_stall_ms; /* tilt.stall: default 2s; 100ms..1m */
+	int64_t tilt_jump_ms;  /* tilt.clock_jump: default 5s; 100ms..1h */
+	int64_t tilt_grace_ms; /* tilt.grace: default 30s; 0..1h */
 };
 
 /*
@@ -57,5 +136,8 @@ void coord_conf_print(const struct coord_conf *conf, FILE *out);
 
 void coord_conf_free(struct coord_conf *conf);
 
+/* The policy for a check: the first whose match fits (never NULL). */
+const struct coord_policy *coord_conf_policy(
+    const struct coord_conf *c, const char *check);
 
 #endif
