@@ -113,32 +113,7 @@ ctl_event_json(const Troika__V1__Event *e, struct evbuffer *out)
 	struct ctl_json j;
 
 	ctl_json_init(&j, out);
-	ctl_json_begin_object(&j);
-	ctl_json_key(&j, "seq");
-	ctl_json_uint(&j, e->seq);
-	ctl_json_time(&j, "time", e->time_unix_nano);
-	ctl_json_key(&j, "kind");
-	ctl_json_string(&j, e->kind);
-	ctl_json_key(&j, "severity");
-	ctl_json_enum(&j, &troika__v1__severity__descriptor, (int)e->severity);
-	ctl_json_key(&j, "node");
-	ctl_json_string(&j, e->node);
-	ctl_json_key(&j, "check");
-	ctl_json_string(&j, e->check);
-	ctl_json_key(&j, "message");
-	ctl_json_string(&j, e->message);
-	ctl_json_key(&j, "fields");
-	ctl_json_begin_array(&j);
-	for (size_t i = 0; i < e->n_fields; i++) {
-		ctl_json_begin_object(&j);
-		ctl_json_key(&j, "name");
-		ctl_json_string(&j, e->fields[i]->name);
-		ctl_json_key(&j, "value");
-		ctl_json_string(&j, e->fields[i]->value);
-		ctl_json_end_object(&j);
-	}
-	ctl_json_end_array(&j);
-	ctl_json_end_object(&j);
+	ctl_json_message(&j, &e->base);
 	return ctl_json_finish(&j);
 }
 

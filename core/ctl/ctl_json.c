@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -292,6 +293,202 @@ ctl_json_enum(struct ctl_json *j, const ProtobufCEnumDescriptor *desc,
 		ctl_json_string(j, name);
 	else
 		ctl_json_int(j, value);
+}
+
+static void
+ctl_json_base64(struct ctl_json *j, const uint8_t *p, size_t len)
+{
+	static const char abc[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+	if (ctl_json_value_start(j) != 0)
+		return;
+	ctl_json_add(j, "\"", 1);
+	for (size_t i = 0; i < len; i += 3) {
+		uint32_t v = (uint32_t)p[i] << 16;
+		char q[4];
+
+		if (i + 1 < len)
+			v |= (uint32_t)p[i + 1] << 8;
+		if (i + 2 < len)
+			v |= p[i + 2];
+		q[0] = abc[v >> 18];
+		q[1] = abc[(v >> 12) & 63];
+		q[2] = i + 1 < len ? abc[(v >> 6) & 63] : '=';
+		q[3] = i + 2 < len ? abc[v & 63] : '=';
+		ctl_json_add(j, q, 4);
+	}
+	ctl_json_add(j, "\"", 1);
+	ctl_json_value_end(j);
+}
+
+static void
+ctl_json_double(struct ctl_json *j, double v)
+{
+	char buf[32];
+
+	if (isnan(v))
+		ctl_json_string(j, "NaN");
+	else if (isinf(v))
+		ctl_json_string(j, v > 0 ? "Infinity" : "-Infinity");
+	else {
+		/* Enough digits to read the same double back. */
+		snprintf(buf, sizeof(buf), "%.17g", v);
+		ctl_json_raw(j, buf);
+	}
+}
+
+/* Bytes one value of a field takes in a protobuf-c struct (or array). */
+static size_t
+ctl_json_type_size(ProtobufCType type)
+{
+	switch (type) {
+	case PROTOBUF_C_TYPE_INT32:
+	case PROTOBUF_C_TYPE_SINT32:
+	case PROTOBUF_C_TYPE_SFIXED32:
+	case PROTOBUF_C_TYPE_UINT32:
+	case PROTOBUF_C_TYPE_FIXED32:
+		return sizeof(uint32_t);
+	case PROTOBUF_C_TYPE_ENUM:
+		return sizeof(int);
+	case PROTOBUF_C_TYPE_INT64:
+	case PROTOBUF_C_TYPE_SINT64:
+	case PROTOBUF_C_TYPE_SFIXED64:
+	case PROTOBUF_C_TYPE_UINT64:
+	case PROTOBUF_C_TYPE_FIXED64:
+		return sizeof(uint64_t);
+	case PROTOBUF_C_TYPE_FLOAT:
+		return sizeof(float);
+	case PROTOBUF_C_TYPE_DOUBLE:
+		return sizeof(double);
+	case PROTOBUF_C_TYPE_BOOL:
+		return sizeof(protobuf_c_boolean);
+	case PROTOBUF_C_TYPE_STRING:
+		return sizeof(char *);
+	case PROTOBUF_C_TYPE_BYTES:
+		return sizeof(ProtobufCBinaryData);
+	case PROTOBUF_C_TYPE_MESSAGE:
+		return sizeof(ProtobufCMessage *);
+	}
+	return 0;
+}
+
+/* One value of field f, stored at p. */
+static void
+ctl_json_value(struct ctl_json *j, const ProtobufCFieldDescriptor *f,
+    const void *p)
+{
+	switch (f->type) {
+	case PROTOBUF_C_TYPE_INT32:
+	case PROTOBUF_C_TYPE_SINT32:
+	case PROTOBUF_C_TYPE_SFIXED32:
+		ctl_json_int(j, *(const int32_t *)p);
+		break;
+	case PROTOBUF_C_TYPE_UINT32:
+	case PROTOBUF_C_TYPE_FIXED32:
+		ctl_json_uint(j, *(const uint32_t *)p);
+		break;
+	case PROTOBUF_C_TYPE_INT64:
+	case PROTOBUF_C_TYPE_SINT64:
+	case PROTOBUF_C_TYPE_SFIXED64:
+		ctl_json_int(j, *(const int64_t *)p);
+		break;
+	case PROTOBUF_C_TYPE_UINT64:
+	case PROTOBUF_C_TYPE_FIXED64:
+		ctl_json_uint(j, *(const uint64_t *)p);
+		break;
+	case PROTOBUF_C_TYPE_FLOAT:
+		ctl_json_double(j, *(const float *)p);
+		break;
+	case PROTOBUF_C_TYPE_DOUBLE:
+		ctl_json_double(j, *(const double *)p);
+		break;
+	case PROTOBUF_C_TYPE_BOOL:
+		ctl_json_bool(j, *(const protobuf_c_boolean *)p);
+		break;
+	case PROTOBUF_C_TYPE_ENUM:
+		ctl_json_enum(j, f->descriptor, *(const int *)p);
+		break;
+	case PROTOBUF_C_TYPE_STRING:
+		ctl_json_string(j, *(char *const *)p);
+		break;
+	case PROTOBUF_C_TYPE_BYTES: {
+		const ProtobufCBinaryData *b = p;
+
+		ctl_json_base64(j, b->data, b->len);
+		break;
+	}
+	case PROTOBUF_C_TYPE_MESSAGE: {
+		const ProtobufCMessage *m = *(ProtobufCMessage *const *)p;
+
+		if (m == NULL)
+			ctl_json_null(j);
+		else
+			ctl_json_message(j, m);
+		break;
+	}
+	}
+}
+
+/* A time field: fixed64 or uint64 whose name ends in _unix_nano. */
+static int
+ctl_json_is_time(const ProtobufCFieldDescriptor *f, char *base,
+    size_t len)
+{
+	static const char suffix[] = "_unix_nano";
+	size_t n = strlen(f->name), s = sizeof(suffix) - 1;
+
+	if ((f->type != PROTOBUF_C_TYPE_FIXED64 &&
+	        f->type != PROTOBUF_C_TYPE_UINT64) ||
+	    f->label == PROTOBUF_C_LABEL_REPEATED || n <= s ||
+	    strcmp(f->name + n - s, suffix) != 0 || n - s >= len)
+		return 0;
+	memcpy(base, f->name, n - s);
+	base[n - s] = '\0';
+	return 1;
+}
+
+void
+ctl_json_message(struct ctl_json *j, const ProtobufCMessage *m)
+{
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+	const char *msg = (const char *)m;
+
+	ctl_json_begin_object(j);
+	for (unsigned i = 0; i < d->n_fields && j->err == 0; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		const void *p = msg + f->offset;
+		char base[128];
+
+		if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+			if (*(const uint32_t *)(const void *)(msg +
+			        f->quantifier_offset) != f->id)
+				continue;
+		} else if (f->label == PROTOBUF_C_LABEL_OPTIONAL &&
+		    f->type != PROTOBUF_C_TYPE_MESSAGE &&
+		    f->type != PROTOBUF_C_TYPE_STRING &&
+		    !*(const protobuf_c_boolean *)(const void *)(msg +
+		        f->quantifier_offset))
+			continue;
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			size_t n = *(const size_t *)(const void *)(msg +
+			    f->quantifier_offset);
+			const char *a = *(const char *const *)p;
+			size_t size = ctl_json_type_size(f->type);
+
+			ctl_json_key(j, f->name);
+			ctl_json_begin_array(j);
+			for (size_t k = 0; k < n; k++)
+				ctl_json_value(j, f, a + k * size);
+			ctl_json_end_array(j);
+		} else if (ctl_json_is_time(f, base, sizeof(base)))
+			ctl_json_time(j, base, *(const uint64_t *)p);
+		else {
+			ctl_json_key(j, f->name);
+			ctl_json_value(j, f, p);
+		}
+	}
+	ctl_json_end_object(j);
 }
 
 int

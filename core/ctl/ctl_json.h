@@ -64,6 +64,19 @@ void ctl_json_enum(struct ctl_json *j, const ProtobufCEnumDescriptor *desc,
     int value);
 
 /*
+ * A whole protobuf-c message as a JSON object, by its descriptor: every
+ * field under its proto name (snake_case), in the order of the .proto,
+ * defaults included (proto3 has no presence; a proto3 `optional` field
+ * that is absent and a oneof member that is not set are left out). Enums
+ * as their names (ctl_json_enum), 64-bit integers exact, bytes in base64,
+ * NaN and infinities as the strings of the proto3 JSON mapping. A
+ * fixed64/uint64 field named *_unix_nano is a time: written by
+ * ctl_json_time(), so "time_unix_nano" comes with "time". Being generic,
+ * it shows fields a newer proto adds without a change here.
+ */
+void ctl_json_message(struct ctl_json *j, const ProtobufCMessage *m);
+
+/*
  * 0 once exactly one complete value was written (and a newline after
  * it), else the first error, or -EINVAL for an unfinished document.
  */

@@ -205,48 +205,7 @@ ctl_status_checks(const Troika__V1__GetStatusResponse *rep, int color,
 	return r;
 }
 
-static void
-ctl_status_json_labels(struct ctl_json *j, const char *key,
-    Troika__V1__Label *const *labels, size_t n)
-{
-	ctl_json_key(j, key);
-	ctl_json_begin_array(j);
-	for (size_t i = 0; i < n; i++) {
-		ctl_json_begin_object(j);
-		ctl_json_key(j, "name");
-		ctl_json_string(j, labels[i]->name);
-		ctl_json_key(j, "value");
-		ctl_json_string(j, labels[i]->value);
-		ctl_json_end_object(j);
-	}
-	ctl_json_end_array(j);
-}
-
-static void
-ctl_status_json_check(struct ctl_json *j, const Troika__V1__CheckResult *c)
-{
-	ctl_json_begin_object(j);
-	ctl_json_key(j, "check");
-	ctl_json_string(j, c->check);
-	ctl_json_key(j, "plugin");
-	ctl_json_string(j, c->plugin);
-	ctl_json_key(j, "status");
-	ctl_json_enum(j, &troika__v1__check_status__descriptor, (int)c->status);
-	ctl_json_key(j, "evidence");
-	ctl_json_enum(j, &troika__v1__evidence__descriptor, (int)c->evidence);
-	ctl_json_key(j, "message");
-	ctl_json_string(j, c->message);
-	ctl_json_key(j, "duration_nano");
-	ctl_json_uint(j, c->duration_nano);
-	ctl_status_json_labels(j, "fields", c->fields, c->n_fields);
-	ctl_json_time(j, "time", c->time_unix_nano);
-	ctl_json_key(j, "run");
-	ctl_json_uint(j, c->run);
-	ctl_json_key(j, "timed_out");
-	ctl_json_bool(j, c->timed_out);
-	ctl_json_end_object(j);
-}
-
+/* Every field, by the descriptor: a newer proto shows without a change. */
 static int
 ctl_status_json(const Troika__V1__GetStatusResponse *rep,
     struct evbuffer *out)
@@ -254,46 +213,7 @@ ctl_status_json(const Troika__V1__GetStatusResponse *rep,
 	struct ctl_json j;
 
 	ctl_json_init(&j, out);
-	ctl_json_begin_object(&j);
-	ctl_json_key(&j, "coordinator");
-	ctl_json_string(&j, rep->coordinator);
-	ctl_json_key(&j, "version");
-	ctl_json_string(&j, rep->version);
-	ctl_json_key(&j, "leader");
-	ctl_json_bool(&j, rep->leader);
-	ctl_json_key(&j, "leader_name");
-	ctl_json_string(&j, rep->leader_name);
-	ctl_json_key(&j, "fencing_token");
-	ctl_json_uint(&j, rep->fencing_token);
-	ctl_json_key(&j, "store");
-	ctl_json_enum(&j, &troika__v1__store_kind__descriptor, (int)rep->store);
-	ctl_json_key(&j, "quorum");
-	ctl_json_bool(&j, rep->quorum);
-	ctl_json_key(&j, "nodes");
-	ctl_json_begin_array(&j);
-	for (size_t i = 0; i < rep->n_nodes; i++) {
-		const Troika__V1__NodeStatus *n = rep->nodes[i];
-
-		ctl_json_begin_object(&j);
-		ctl_json_key(&j, "node");
-		ctl_json_string(&j, n->node);
-		ctl_json_key(&j, "connected");
-		ctl_json_bool(&j, n->connected);
-		ctl_json_time(&j, "last_seen", n->last_seen_unix_nano);
-		ctl_json_key(&j, "agent_version");
-		ctl_json_string(&j, n->agent_version);
-		ctl_json_time(&j, "agent_start_time",
-		    n->agent_start_time_unix_nano);
-		ctl_json_key(&j, "checks");
-		ctl_json_begin_array(&j);
-		for (size_t k = 0; k < n->n_checks; k++)
-			ctl_status_json_check(&j, n->checks[k]);
-		ctl_json_end_array(&j);
-		ctl_json_end_object(&j);
-	}
-	ctl_json_end_array(&j);
-	ctl_json_time(&j, "time", rep->time_unix_nano);
-	ctl_json_end_object(&j);
+	ctl_json_message(&j, &rep->base);
 	return ctl_json_finish(&j);
 }
 

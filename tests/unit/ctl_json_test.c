@@ -5,10 +5,12 @@
  * and every misuse reported by ctl_json_finish().
  */
 #include <errno.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +19,10 @@
 
 #include "ctl_json.h"
 #include "troika/v1/admin.pb-c.h"
+#include "troika/v1/agent.pb-c.h"
+#include "etcd/kv.pb-c.h"
+
+#define S(x) ((char *)(uintptr_t)(x))
 
 struct doc {
 	struct evbuffer *b;
@@ -267,6 +273,117 @@ test_misuse(void **state)
 	}
 }
 
+/* A message by its descriptor: agent.proto has every kind of field. */
+static void
+test_message(void **state)
+{
+	Troika__V1__AgentMessage am = TROIKA__V1__AGENT_MESSAGE__INIT;
+	Troika__V1__Hello h = TROIKA__V1__HELLO__INIT;
+	Troika__V1__Plugin p = TROIKA__V1__PLUGIN__INIT, *pp = &p;
+	Troika__V1__Action a = TROIKA__V1__ACTION__INIT, *pa = &a;
+	Troika__V1__Check c = TROIKA__V1__CHECK__INIT, *pc = &c;
+	Troika__V1__MetricBatch mb = TROIKA__V1__METRIC_BATCH__INIT;
+	Troika__V1__Sample sm[3], *psm[3];
+	char *actions[] = {S("start"), S("stop")};
+	struct doc d;
+
+	(void)state;
+	h.node = S("node-1");
+	h.version = S("0.1.0");
+	h.start_time_unix_nano = 1700000000000000001ull;
+	h.fencing_token = UINT64_MAX;
+	a.name = S("replicate");
+	a.usage = S("<host> <port>");
+	a.min_args = 2;
+	a.max_args = 2;
+	a.help = S("follow another master");
+	p.name = S("redis");
+	p.version = S("1");
+	p.description = S("");
+	p.actions = &pa;
+	p.n_actions = 1;
+	h.plugins = &pp;
+	h.n_plugins = 1;
+	c.name = S("cache");
+	c.plugin = S("redis");
+	c.interval_nano = 5000000000ull;
+	c.actions = actions;
+	c.n_actions = 2;
+	h.checks = &pc;
+	h.n_checks = 1;
+	am.body_case = TROIKA__V1__AGENT_MESSAGE__BODY_HELLO;
+	am.hello = &h;
+	doc_init(&d);
+	ctl_json_message(&d.j, &am.base);
+	/* Only the oneof member that is set. */
+	doc_check(&d, 0,
+	    "{\"hello\":{\"node\":\"node-1\",\"version\":\"0.1.0\","
+	    "\"plugins\":[{\"name\":\"redis\",\"version\":\"1\","
+	    "\"description\":\"\",\"actions\":[{\"name\":\"replicate\","
+	    "\"usage\":\"<host> <port>\",\"min_args\":2,\"max_args\":2,"
+	    "\"help\":\"follow another master\"}]}],"
+	    "\"checks\":[{\"name\":\"cache\",\"plugin\":\"redis\","
+	    "\"interval_nano\":5000000000,\"timeout_nano\":0,"
+	    "\"actions\":[\"start\",\"stop\"]}],"
+	    "\"start_time_unix_nano\":1700000000000000001,"
+	    "\"start_time\":\"2023-11-14T22:13:20.000000001Z\","
+	    "\"fencing_token\":18446744073709551615}}\n");
+	/* Doubles, NaN and infinities; an empty repeated field. */
+	for (int i = 0; i < 3; i++) {
+		troika__v1__sample__init(&sm[i]);
+		sm[i].name = S("m");
+		sm[i].type = TROIKA__V1__METRIC_TYPE__METRIC_TYPE_GAUGE;
+		psm[i] = &sm[i];
+	}
+	sm[0].value = 0.1;
+	sm[1].value = NAN;
+	sm[2].value = -INFINITY;
+	sm[2].type = 7;
+	mb.samples = psm;
+	mb.n_samples = 3;
+	mb.dropped_samples = 3;
+	doc_init(&d);
+	ctl_json_message(&d.j, &mb.base);
+	doc_check(&d, 0,
+	    "{\"samples\":[{\"name\":\"m\",\"labels\":[],"
+	    "\"value\":0.10000000000000001,\"type\":\"METRIC_TYPE_GAUGE\","
+	    "\"help\":\"\"},"
+	    "{\"name\":\"m\",\"labels\":[],\"value\":\"NaN\","
+	    "\"type\":\"METRIC_TYPE_GAUGE\",\"help\":\"\"},"
+	    "{\"name\":\"m\",\"labels\":[],\"value\":\"-Infinity\","
+	    "\"type\":7,\"help\":\"\"}],"
+	    "\"time_unix_nano\":0,\"time\":null,\"dropped_samples\":3}\n");
+	/* Bytes in base64 (every padding), signed 64-bit: etcd's record. */
+	{
+		Mvccpb__KeyValue kv = MVCCPB__KEY_VALUE__INIT;
+		static const char *const b64[] = {"", "Zg==", "Zm8=", "Zm9v",
+		    "/w=="};
+		static const char *const raw[] = {"", "f", "fo", "foo", "\xff"};
+
+		for (int i = 0; i < 5; i++) {
+			char expect[256];
+
+			kv.key.data = (uint8_t *)(uintptr_t)raw[i];
+			kv.key.len = strlen(raw[i]);
+			kv.create_revision = -5;
+			kv.mod_revision = INT64_MAX;
+			doc_init(&d);
+			ctl_json_message(&d.j, &kv.base);
+			snprintf(expect, sizeof(expect),
+			    "{\"key\":\"%s\",\"create_revision\":-5,"
+			    "\"mod_revision\":9223372036854775807,"
+			    "\"version\":0,\"value\":\"\",\"lease\":0}\n",
+			    b64[i]);
+			doc_check(&d, 0, expect);
+		}
+	}
+	/* A message field that is not set. */
+	am.body_case = TROIKA__V1__AGENT_MESSAGE__BODY__NOT_SET;
+	doc_init(&d);
+	ctl_json_message(&d.j, &am.base);
+	doc_check(&d, 0, "{}\n");
+}
+
 int
 main(void)
 {
@@ -276,6 +393,7 @@ main(void)
 	    cmocka_unit_test(test_values_and_nesting),
 	    cmocka_unit_test(test_time_and_enum),
 	    cmocka_unit_test(test_misuse),
+	    cmocka_unit_test(test_message),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

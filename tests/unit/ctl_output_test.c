@@ -35,6 +35,22 @@ take(struct evbuffer *b)
 	return s;
 }
 
+/*
+ * s starts with prefix and ends with "}\n". The JSON is written from the
+ * proto's descriptors, so fields a newer admin.proto adds after these
+ * come between the two: this test pins the fields it knows.
+ */
+static void
+assert_json_prefix(const char *s, const char *prefix)
+{
+	size_t n = strlen(s);
+
+	if (strncmp(s, prefix, strlen(prefix)) != 0)
+		fail_msg("JSON:\n%s\ndoes not start with\n%s", s, prefix);
+	assert_true(n >= 2 && strcmp(s + n - 2, "}\n") == 0);
+	assert_true(s[strlen(prefix)] == '}' || s[strlen(prefix)] == ',');
+}
+
 static char *
 status_text(const Troika__V1__GetStatusResponse *rep, int json, int color)
 {
@@ -228,7 +244,7 @@ test_status_json(void **state)
 	(void)state;
 	cluster_init(&k);
 	s = status_text(&k.rep, 1, 1);
-	assert_string_equal(s,
+	assert_json_prefix(s,
 	    "{\"coordinator\":\"coord-2\",\"version\":\"0.1.0\","
 	    "\"leader\":false,\"leader_name\":\"coord-1\","
 	    "\"fencing_token\":41,\"store\":\"STORE_KIND_ETCD\","
@@ -269,7 +285,7 @@ test_status_json(void **state)
 	    "\"agent_start_time_unix_nano\":0,\"agent_start_time\":null,"
 	    "\"checks\":[]}],"
 	    "\"time_unix_nano\":1700003723456000000,"
-	    "\"time\":\"2023-11-14T23:15:23.456000000Z\"}\n");
+	    "\"time\":\"2023-11-14T23:15:23.456000000Z\"");
 	free(s);
 }
 
@@ -310,7 +326,7 @@ test_events(void **state)
 	assert_non_null(strstr(s, " \033[31mCRITICAL\033[0m node-1 "));
 	free(s);
 	s = event_text(&e, 1, 0);
-	assert_string_equal(s,
+	assert_json_prefix(s,
 	    "{\"seq\":12,\"time_unix_nano\":1700000005007000000,"
 	    "\"time\":\"2023-11-14T22:13:25.007000000Z\","
 	    "\"kind\":\"check_status\",\"severity\":\"SEVERITY_CRITICAL\","
@@ -319,7 +335,7 @@ test_events(void **state)
 	    "\\u001b[2J\","
 	    "\"fields\":[{\"name\":\"from\",\"value\":\"ok\"},"
 	    "{\"name\":\"why\",\"value\":\"a \\\"quoted\\\" \\\\ word\"},"
-	    "{\"name\":\"empty\",\"value\":\"\"}]}\n");
+	    "{\"name\":\"empty\",\"value\":\"\"}]");
 	free(s);
 	/* A cluster-wide event: no node, no check, no fields. */
 	e.node = S("");
