@@ -102,6 +102,8 @@ struct etcd_lease {
 	struct event *expire_ev;
 	int64_t sent[ETCD_LEASE_INFLIGHT];
 	size_t nsent;
+	size_t late;                   /* of those, counted as late */
+	struct event *late_ev;         /* the next one turns late */
 	int64_t deadline_ms;
 	int alive;
 	int busy;
@@ -145,7 +147,8 @@ struct etcd_client {
 	int waiting;                   /* between rounds: calls fail at once */
 	int switching;                 /* freeing cl on purpose */
 	int freeing;
-	unsigned deadlines;            /* unary DEADLINE_EXCEEDED in a row */
+	/* Unary DEADLINE_EXCEEDED and late keep-alives, in a row. */
+	unsigned deadlines;
 	struct grpc_backoff backoff;
 	struct event *connect_ev;
 	struct event *switch_ev;
@@ -845,6 +848,24 @@ etcd_switch(struct etcd_client *ec, const char *reason)
 	event_active(ec->switch_ev, EV_TIMEOUT, 0);
 }
 
+/*
+ * A call ran out of time, or a keep-alive went unanswered as long: after
+ * deadlines_to_switch in a row the member is left (a dead leader behind
+ * it, or a connection that silently lost its peer).
+ */
+static void
+etcd_late(struct etcd_client *ec)
+{
+	char why[96];
+
+	if (ec->cfg.deadlines_to_switch == 0 ||
+	    ++ec->deadlines < ec->cfg.deadlines_to_switch)
+		return;
+	snprintf(why, sizeof(why), "%u calls in a row exceeded their deadline",
+	    ec->deadlines);
+	etcd_switch(ec, why);
+}
+
 /* What a failed call says about the member it went to. */
 static void
 etcd_judge(struct etcd_client *ec, struct grpc_client *on, int status,
@@ -1211,12 +1232,7 @@ etcd_unary_close(struct grpc_client_call *gc, int status,
 		if (on == ec->cl && !call->serializable)
 			etcd_served(ec);
 	} else if (status == GRPC_STATUS_DEADLINE_EXCEEDED && on == ec->cl) {
-		if (++ec->deadlines >= ec->cfg.deadlines_to_switch &&
-		    ec->cfg.deadlines_to_switch > 0) {
-			snprintf(buf, sizeof(buf), "%u calls in a row exceeded "
-			    "their deadline", ec->deadlines);
-			etcd_switch(ec, buf);
-		}
+		etcd_late(ec);
 	} else {
 		etcd_judge(ec, on, status, message);
 	}
@@ -1485,8 +1501,40 @@ etcd_lease_send(struct etcd_lease *l)
 	etcdserverpb__lease_keep_alive_request__init(&m);
 	m.id = l->id;
 	len = etcdserverpb__lease_keep_alive_request__pack(&m, buf);
-	if (grpc_client_call_send(l->gc, buf, len) == 0)
+	if (grpc_client_call_send(l->gc, buf, len) == 0) {
 		l->sent[l->nsent++] = etcd_now_ms();
+		if (!evtimer_pending(l->late_ev, NULL))
+			etcd_timer_ms(l->late_ev, l->ec->cfg.call_timeout_ms);
+	}
+}
+
+/*
+ * Keep-alives unanswered for a unary call's deadline count as late calls
+ * of the connection, so a member that stopped answering is left before
+ * the lease runs out.
+ */
+static void
+etcd_lease_late_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct etcd_lease *l = arg;
+	struct etcd_client *ec = l->ec;
+	int64_t now = etcd_now_ms();
+
+	(void)fd;
+	(void)what;
+	if (l->gc == NULL || !l->alive)
+		return;
+	while (l->late < l->nsent &&
+	    now - l->sent[l->late] >= ec->cfg.call_timeout_ms) {
+		l->late++;
+		log_debug("etcd: keep-alive of lease %llx unanswered for %lld ms",
+		    (unsigned long long)l->id,
+		    (long long)(now - l->sent[l->late - 1]));
+		etcd_late(ec);
+	}
+	if (l->late < l->nsent)
+		etcd_timer_ms(l->late_ev,
+		    l->sent[l->late] + ec->cfg.call_timeout_ms - now);
 }
 
 /* The keep-alive stops; the owner hears why, once. */
@@ -1499,6 +1547,7 @@ etcd_lease_lose(struct etcd_lease *l, const char *reason)
 	l->ec->stats.leases_lost++;
 	evtimer_del(l->tick_ev);
 	evtimer_del(l->expire_ev);
+	evtimer_del(l->late_ev);
 	if (l->gc != NULL)
 		grpc_client_call_cancel(l->gc);
 	log_warnx("etcd: lease %llx lost: %s", (unsigned long long)l->id,
@@ -1534,6 +1583,10 @@ etcd_lease_message(struct grpc_client_call *gc, const uint8_t *msg,
 	}
 	sent = l->sent[0];
 	memmove(l->sent, l->sent + 1, --l->nsent * sizeof(l->sent[0]));
+	if (l->late > 0)
+		l->late--;
+	else
+		l->ec->deadlines = 0;
 	if (m->header != NULL)
 		etcd_revision_seen(l->ec, m->header->revision);
 	if (gc != NULL && l->ec->cl != NULL)
@@ -1569,6 +1622,8 @@ etcd_lease_close(struct grpc_client_call *gc, int status,
 	l->gc = NULL;
 	/* Requests unanswered may have renewed it or not: assume not. */
 	l->nsent = 0;
+	l->late = 0;
+	evtimer_del(l->late_ev);
 	if (l->dead || ec->freeing) {
 		etcd_lease_maybe_free(l);
 		return;
@@ -1599,6 +1654,7 @@ etcd_lease_open(struct etcd_lease *l)
 	if (l->gc == NULL)
 		return;
 	l->nsent = 0;
+	l->late = 0;
 	if (grpc_client_call_metadata(l->gc, ETCD_MD_REQUIRE_LEADER,
 	    "true") != 0) {
 		grpc_client_call_cancel(l->gc);
@@ -1654,9 +1710,13 @@ etcd_lease_keepalive(struct etcd_client *ec, int64_t id, int64_t ttl_s,
 	if ((l->tick_ev = event_new(ec->base, -1, EV_PERSIST,
 	    etcd_lease_tick_cb, l)) == NULL ||
 	    (l->expire_ev = evtimer_new(ec->base, etcd_lease_expire_cb,
+	    l)) == NULL ||
+	    (l->late_ev = evtimer_new(ec->base, etcd_lease_late_cb,
 	    l)) == NULL) {
 		if (l->tick_ev != NULL)
 			event_free(l->tick_ev);
+		if (l->expire_ev != NULL)
+			event_free(l->expire_ev);
 		free(l);
 		errno = ENOMEM;
 		return NULL;
@@ -1699,6 +1759,7 @@ etcd_lease_maybe_free(struct etcd_lease *l)
 	TAILQ_REMOVE(&l->ec->leases, l, entry);
 	event_free(l->tick_ev);
 	event_free(l->expire_ev);
+	event_free(l->late_ev);
 	free(l);
 }
 
@@ -1710,6 +1771,7 @@ etcd_lease_free(struct etcd_lease *l)
 	l->dead = 1;
 	evtimer_del(l->tick_ev);
 	evtimer_del(l->expire_ev);
+	evtimer_del(l->late_ev);
 	if (l->gc != NULL)
 		grpc_client_call_cancel(l->gc);
 	etcd_lease_maybe_free(l);

@@ -917,7 +917,7 @@ lease_renewed(struct etcd_lease *l, int64_t ttl, void *arg)
 	struct ctx *c = arg;
 
 	(void)l;
-	assert_int_equal(ttl, c->fa.ka_ttl);
+	assert_true(ttl == c->fa.ka_ttl || ttl == c->fb.ka_ttl);
 	c->renewed++;
 	c->renewed_at = now_ms();
 }
@@ -1032,6 +1032,36 @@ test_lease_stream_reopened_on_next_member(void **state)
 	c->lease = NULL;
 	run_for(c, 50);
 	assert_int_equal(c->fb.open_calls, 0);
+}
+
+static void
+test_unanswered_keepalives_leave_the_member(void **state)
+{
+	struct ctx *c = *state;
+	int ports[2];
+	int64_t t0 = now_ms();
+
+	fake_listen(&c->fa, c->base, 0);
+	fake_listen(&c->fb, c->base, 0);
+	/* A answers unary calls but never a keep-alive (a leader gone). */
+	c->fa.ka_answer = 0;
+	c->fb.ka_answer = 1;
+	c->fb.ka_ttl = 3;
+	ports[0] = c->fa.port;
+	ports[1] = c->fb.port;
+	client(c, 2, ports, 300);
+	c->lease = etcd_lease_keepalive(c->ec, 0x1234, 3, t0, &lease_handler,
+	    c);
+	/* Two keep-alives late by 300 ms: left for B, renewed there. */
+	run_for(c, 2000);
+	assert_string_equal(etcd_client_endpoint(c->ec), c->eps[1]);
+	assert_int_equal(c->fa.ka_requests, 2);
+	assert_true(c->fb.ka_requests >= 1);
+	assert_true(c->renewed >= 1);
+	assert_int_equal(c->lost, 0);
+	assert_true(etcd_lease_deadline_ms(c->lease) > t0 + 3000);
+	etcd_lease_free(c->lease);
+	c->lease = NULL;
 }
 
 /* ---- watches ---- */
@@ -1217,6 +1247,9 @@ main(void)
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_lease_stream_reopened_on_next_member, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_unanswered_keepalives_leave_the_member, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_watch_resumes_without_loss_or_repeat, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_watch_compacted, setup,
