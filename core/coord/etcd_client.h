@@ -20,7 +20,8 @@
  * ("host:port", the local member first). The client moves on to the next
  * endpoint when the connection fails (refused, lost, keepalive PING
  * unanswered), when the member answers "etcdserver: no leader", and after
- * `deadlines_to_switch` unary calls in a row ran out of time. Once every
+ * `deadlines_to_switch` unary calls in a row ran out of time (a lease
+ * keep-alive unanswered for call_timeout_ms counts as one). Once every
  * endpoint failed in turn without serving a single call, it waits a
  * jittered backoff (backoff_initial_ms doubling towards backoff_max_ms)
  * before the next round; a successful reply ends the round.
@@ -82,7 +83,10 @@ struct etcd_client_config {
 	int64_t keepalive_timeout_ms; /* default 2000 */
 	int64_t backoff_initial_ms;   /* default 100 */
 	int64_t backoff_max_ms;       /* default 2000 */
-	/* Unary DEADLINE_EXCEEDED in a row that make it switch; default 2. */
+	/*
+	 * Unary DEADLINE_EXCEEDED (or keep-alives as late) in a row that make
+	 * it switch; default 2, 0 never.
+	 */
 	unsigned deadlines_to_switch;
 	/* A lease is given up this long before etcd would expire it; 100. */
 	int64_t lease_margin_ms;

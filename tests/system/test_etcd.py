@@ -466,7 +466,7 @@ def test_two_members_down_every_call_fails_fast(etcd, probes):
         assert r["code"] in ("UNAVAILABLE", "DEADLINE_EXCEEDED"), r
         assert wall < 1.5 * SLOW, (wall, r)
         assert r["elapsed_ms"] < 1500, r
-        key = (r["code"], "no leader" in r["message"])
+        key = (r["code"], r["message"][:60])
         seen[key] = seen.get(key, 0) + 1
         time.sleep(0.05)
     # Once the survivor noticed, it says so, at once.
