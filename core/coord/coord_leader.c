@@ -222,6 +222,20 @@ coord_leader_txn_cb(const struct etcd_result *r, void *arg)
 		coord_leader_retry(cl);
 		return;
 	}
+	if (r->succeeded && (cl->lease == NULL ||
+	    !etcd_lease_alive(cl->lease))) {
+		/*
+		 * Created with a lease we have given up meanwhile: never lead
+		 * on it. The key goes with that lease; the watch sees it go.
+		 */
+		log_info("leader: created the key with a lease since lost; "
+		    "not leading on it");
+		coord_leader_holder_set(cl, (const uint8_t *)cl->value,
+		    strlen(cl->value), r->revision);
+		coord_leader_watch_from(cl, r->revision + 1);
+		coord_leader_campaign(cl);
+		return;
+	}
 	if (r->succeeded) {
 		coord_leader_holder_set(cl, (const uint8_t *)cl->value,
 		    strlen(cl->value), r->revision);

@@ -47,6 +47,8 @@ struct fake {
 	int64_t rev;
 	int txn_win;            /* the campaign's compare holds */
 	int txn_lease_gone;     /* answer the next txn NOT_FOUND lease */
+	int txn_hold;           /* keep the next txn for fake_txn_answer() */
+	struct grpc_call *held;
 	int txns;
 	int64_t txn_put_lease;  /* the lease of the last txn's put */
 	int64_t txn_guard;      /* the create_revision the last txn compared */
@@ -72,6 +74,8 @@ fake_close(struct grpc_call *call, int status)
 	(void)status;
 	if (call == f->watch)
 		f->watch = NULL;
+	if (call == f->held)
+		f->held = NULL;
 }
 
 static void
@@ -108,6 +112,11 @@ fake_txn(struct fake *f, struct grpc_call *call, const uint8_t *msg,
 	    ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT)
 		f->txn_put_lease = q->success[0]->request_put->lease;
 	etcdserverpb__txn_request__free_unpacked(q, NULL);
+	if (f->txn_hold) {
+		f->txn_hold = 0;
+		f->held = call;
+		return;
+	}
 	if (f->txn_lease_gone) {
 		f->txn_lease_gone = 0;
 		grpc_call_finish(call, GRPC_STATUS_NOT_FOUND,
@@ -135,6 +144,20 @@ fake_txn(struct fake *f, struct grpc_call *call, const uint8_t *msg,
 		r.responses = ops;
 	}
 	fake_send(call, &r.base, 1);
+}
+
+/* Answer the held campaign transaction: it won. */
+static void
+fake_txn_answer(struct fake *f)
+{
+	Etcdserverpb__TxnResponse r = ETCDSERVERPB__TXN_RESPONSE__INIT;
+	Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+
+	assert_non_null(f->held);
+	h.revision = ++f->rev;
+	r.header = &h;
+	r.succeeded = 1;
+	fake_send(f->held, &r.base, 1);
 }
 
 static void
@@ -551,6 +574,46 @@ test_revoked_lease_replaced_at_once(void **state)
 	assert_int_equal(c->f.txn_put_lease, 102);
 }
 
+static int
+held(struct ctx *c)
+{
+	return c->f.held != NULL;
+}
+
+static int
+never(struct ctx *c)
+{
+	(void)c;
+	return 0;
+}
+
+static void
+test_never_leads_on_a_lost_lease(void **state)
+{
+	struct ctx *c = *state;
+	struct etcd_op op = { .type = ETCD_OP_PUT, .key = "/x", .value = "x",
+	    .value_len = 1 };
+
+	/* The campaign's answer is late; the lease is lost meanwhile. */
+	c->f.txn_win = 1;
+	c->f.txn_hold = 1;
+	c->f.ka_ttl = 0;
+	campaign(c, 3);
+	assert_true(run_until(c, held, 2000));
+	/* The first renewal, sent at once, is answered TTL 0. */
+	run_until(c, never, 200);
+	assert_int_equal(c->f.grants, 1);
+	c->f.txn_win = 0;
+	fake_txn_answer(&c->f);
+	assert_true(run_until(c, changes1, 2000));
+	assert_int_equal(c->f.grants, 2);
+	/* It won with the old lease, yet follows until that key is gone. */
+	assert_int_equal(c->states[0], COORD_LEADER_FOLLOWER);
+	assert_int_equal(coord_leader_token(c->cl), 0);
+	assert_int_equal(coord_leader_guarded(c->cl, 0, &op, 1, result_cb, c,
+	    NULL), -EPERM);
+}
+
 static void
 test_leader_revokes_on_the_way_out(void **state)
 {
@@ -596,6 +659,8 @@ main(void)
 		    test_follows_until_the_key_is_deleted, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_revoked_lease_replaced_at_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_never_leads_on_a_lost_lease, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_leader_revokes_on_the_way_out, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_config, setup,
