@@ -7,10 +7,12 @@ Run: TROIKA_BUILD_DIR=build /usr/bin/python3 -m pytest test_etcd.py
 Ports 2379/2380 on 127.0.1.1-3 are fixed: run one copy at a time.
 """
 import errno
+import fcntl
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -35,6 +37,17 @@ def ep(n):
     return f"{IPS[n]}:2379"
 
 
+def ports_free():
+    """Nothing answers on the members' ports (another test's etcd)."""
+    for ip in IPS.values():
+        for port in (2379, 2380):
+            with socket.socket() as s:
+                s.settimeout(0.5)
+                if s.connect_ex((ip, port)) == 0:
+                    return False
+    return True
+
+
 class EtcdCluster:
     """Three members, each its own process group, killed by PID."""
 
@@ -42,6 +55,10 @@ class EtcdCluster:
         self.procs = procs
         self.run = run
         self.members = {}
+        # The ports are fixed: wait for another test's cluster to go,
+        # rather than talk to it by mistake.
+        wait_for(ports_free, 300, interval=1,
+                 what="etcd ports on 127.0.1.1-3 to be free")
 
     def start(self, n):
         d = self.run / f"n{n}"
@@ -79,6 +96,11 @@ class EtcdCluster:
     def wait_healthy(self, ns=(1, 2, 3), timeout=30):
         wait_for(lambda: all(self.healthy(n) for n in ns), timeout,
                  what=f"etcd members {ns} healthy")
+        # Healthy, and ours: a member that could not bind has exited.
+        for n in ns:
+            p = self.members[n]
+            assert p.poll() is None, \
+                (n, (self.run / f"n{n}" / "etcd.out").read_text())
 
     def status(self, n):
         req = urllib.request.Request(f"http://{ep(n)}/v3/maintenance/status",
@@ -112,12 +134,16 @@ class EtcdCluster:
 
 @pytest.fixture
 def etcd(procs, tmp_path):
-    c = EtcdCluster(procs, tmp_path)
-    for n in (1, 2, 3):
-        c.start(n)
-    c.wait_healthy()
-    yield c
-    procs.stop_all()
+    # Tests of other files use these fixed ports too (cluster.py): one
+    # cluster at a time on this machine.
+    with open("/tmp/troika-etcd-ports.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        c = EtcdCluster(procs, tmp_path)
+        for n in (1, 2, 3):
+            c.start(n)
+        c.wait_healthy()
+        yield c
+        procs.stop_all()
 
 
 class Probe:
@@ -659,3 +685,26 @@ def test_leader_election_one_winner_and_fenced_handover(etcd, probes):
     assert again["t_ms"] - t1 < 1000
     assert again["token"] > up["token"]
     assert lose.mark() == lmark2 + 1  # only the resign's answer
+
+
+def test_leader_cut_off_steps_down_before_a_successor_leads(etcd, probes):
+    """The leader's only etcd member dies: it must stop leading before the
+    others can elect a new leader (never two leaders at once)."""
+    old = probes([ep(1)], "old")
+    new = probes([ep(2), ep(3)], "new")
+    old.call("campaign", name="old", key="/troika/leader", value="old", ttl=3)
+    led = old.wait(lambda o: o.get("ev") == "leader" and o["state"] == "leader")
+    new.call("campaign", name="new", key="/troika/leader", value="new", ttl=3)
+    new.wait(lambda o: o.get("ev") == "leader" and o["state"] == "follower")
+    time.sleep(1)
+    killed = etcd.kill(1) * 1000
+    down = old.wait(lambda o: o.get("ev") == "leader" and
+                    o["state"] != "leader", 10)
+    up = new.wait(lambda o: o.get("ev") == "leader" and
+                  o["state"] == "leader", 20)
+    assert "lease lost" in down["reason"], down
+    assert down["t_ms"] < up["t_ms"], (down, up)
+    assert up["token"] > led["token"]
+    print(f"leader cut off: stepped down {down['t_ms'] - killed:.0f} ms after "
+          f"the kill, successor leads {up['t_ms'] - killed:.0f} ms after it "
+          f"({up['t_ms'] - down['t_ms']:.0f} ms without a leader)")
