@@ -1,0 +1,930 @@
+"""troikactl against a real troika-coord fed by python3-grpcio agents (the
+Coord class and agent helpers of test_coord.py), and against fake Admin
+servers written here in python3-grpcio for what a real coordinator will
+not do on demand (fixed clocks, error statuses, cut-off watches, invalid
+UTF-8), a socket that never answers, and TLS coordinators.
+
+Human output is compared line for line: the expected tables are rendered
+here from the expected cells (widths, alignment, no trailing spaces), and
+the few cells that depend on the clock are matched by pattern first. JSON
+is compared field by field, in order, with a document built here from the
+same answer by python's protobuf descriptors."""
+import calendar
+import json
+import os
+import pty
+import re
+import select
+import signal
+import socket
+import subprocess
+import threading
+import time
+from concurrent import futures
+
+import grpc
+import pytest
+
+from conftest import BUILD_DIR, NODE1, SANITIZED, free_port, wait_for
+from grpc_echo import SANITIZER_REPORT
+from test_coord import Coord, Stream, hello, pb  # noqa: F401 (pb: fixture)
+
+CTL = os.path.join(BUILD_DIR, "core", "ctl", "troikactl")
+SEC = 10**9
+
+
+# ---- running troikactl ----
+
+def ctl_env(extra=None):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TROIKA_COORDINATOR", "NO_COLOR")}
+    env.update(extra or {})
+    return env
+
+
+def check_sanitizers(text):
+    for marker in SANITIZER_REPORT:
+        assert marker not in text, text
+
+
+def ctl(*args, env=None, timeout=60):
+    """Run troikactl; returns (exit status, stdout, stderr) as text (the
+    output must be valid UTF-8 whatever the coordinator sent)."""
+    r = subprocess.run([CTL, *args], capture_output=True, timeout=timeout,
+                       env=ctl_env(env))
+    out, err = r.stdout.decode("utf-8"), r.stderr.decode("utf-8")
+    check_sanitizers(err)
+    return r.returncode, out, err
+
+
+class Follow:
+    """troikactl events --follow in the background, read line by line."""
+
+    def __init__(self, *args, env=None):
+        self.p = subprocess.Popen([CTL, *args], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, env=ctl_env(env))
+        self.buf = b""
+
+    def line(self, timeout=10):
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            assert left > 0, f"no line from troikactl; got {self.buf!r}"
+            r, _, _ = select.select([self.p.stdout], [], [], left)
+            if r:
+                chunk = os.read(self.p.stdout.fileno(), 65536)
+                assert chunk, f"troikactl ended: {self.finish()}"
+                self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.decode("utf-8")
+
+    def quiet(self, seconds):
+        """Nothing more is printed for this long."""
+        r, _, _ = select.select([self.p.stdout], [], [], seconds)
+        assert not r and b"\n" not in self.buf, os.read(self.p.stdout.fileno(), 65536)
+
+    def interrupt(self, timeout=5):
+        self.p.send_signal(signal.SIGINT)
+        return self.finish(timeout)
+
+    def finish(self, timeout=5):
+        """(exit status, rest of stdout, stderr)."""
+        try:
+            out, err = self.p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            out, err = self.p.communicate()
+            raise AssertionError(f"troikactl did not end: {err!r}")
+        check_sanitizers(err.decode())
+        return self.p.returncode, (self.buf + out).decode(), err.decode()
+
+
+# ---- what the output must be ----
+
+def rfc3339(ns, digits=9):
+    s = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // SEC))
+    return f"{s}.{ns % SEC:09d}"[:20 + digits] + "Z" if digits else s + "Z"
+
+
+def expected_json(msg):
+    """A message as troikactl writes it, from python's descriptors: every
+    field in proto order, enums by name, *_unix_nano times with their
+    RFC 3339 sibling. Objects are tuples of pairs, so order counts."""
+    from google.protobuf.descriptor import FieldDescriptor as F
+
+    def value(f, v):
+        if f.type == F.TYPE_MESSAGE:
+            return expected_json(v)
+        if f.type == F.TYPE_ENUM:
+            names = f.enum_type.values_by_number
+            return names[v].name if v in names else v
+        return v
+    out = []
+    for f in msg.DESCRIPTOR.fields:
+        if f.containing_oneof is not None and \
+                msg.WhichOneof(f.containing_oneof.name) != f.name:
+            continue
+        v = getattr(msg, f.name)
+        if f.label == F.LABEL_REPEATED:
+            out.append((f.name, [value(f, x) for x in v]))
+        elif f.name.endswith("_unix_nano") and f.type in (F.TYPE_FIXED64, F.TYPE_UINT64):
+            out.append((f.name, v))
+            out.append((f.name[:-len("_unix_nano")], rfc3339(v) if v else None))
+        else:
+            out.append((f.name, value(f, v)))
+    return tuple(out)
+
+
+def parse_json(text):
+    return json.loads(text, object_pairs_hook=tuple)
+
+
+def without(doc, *keys):
+    return tuple((k, v) for k, v in doc if k not in keys)
+
+
+def table(headers, rows, right=()):
+    """A table as troikactl renders it."""
+    widths = [max(len(c) for c in col) for col in zip(headers, *rows)]
+
+    def line(cells):
+        last = max((i + 1 for i, c in enumerate(cells) if c), default=0)
+        out = ""
+        for i in range(last):
+            fill = " " * (widths[i] - len(cells[i]))
+            out += "  " if i else ""
+            if i in right:
+                out += fill + cells[i]
+            else:
+                out += cells[i] + (fill if i + 1 < last else "")
+        return out + "\n"
+    return line(headers) + "".join(line(r) for r in rows)
+
+
+def cells(line):
+    return re.split(r"  +", line.strip())
+
+
+def event_line(e, pb_mod):
+    """An Event as troikactl prints it for people."""
+    sev = pb_mod.Severity.Name(e.severity).replace("SEVERITY_", "")
+    text = f"{e.seq} {rfc3339(e.time_unix_nano, 3)} {sev:<8} {e.node or '-'} {e.kind}: {e.message}"
+
+    def val(v):
+        if v and not re.search(r'[\s"=\\\x7f]', v):
+            return v
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    pairs = ([("check", e.check)] if e.check else []) + [(f.name, f.value) for f in e.fields]
+    if pairs:
+        text += "  " + " ".join(f"{k}={val(v)}" for k, v in pairs)
+    return text
+
+
+# ---- a cluster to look at ----
+
+class Cluster:
+    """Three agents: node-1 with an OK, a CRITICAL and a WARNING check,
+    node-2 with a check that timed out, node-3 gone after one result."""
+
+    def __init__(self, coord, pb):
+        self.coord = coord
+        agent_pb2, self.admin_pb2 = pb
+        A = agent_pb2
+        self.now = time.time_ns()
+        start = self.now - (3 * 3600 + 10) * SEC
+
+        def res(check, status, run, message, evidence=A.EVIDENCE_UNSPECIFIED, fields=(),
+                timed_out=False):
+            return A.AgentMessage(check_result=A.CheckResult(
+                check=check, plugin="tcp", status=status, evidence=evidence, message=message,
+                duration_nano=1500000, time_unix_nano=self.now - 90 * SEC, run=run,
+                timed_out=timed_out, fields=[A.Label(name=k, value=v) for k, v in fields]))
+        self.streams = []
+
+        def agent(node, checks, *results):
+            s = Stream(coord.connect, timeout=300)
+            s.send(hello(A, node, checks=checks, start=start))
+            assert s.recv().WhichOneof("body") == "welcome"
+            s.send(*results)
+            self.streams.append(s)
+            wait_for(lambda: (n := coord.node(node)) and
+                     [c.run for c in n.checks] == [r.check_result.run for r in results],
+                     10, what=f"{node}'s results")
+            return s
+        agent("node-1", ("web", "db", "cache"),
+              res("web", A.CHECK_STATUS_OK, 3, "HTTP 200 in 2 ms"),
+              res("db", A.CHECK_STATUS_CRITICAL, 5, "connection refused", A.EVIDENCE_CERTAIN,
+                  fields=[("uuid", "6e1c"), ("seqno", "-1")]),
+              res("cache", A.CHECK_STATUS_WARNING, 2, "memory 91% used", A.EVIDENCE_AMBIGUOUS))
+        agent("node-2", ("web",),
+              res("web", A.CHECK_STATUS_UNKNOWN, 1, "timed out after 2s", A.EVIDENCE_AMBIGUOUS,
+                  timed_out=True))
+        s3 = agent("node-3", ("web",), res("web", A.CHECK_STATUS_OK, 8, "HTTP 200 in 1 ms"))
+        s3.close()
+        assert s3.outcome()[0] == grpc.StatusCode.OK
+        wait_for(lambda: not coord.node("node-3").connected, 10, what="node-3 gone")
+        wait_for(lambda: any(e.kind == "node_disconnected" and e.node == "node-3"
+                             for e in self.events(timeout=1)),
+                 10, what="node-3's node_disconnected event")
+
+    def events(self, after=1, timeout=3, **kw):
+        """The kept events (a watch read until its deadline)."""
+        w = self.coord.watch(after_seq=after, timeout=timeout, **kw)
+        out = []
+        try:
+            for e in w:
+                out.append(e)
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        return out
+
+    def close(self):
+        for s in self.streams:
+            s.close()
+
+
+@pytest.fixture
+def cluster(procs, tmp_path, pb):
+    c = Coord(procs, tmp_path, pb)
+    k = Cluster(c, pb)
+    yield k
+    k.close()
+    c.stop()
+
+
+# ---- status ----
+
+def test_status_tables(cluster):
+    coord = cluster.coord
+    rc, out, err = ctl("--coordinator", coord.target, "status")
+    assert (rc, err) == (0, "")
+    st = coord.status()
+    assert (st.store, st.leader, st.leader_name) == (
+        cluster.admin_pb2.STORE_KIND_LOCAL, True, "coord-1")
+    head, nodes, checks = out.split("\n\n")
+    lines = head.split("\n")
+    assert lines[:5] == [
+        "coordinator  coord-1, version 0.1.0",
+        "store        local, NO QUORUM (local store)",
+        f"leader       coord-1 (this coordinator), fencing token {st.fencing_token}",
+        "nodes        3, 2 connected",
+        "checks       5: 2 ok, 1 warning, 1 critical, 1 unknown",
+    ]
+    m = re.fullmatch(r"time         (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.\d{3}Z", lines[5])
+    t = calendar.timegm(time.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S"))
+    assert abs(t - time.time()) < 30
+    assert len(lines) == 6
+
+    # The clock-dependent cells first, then every cell and column exactly.
+    seen = [cells(line)[2] for line in nodes.splitlines()[1:]]
+    assert all(re.fullmatch(r"\ds ago", s) for s in seen), seen
+    assert nodes + "\n" == table(
+        ["NODE", "CONNECTED", "LAST SEEN", "AGENT", "STARTED"],
+        [["node-1", "yes", seen[0], "0.1.0", "3h ago"],
+         ["node-2", "yes", seen[1], "0.1.0", "3h ago"],
+         ["node-3", "NO", seen[2], "0.1.0", "3h ago"]])
+    ages = [cells(line)[4] for line in checks.splitlines()[1:]]
+    assert all(re.fullmatch(r"1m3\ds", a) for a in ages), ages
+    assert checks == table(
+        ["NODE", "CHECK", "STATUS", "EVIDENCE", "AGE", "RUNS", "MESSAGE"],
+        [["node-1", "web", "OK", "-", ages[0], "3", "HTTP 200 in 2 ms"],
+         ["node-1", "db", "CRITICAL", "certain", ages[1], "5", "connection refused"],
+         ["node-1", "cache", "WARNING", "ambiguous", ages[2], "2", "memory 91% used"],
+         ["node-2", "web", "UNKNOWN (timed out)", "ambiguous", ages[3], "1",
+          "timed out after 2s"],
+         ["node-3", "web", "OK", "-", ages[4], "8", "HTTP 200 in 1 ms"]], right=(5,))
+    assert "\x1b" not in out  # not a terminal: no colour
+
+
+def test_status_json_every_field(cluster):
+    coord = cluster.coord
+    rc, out, err = ctl("--coordinator", coord.target, "status", "--json")
+    assert (rc, err) == (0, "")
+    assert out.endswith("}\n") and out.count("\n") == 1
+    got = parse_json(out)
+    want = expected_json(coord.status())
+    # Every field but the answer's own time, which is per call.
+    assert without(got, "time_unix_nano", "time") == without(want, "time_unix_nano", "time")
+    d = dict(got)
+    assert d["time"] == rfc3339(d["time_unix_nano"])
+    assert abs(d["time_unix_nano"] - time.time_ns()) < 30 * SEC
+    # The values themselves, as the agents sent them.
+    nodes = [dict(n) for n in d["nodes"]]
+    assert [(n["node"], n["connected"]) for n in nodes] == [
+        ("node-1", True), ("node-2", True), ("node-3", False)]
+    db = dict(nodes[0]["checks"][1])
+    assert (db["check"], db["status"], db["evidence"], db["run"], db["message"]) == (
+        "db", "CHECK_STATUS_CRITICAL", "EVIDENCE_CERTAIN", 5, "connection refused")
+    assert [dict(f) for f in db["fields"]] == [
+        {"name": "uuid", "value": "6e1c"}, {"name": "seqno", "value": "-1"}]
+    assert db["time_unix_nano"] == cluster.now - 90 * SEC
+    assert db["time"] == rfc3339(cluster.now - 90 * SEC)
+    assert dict(nodes[1]["checks"][0])["timed_out"] is True
+    assert (d["store"], d["quorum"], d["leader"], d["leader_name"]) == (
+        "STORE_KIND_LOCAL", True, True, "coord-1")
+
+
+def test_status_of_some_nodes(cluster):
+    coord = cluster.coord
+    rc, out, err = ctl("--coordinator", coord.target, "--json", "status", "node-3", "node-1")
+    assert (rc, err) == (0, "")
+    assert [dict(n)["node"] for n in dict(parse_json(out))["nodes"]] == ["node-1", "node-3"]
+    # A node the coordinator does not know: what it knows, and exit 1.
+    rc, out, err = ctl("--coordinator", coord.target, "status", "node-2", "node-9")
+    assert rc == 1
+    assert err == "troikactl: coord-1: no node 'node-9'\n"
+    assert "nodes        1, 1 connected\n" in out
+    assert "\nnode-2  web    UNKNOWN (timed out)" in out
+
+
+# ---- events ----
+
+def listing(cluster, *args, pick=lambda e: True):
+    """troikactl events ARGS: exit 0, nothing on stderr, and every line
+    as expected for the kept events PICK selects. The coordinator makes
+    events of its own (opinions, verdicts) as time passes, so the listing
+    must hold at least what was kept before it ran, and nothing but what
+    was kept after."""
+    json_out = "--json" in args
+    fmt = expected_json if json_out else (lambda e: event_line(e, cluster.admin_pb2))
+    before = [fmt(e) for e in cluster.events() if pick(e)]
+    rc, out, err = ctl("--coordinator", cluster.coord.target, "events", *args)
+    after = [fmt(e) for e in cluster.events() if pick(e)]
+    assert (rc, err) == (0, "")
+    got = [parse_json(line) if json_out else line for line in out.splitlines()]
+    assert got[:len(before)] == before and got == after[:len(got)], (got, before, after)
+    return got
+
+
+def test_events_kept(cluster):
+    kept = cluster.events()
+    # after_seq 0 means "only new events": the nearest to "all kept" that
+    # admin.proto allows is after_seq 1, so seq 1 is never listed (README).
+    assert kept[0].seq == 2
+    t0 = time.monotonic()
+    out = listing(cluster)
+    assert time.monotonic() - t0 < 8  # it ended by itself once caught up
+    assert len(out) >= 9
+    assert [line for line in out if " check_status: " in line] == [
+        event_line(e, cluster.admin_pb2) for e in kept if e.kind == "check_status"]
+    assert any(re.fullmatch(r"\d+ \S+ CRITICAL node-1 check_status: db on node-1: none -> "
+                            r"critical: connection refused  check=db from=none to=critical "
+                            r"plugin=tcp evidence=certain", line) for line in out), out
+    assert any(re.fullmatch(r"\d+ \S+ WARNING  node-3 node_disconnected: node node-3 "
+                            r"disconnected \(OK\)  grpc_code=OK", line) for line in out), out
+
+    # JSON: one object per line, every field.
+    assert len(listing(cluster, "--json")) >= 9
+
+    # --after, --node and --kind, repeated or comma-separated.
+    n2 = [e.seq for e in kept if e.kind == "node_connected" and e.node == "node-2"][0]
+    assert len(listing(cluster, "--json", "--after", str(n2), pick=lambda e: e.seq > n2)) >= 5
+    last = kept[-1].seq
+    listing(cluster, "--after", str(last + 1000), pick=lambda e: e.seq > last + 1000)
+    assert len(listing(cluster, "--node", "node-3", pick=lambda e: e.node == "node-3")) >= 3
+    assert len(listing(cluster, "--json", "--node", "node-2,node-3", "--kind", "check_status",
+                       pick=lambda e: e.node in ("node-2", "node-3") and
+                       e.kind == "check_status")) == 2
+    assert len(listing(cluster, "--kind", "node_connected", "--kind", "node_disconnected",
+                       pick=lambda e: e.kind in ("node_connected", "node_disconnected"))) == 4
+    assert listing(cluster, "--kind", "no_such_kind", pick=lambda e: False) == []
+    assert len(listing(cluster, "--after", str(n2), "--node", "node-1", "--kind",
+                       "check_status", pick=lambda e: False)) == 0
+
+
+def test_events_follow(cluster):
+    coord, admin_pb2 = cluster.coord, cluster.admin_pb2
+    agent_pb2 = __import__("troika.v1.agent_pb2", fromlist=["x"])
+    kept = cluster.events(kinds=["check_status"])
+    f = Follow("--coordinator", coord.target, "events", "--follow", "--kind", "check_status")
+    # The kept events, then whatever happens.
+    for e in kept:
+        assert f.line() == event_line(e, admin_pb2)
+    node1 = cluster.streams[0]
+    node1.send(agent_pb2.AgentMessage(check_result=agent_pb2.CheckResult(
+        check="db", plugin="tcp", status=agent_pb2.CHECK_STATUS_OK, run=6,
+        message="back", time_unix_nano=time.time_ns())))
+    line = f.line()
+    assert re.fullmatch(r"\d+ \S+ INFO     node-1 check_status: db on node-1: critical -> ok: "
+                        r"back  check=db from=critical to=ok plugin=tcp evidence=none", line), line
+    assert int(line.split()[0]) > kept[-1].seq
+    f.quiet(0.7)
+    # Ctrl-C ends it cleanly.
+    t0 = time.monotonic()
+    assert f.interrupt() == (0, "", "")
+    assert time.monotonic() - t0 < 2
+
+    # Only new events (after_seq 0), as JSON, filtered.
+    lab = dict(grpc_type="server_stream", grpc_service="troika.v1.Admin",
+               grpc_method="WatchEvents")
+    before = coord.value("grpc_server_msg_received_total", **lab)
+    f = Follow("--coordinator", coord.target, "events", "--follow", "--after", "0",
+               "--json", "--node", "node-1", "--kind", "check_status")
+    wait_for(lambda: coord.value("grpc_server_msg_received_total", **lab) == before + 1, 10,
+             what="the watch")
+    f.quiet(0.3)
+    cluster.streams[1].send(agent_pb2.AgentMessage(check_result=agent_pb2.CheckResult(
+        check="web", plugin="tcp", status=agent_pb2.CHECK_STATUS_OK, run=2)))
+    node1.send(agent_pb2.AgentMessage(check_result=agent_pb2.CheckResult(
+        check="web", plugin="tcp", status=agent_pb2.CHECK_STATUS_CRITICAL, run=4,
+        message="HTTP 500")))
+    line = f.line()
+    e = dict(parse_json(line))
+    assert (e["node"], e["check"], e["kind"], e["severity"], e["message"]) == (
+        "node-1", "web", "check_status", "SEVERITY_CRITICAL", "web on node-1: ok -> critical: "
+        "HTTP 500")
+    # Every field, as the coordinator keeps it.
+    assert parse_json(line) == expected_json(cluster.events(after=e["seq"] - 1)[0])
+    f.p.send_signal(signal.SIGTERM)
+    assert f.finish() == (0, "", "")
+
+
+def test_events_follow_coordinator_gone(procs, tmp_path, pb):
+    coord = Coord(procs, tmp_path, pb)
+    f = Follow("--coordinator", coord.target, "events", "--follow", "--kind", "check_status")
+    wait_for(lambda: coord.value("grpc_server_msg_received_total", grpc_type="server_stream",
+                                 grpc_service="troika.v1.Admin",
+                                 grpc_method="WatchEvents") == 1, 10, what="the watch")
+    coord.stop()
+    rc, out, err = f.finish()
+    assert (rc, out) == (1, "")
+    assert err == f"troikactl: {coord.target}: UNAVAILABLE: coordinator shutting down\n"
+
+
+# ---- which coordinator answers ----
+
+def test_coordinator_list(cluster):
+    coord = cluster.coord
+    dead = f"{NODE1}:{free_port()}"
+    refused = f"troikactl: {dead}: UNAVAILABLE: connection lost: Connection refused\n"
+    # The first is down: the second answers, the first is named.
+    for args, env in ((["--coordinator", f"{dead},{coord.target}"], None),
+                      (["--coordinator", dead, "--coordinator", coord.target], None),
+                      ([], {"TROIKA_COORDINATOR": f"{dead},{coord.target}"})):
+        rc, out, err = ctl(*args, "status", "--json", env=env)
+        assert (rc, err) == (0, refused), args
+        assert dict(parse_json(out))["coordinator"] == "coord-1"
+    # --coordinator wins over the environment.
+    rc, out, err = ctl("--coordinator", coord.target, "status", "--json",
+                       env={"TROIKA_COORDINATOR": dead})
+    assert (rc, err) == (0, "")
+    # Events too; and the answering one is kept.
+    kept = cluster.events()
+    rc, out, err = ctl("--coordinator", f"{dead},{coord.target}", "events", "--after",
+                       str(kept[-2].seq))
+    assert (rc, err) == (0, refused)
+    assert out.startswith(f"{kept[-1].seq} ")
+
+
+def test_nothing_answers(tmp_path):
+    a, b = f"{NODE1}:{free_port()}", f"{NODE1}:{free_port()}"
+    rc, out, err = ctl("--coordinator", a, "status")
+    assert (rc, out) == (1, "")
+    assert err == f"troikactl: {a}: UNAVAILABLE: connection lost: Connection refused\n"
+    rc, out, err = ctl("--coordinator", f"{a},{b}", "events", "--follow")
+    assert (rc, out) == (1, "")
+    assert err == (f"troikactl: {a}: UNAVAILABLE: connection lost: Connection refused\n"
+                   f"troikactl: {b}: UNAVAILABLE: connection lost: Connection refused\n"
+                   "troikactl: none of the 2 coordinators answered\n")
+    # A name that does not resolve.
+    rc, out, err = ctl("--coordinator", "no-such-host.invalid:7443", "status")
+    assert (rc, out) == (1, "")
+    assert err.startswith("troikactl: no-such-host.invalid:7443: UNAVAILABLE: ")
+
+
+class Silent:
+    """Accepts connections and never says a word."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind((NODE1, 0))
+        self.sock.listen(16)
+        self.target = f"{NODE1}:{self.sock.getsockname()[1]}"
+        self.conns = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                self.conns.append(self.sock.accept()[0])
+            except OSError:
+                return
+
+    def close(self):
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+def test_deadline(cluster):
+    silent = Silent()
+    try:
+        t0 = time.monotonic()
+        rc, out, err = ctl("--coordinator", silent.target, "--timeout", "1", "status")
+        took = time.monotonic() - t0
+        assert (rc, out) == (1, "")
+        assert err == f"troikactl: {silent.target}: DEADLINE_EXCEEDED: no answer within 1s\n"
+        assert 0.9 < took < 3, took
+        assert len(silent.conns) == 1
+        # A silent one, then one that answers.
+        t0 = time.monotonic()
+        rc, out, err = ctl("--coordinator", f"{silent.target},{cluster.coord.target}",
+                           "--timeout", "500ms", "status", "--json")
+        assert rc == 0
+        assert err == f"troikactl: {silent.target}: DEADLINE_EXCEEDED: no answer within 500ms\n"
+        assert 0.4 < time.monotonic() - t0 < 3
+        # Following has no deadline: --timeout bounds the connection.
+        rc, out, err = ctl("--coordinator", silent.target, "--timeout", "1", "events",
+                           "--follow")
+        assert (rc, out) == (1, "")
+        assert err == f"troikactl: {silent.target}: UNAVAILABLE: connection lost: " \
+            "connect timeout\n"
+    finally:
+        silent.close()
+
+
+# ---- usage ----
+
+def test_usage_errors():
+    cases = [
+        ((), "troikactl: no command given\n"),
+        (("actions",), "troikactl: unknown command 'actions'\n"),
+        (("status", "--frobnicate"), "troikactl: unknown option --frobnicate\n"),
+        (("status", "--timeout"), "troikactl: option --timeout needs a value\n"),
+        (("status", "--timeout", "-1s"), "troikactl: bad --timeout '-1s': expected a "
+                                         "duration such as 500ms, 5s or 1m\n"),
+        (("status", "--follow"), "troikactl: --follow is an option of events only\n"),
+        (("events", "--after", "x"), "troikactl: bad --after 'x': expected a sequence "
+                                     "number\n"),
+        (("events", "node-1"), "troikactl: events takes no operands (use --node): "
+                               "'node-1'\n"),
+        (("status", "--tls-cert", "c.pem"), "troikactl: --tls-cert and --tls-key go "
+                                            "together\n"),
+        (("--coordinator", "a:b", "status"), "troikactl: bad coordinator 'a:b' in "
+                                             "--coordinator: expected HOST:PORT\n"),
+    ]
+    for args, msg in cases:
+        rc, out, err = ctl(*args)
+        assert (rc, out, err) == (2, "", msg + "try 'troikactl --help'\n"), args
+    rc, out, err = ctl("status", env={"TROIKA_COORDINATOR": "host-without:port"})
+    assert (rc, out) == (2, "")
+    assert err.startswith("troikactl: bad coordinator 'host-without:port' in "
+                          "$TROIKA_COORDINATOR")
+    rc, out, err = ctl("--help")
+    assert (rc, err) == (0, "")
+    assert out.startswith("usage: troikactl [options] status [NODE...]\n")
+    assert "exit status: 0 ok, 1 " in out
+    assert ctl("--version") == (0, "troikactl 0.1.0\n", "")
+
+
+# ---- fake coordinators ----
+
+class FakeAdmin:
+    """troika.v1.Admin in python3-grpcio: status(request, context) returns
+    bytes, watch(request, context) yields bytes; requests are recorded."""
+
+    def __init__(self, admin_pb2, status=None, watch=None, creds=None):
+        self.requests = []
+        self._status, self._watch = status, watch
+        handlers = {
+            "GetStatus": grpc.unary_unary_rpc_method_handler(
+                self.get_status, request_deserializer=admin_pb2.GetStatusRequest.FromString,
+                response_serializer=lambda b: b),
+            "WatchEvents": grpc.unary_stream_rpc_method_handler(
+                self.watch_events,
+                request_deserializer=admin_pb2.WatchEventsRequest.FromString,
+                response_serializer=lambda b: b),
+        }
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        self.server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler("troika.v1.Admin", handlers),))
+        self.port = self.server.add_insecure_port(f"{NODE1}:0")
+        self.target = f"{NODE1}:{self.port}"
+        self.server.start()
+
+    def get_status(self, request, context):
+        self.requests.append(("GetStatus", request))
+        return self._status(request, context)
+
+    def watch_events(self, request, context):
+        self.requests.append(("WatchEvents", request))
+        yield from self._watch(request, context)
+
+    def stop(self):
+        self.server.stop(0)
+
+
+@pytest.fixture
+def fakes():
+    made = []
+    yield made
+    for f in made:
+        f.stop()
+
+
+def status_reply(admin_pb2, **kw):
+    base = dict(coordinator="coord-9", version="9.9.9", leader=False, leader_name="coord-7",
+                fencing_token=77, store=admin_pb2.STORE_KIND_ETCD, quorum=True,
+                time_unix_nano=1700000000 * SEC)
+    base.update(kw)
+    return admin_pb2.GetStatusResponse(**base)
+
+
+def test_error_answers(pb, fakes, cluster):
+    agent_pb2, admin_pb2 = pb
+    real = cluster.coord.target
+
+    def fake(**kw):
+        f = FakeAdmin(admin_pb2, **kw)
+        fakes.append(f)
+        return f
+
+    # An error status is an answer: named, exit 1, no other target tried.
+    def refuse(request, context):
+        context.abort(grpc.StatusCode.PERMISSION_DENIED, "not for you")
+    f = fake(status=refuse, watch=refuse)
+    rc, out, err = ctl("--coordinator", f"{f.target},{real}", "status")
+    assert (rc, out, err) == (1, "", f"troikactl: {f.target}: PERMISSION_DENIED: not for you\n")
+    rc, out, err = ctl("--coordinator", f"{f.target},{real}", "events", "--follow")
+    assert (rc, out, err) == (1, "", f"troikactl: {f.target}: PERMISSION_DENIED: not for you\n")
+    # Without --follow, events first asks GetStatus for the coordinator's clock.
+    rc, out, err = ctl("--coordinator", f.target, "events")
+    assert (rc, out, err) == (1, "", f"troikactl: {f.target}: PERMISSION_DENIED: not for you\n")
+    assert [m for m, _ in f.requests] == ["GetStatus", "WatchEvents", "GetStatus"]
+    assert list(f.requests[0][1].nodes) == []
+    assert list(f.requests[2][1].nodes) == [""]
+
+    # A server without the Admin service.
+    other = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    port = other.add_insecure_port(f"{NODE1}:0")
+    other.start()
+    try:
+        rc, out, err = ctl("--coordinator", f"{NODE1}:{port}", "status")
+        assert (rc, out) == (1, "")
+        assert err.startswith(f"troikactl: {NODE1}:{port}: UNIMPLEMENTED: ")
+    finally:
+        other.stop(0)
+
+    # An answer that does not parse.
+    f = fake(status=lambda r, c: b"\xff\xff\xff")
+    rc, out, err = ctl("--coordinator", f.target, "status")
+    assert (rc, out, err) == (
+        1, "", f"troikactl: {f.target}: INTERNAL: cannot parse the coordinator's answer\n")
+
+    # UNAVAILABLE from the server itself means "ask another".
+    def unavailable(request, context):
+        context.abort(grpc.StatusCode.UNAVAILABLE, "shutting down")
+    f = fake(status=unavailable)
+    rc, out, err = ctl("--coordinator", f"{f.target},{real}", "status", "--json")
+    assert rc == 0
+    assert err == f"troikactl: {f.target}: UNAVAILABLE: shutting down\n"
+    assert dict(parse_json(out))["coordinator"] == "coord-1"
+
+
+def test_fixed_answer_foreign_text(pb, fakes):
+    """A coordinator on a fixed clock: every byte of the human output, and
+    text no terminal should get (escape sequences, invalid UTF-8)."""
+    agent_pb2, admin_pb2 = pb
+    T = 1700000000 * SEC
+    rep = status_reply(admin_pb2, quorum=False, nodes=[admin_pb2.NodeStatus(
+        node="node-1", connected=True, last_seen_unix_nano=T - 2 * SEC, agent_version="0.1.0",
+        agent_start_time_unix_nano=T - 86400 * 2 * SEC - 3600 * SEC,
+        checks=[agent_pb2.CheckResult(
+            check="web", plugin="http", status=agent_pb2.CHECK_STATUS_CRITICAL,
+            evidence=agent_pb2.EVIDENCE_CERTAIN, message="EVIL\x1b[2J" + "#" * 8,
+            time_unix_nano=T - 61 * SEC, run=42,
+            fields=[agent_pb2.Label(name="body", value="PLACEHOLDER")])])])
+    # Invalid UTF-8 in place of the '#'s and the field value: same length.
+    raw = rep.SerializeToString().replace(b"#" * 8, b"\xff\xfe\xc0\xaf\xed\xa0\x80\x80")
+    raw = raw.replace(b"PLACEHOLDER", b"bad \xe2\x82 xxxx")
+    assert len(raw) == rep.ByteSize()
+    f = FakeAdmin(admin_pb2, status=lambda r, c: raw)
+    fakes.append(f)
+    rc, out, err = ctl("--coordinator", f.target, "status")
+    assert (rc, err) == (0, "")
+    bad = "\ufffd" * 8
+    assert out == (
+        "coordinator  coord-9, version 9.9.9\n"
+        "store        etcd, NO QUORUM: no action is taken\n"
+        "leader       coord-7, fencing token 77\n"
+        "nodes        1, 1 connected\n"
+        "checks       1: 1 critical\n"
+        "time         2023-11-14T22:13:20.000Z\n"
+        "\n"
+        "NODE    CONNECTED  LAST SEEN  AGENT  STARTED\n"
+        "node-1  yes        2s ago     0.1.0  2d1h ago\n"
+        "\n"
+        "NODE    CHECK  STATUS    EVIDENCE  AGE   RUNS  MESSAGE\n"
+        f"node-1  web    CRITICAL  certain   1m1s    42  EVIL\\x1b[2J{bad}\n")
+    rc, out, err = ctl("--coordinator", f.target, "status", "--json")
+    assert (rc, err) == (0, "")
+    check = dict(dict(dict(parse_json(out))["nodes"][0])["checks"][0])
+    assert check["message"] == "EVIL\x1b[2J" + bad
+    assert "\\u001b[2J" in out and "\x1b" not in out
+    assert dict(check["fields"][0])["value"] == "bad \ufffd\ufffd xxxx"
+
+
+def test_colour_only_on_a_terminal(pb, fakes):
+    agent_pb2, admin_pb2 = pb
+    rep = status_reply(admin_pb2, store=admin_pb2.STORE_KIND_LOCAL, nodes=[
+        admin_pb2.NodeStatus(node="node-1", connected=False, checks=[agent_pb2.CheckResult(
+            check="db", status=agent_pb2.CHECK_STATUS_CRITICAL)])])
+    f = FakeAdmin(admin_pb2, status=lambda r, c: rep.SerializeToString())
+    fakes.append(f)
+
+    def on_tty(*args, env=None):
+        master, slave = pty.openpty()
+        p = subprocess.Popen([CTL, "--coordinator", f.target, *args], stdout=slave,
+                             stderr=subprocess.PIPE, env=ctl_env(env))
+        os.close(slave)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO once the child closed its side
+                break
+            if not chunk:
+                break
+            out += chunk
+        os.close(master)
+        assert p.wait(10) == 0
+        return out.decode()
+    out = on_tty("status")
+    assert "store        \x1b[1;31mlocal, NO QUORUM (local store)\x1b[0m" in out
+    assert "\x1b[31mCRITICAL\x1b[0m" in out and "\x1b[31mNO\x1b[0m" in out
+    for env in ({"NO_COLOR": "1"},):
+        assert "\x1b" not in on_tty("status", env=env)
+    # An empty NO_COLOR does not count (no-color.org).
+    assert "\x1b[" in on_tty("status", env={"NO_COLOR": ""})
+    assert "\x1b" not in on_tty("status", "--json")
+
+
+def event(admin_pb2, seq, t=1700000000 * SEC, **kw):
+    return admin_pb2.Event(seq=seq, time_unix_nano=t + seq * SEC, kind="check_status",
+                           severity=admin_pb2.SEVERITY_INFO, node="n", message=f"e{seq}", **kw)
+
+
+def test_events_cut_off_and_resumed(pb, fakes):
+    """RESOURCE_EXHAUSTED: resume after the last seq seen, on the same
+    coordinator; cut off twice without one event: what is asked for is
+    gone, go on with new events (or fail, without --follow)."""
+    _, admin_pb2 = pb
+    calls = []
+    release = threading.Event()
+
+    def watch(request, context):
+        calls.append(request.after_seq)
+        n = len(calls)
+        if n == 1:
+            yield event(admin_pb2, 5).SerializeToString()
+            yield event(admin_pb2, 6).SerializeToString()
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          "too slow: events were lost; resume with after_seq 6")
+        if n in (2, 3):
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too slow")
+        yield event(admin_pb2, 40).SerializeToString()
+        release.wait(20)
+    f = FakeAdmin(admin_pb2, watch=watch)
+    fakes.append(f)
+    fo = Follow("--coordinator", f.target, "events", "--follow", "--after", "4")
+    assert [fo.line().split()[0] for _ in range(3)] == ["5", "6", "40"]
+    assert calls == [4, 6, 6, 0]
+    rc, out, err = fo.interrupt()
+    release.set()
+    assert (rc, out) == (0, "")
+    assert err == (
+        f"troikactl: {f.target}: cut off (RESOURCE_EXHAUSTED: too slow: events were lost; "
+        "resume with after_seq 6); resuming after seq 6\n"
+        f"troikactl: {f.target}: cut off (RESOURCE_EXHAUSTED: too slow); "
+        "resuming after seq 6\n"
+        f"troikactl: {f.target}: events after seq 6 are no longer kept; going on with new "
+        "events\n")
+
+    # Listing, not following: nothing to list is an error.
+    calls.clear()
+    f2 = FakeAdmin(admin_pb2, status=lambda r, c: status_reply(admin_pb2).SerializeToString(),
+                   watch=lambda r, c: (calls.append(r.after_seq),
+                                       c.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "gone")))
+    fakes.append(f2)
+    rc, out, err = ctl("--coordinator", f2.target, "events")
+    assert (rc, out) == (1, "")
+    assert calls == [1, 1]
+    assert err == (f"troikactl: {f2.target}: cut off (RESOURCE_EXHAUSTED: gone); resuming "
+                   "after seq 1\n"
+                   f"troikactl: {f2.target}: events after seq 1 are no longer kept (gone)\n")
+
+
+def test_events_listing_ends_at_the_coordinators_clock(pb, fakes):
+    """Without --follow, the listing ends at the first event stamped after
+    the coordinator's GetStatus time, even while events keep coming."""
+    _, admin_pb2 = pb
+    T = 1700000000 * SEC
+    stop = threading.Event()
+
+    def watch(request, context):
+        for seq in (2, 3, 4):
+            yield event(admin_pb2, seq, t=T - 10 * SEC).SerializeToString()
+        seq = 5
+        while not stop.is_set() and context.is_active():
+            yield event(admin_pb2, seq, t=T).SerializeToString()  # after T
+            seq += 1
+            time.sleep(0.05)
+    f = FakeAdmin(admin_pb2, status=lambda r, c: status_reply(
+        admin_pb2, time_unix_nano=T).SerializeToString(), watch=watch)
+    fakes.append(f)
+    t0 = time.monotonic()
+    rc, out, err = ctl("--coordinator", f.target, "events", "--json")
+    stop.set()
+    assert (rc, err) == (0, "")
+    assert [dict(parse_json(line))["seq"] for line in out.splitlines()] == [2, 3, 4]
+    assert time.monotonic() - t0 < 3
+
+
+# ---- TLS ----
+
+def openssl(*args):
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+
+def test_tls(procs, tmp_path, pb):
+    d = tmp_path
+    # A CA that signs the coordinator's and a client's certificate.
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(d / "ca.key"),
+            "-out", str(d / "ca.pem"), "-days", "1", "-subj", "/CN=troika-ca")
+    for name, ext in (("coord", f"subjectAltName=IP:{NODE1}"), ("client", "")):
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(d / f"{name}.key"),
+                "-out", str(d / f"{name}.csr"), "-subj", f"/CN={name}")
+        extfile = d / f"{name}.ext"
+        extfile.write_text(ext + "\n")
+        openssl("x509", "-req", "-in", str(d / f"{name}.csr"), "-CA", str(d / "ca.pem"),
+                "-CAkey", str(d / "ca.key"), "-CAcreateserial", "-days", "1",
+                "-out", str(d / f"{name}.pem"), "-extfile", str(extfile))
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(d / "other.key"),
+            "-out", str(d / "other.pem"), "-days", "1", "-subj", "/CN=other")
+    ca, other = str(d / "ca.pem"), str(d / "other.pem")
+    cert, key = str(d / "client.pem"), str(d / "client.key")
+
+    (d / "tls").mkdir()
+    coord = Coord(procs, d / "tls", pb, creds=grpc.ssl_channel_credentials(
+        root_certificates=(d / "ca.pem").read_bytes()),
+        extra=f"tls:\n  cert: {d}/coord.pem\n  key: {d}/coord.key\n")
+    try:
+        t = coord.target
+        rc, out, err = ctl("--coordinator", t, "--tls-ca", ca, "status", "--json")
+        assert (rc, err) == (0, "")
+        assert dict(parse_json(out))["coordinator"] == "coord-1"
+        rc, out, err = ctl("--coordinator", t, "--tls-ca", ca, "events", "--after", "0")
+        assert (rc, out, err) == (0, "", "")
+        # A CA that did not sign it.
+        rc, out, err = ctl("--coordinator", t, "--tls-ca", other, "status")
+        assert (rc, out) == (1, "")
+        assert re.fullmatch(rf"troikactl: {t}: UNAVAILABLE: connection lost: TLS: .*"
+                            r"certificate verify failed\n", err), err
+        # h2c to a TLS port.
+        rc, out, err = ctl("--coordinator", t, "--timeout", "2", "status")
+        assert (rc, out) == (1, "")
+        assert err.startswith(f"troikactl: {t}: UNAVAILABLE: connection lost: ")
+        # A CA file that is not there: TLS cannot be set up at all.
+        rc, out, err = ctl("--coordinator", t, "--tls-ca", str(d / "none.pem"), "status")
+        assert (rc, out) == (1, "")
+        assert "none.pem" in err and err.endswith("troikactl: cannot set up TLS\n")
+    finally:
+        coord.stop()
+
+    # Mutual TLS: the coordinator wants a client certificate from its CA.
+    (d / "mtls").mkdir()
+    coord = Coord(procs, d / "mtls", pb, creds=grpc.ssl_channel_credentials(
+        root_certificates=(d / "ca.pem").read_bytes()),
+        extra=f"tls:\n  cert: {d}/coord.pem\n  key: {d}/coord.key\n  ca: {ca}\n")
+    try:
+        t = coord.target
+        rc, out, err = ctl("--coordinator", t, "--tls-ca", ca, "--tls-cert", cert,
+                           "--tls-key", key, "status", "--json")
+        assert (rc, err) == (0, "")
+        assert dict(parse_json(out))["coordinator"] == "coord-1"
+        rc, out, err = ctl("--coordinator", t, "--tls-ca", ca, "status")
+        assert (rc, out) == (1, "")
+        assert err.startswith(f"troikactl: {t}: UNAVAILABLE: connection lost: ")
+        rc, out, err = ctl("--coordinator", t, "--tls-ca", ca, "--tls-cert", other,
+                           "--tls-key", key, "status")
+        assert (rc, out) == (1, "")
+        assert "client.key" in err and err.endswith("troikactl: cannot set up TLS\n")
+    finally:
+        coord.stop()
+
+
+# ---- memory ----
+
+@pytest.mark.skipif(SANITIZED, reason="valgrind does not run ASan binaries")
+def test_valgrind(cluster):
+    t = cluster.coord.target
+    dead = f"{NODE1}:{free_port()}"
+    vg = ["valgrind", "--leak-check=full", "--error-exitcode=99", "--quiet", CTL]
+    for args, want in ((["--coordinator", t, "status"], 0),
+                       (["--coordinator", t, "status", "--json", "node-1", "node-9"], 1),
+                       (["--coordinator", f"{dead},{t}", "events"], 0),
+                       (["--coordinator", dead, "events", "--follow"], 1),
+                       (["status", "--bogus"], 2)):
+        r = subprocess.run(vg + args, capture_output=True, timeout=120, env=ctl_env())
+        assert r.returncode == want, (args, r.stderr.decode())
+        assert b"==" not in r.stderr, r.stderr.decode()
