@@ -23,6 +23,11 @@ struct coord_view;
 struct coord_http;
 struct coord_stream;
 struct coord_events;
+struct coord_opinions;
+struct coord_quorum;
+struct coord_recovery;
+struct coord_tilt;
+struct Troika__V1__Command;
 
 /* Kinds of AgentMessage, for counters. */
 enum coord_msg_kind {
@@ -56,6 +61,12 @@ struct coord {
 	struct coord_view *view;
 	struct coord_events *events;
 	struct coord_http *http;
+	struct coord_opinions *opinions; /* what this coordinator thinks */
+	struct coord_quorum *quorum;     /* what they all think; the leader */
+	struct coord_recovery *recovery; /* what the leader does about it */
+	struct coord_tilt *tilt;
+	/* The highest fencing token known, told to agents in Welcome. */
+	uint64_t fencing_token;
 	uint64_t next_stream; /* ids of Connect streams, from 1 */
 	LIST_HEAD(, coord_stream) streams;
 	struct coord_stats stats;
@@ -81,6 +92,16 @@ int coord_agent_register(struct coord *c);
  * period to run out.
  */
 void coord_agent_shutdown(struct coord *c);
+/*
+ * Send a command to a node's agent on its stream to this coordinator:
+ * 0, or -ENOTCONN when the node has no stream here.
+ */
+int coord_agent_command(struct coord *c, const char *node,
+    const struct Troika__V1__Command *cmd);
+/* Has the node an open stream to this coordinator? */
+int coord_agent_connected(struct coord *c, const char *node);
+/* A fencing token became known (this coordinator leads with it). */
+void coord_agent_fencing(struct coord *c, uint64_t token);
 /* Register Admin/GetStatus (coord_admin.c). */
 int coord_admin_register(struct coord *c);
 /* Initialise and free the coordinator's own metrics (coord_metrics.c). */

@@ -23,6 +23,8 @@
 #include "coord.h"
 #include "coord_conf.h"
 #include "coord_events.h"
+#include "coord_opinion.h"
+#include "coord_recovery.h"
 #include "coord_view.h"
 #include "log.h"
 #include "status.h"
@@ -203,6 +205,8 @@ coord_stream_start(struct grpc_call *call, void *arg)
 	return 0;
 }
 
+static void coord_stream_opinions_hello(struct coord *c, const char *node);
+
 static void
 coord_stream_welcome(struct coord_stream *st, const Troika__V1__Hello *h)
 {
@@ -214,8 +218,10 @@ coord_stream_welcome(struct coord_stream *st, const Troika__V1__Hello *h)
 	w.version = (char *)(uintptr_t)TROIKA_VERSION;
 	w.heartbeat_interval_nano =
 	    (uint64_t)st->c->conf->heartbeat_ms * 1000000ULL;
-	/* No leader yet (no store): the agent's own token stands. */
-	w.fencing_token = h->fencing_token;
+	/* The highest we know: a restarted agent learns it before any
+	 * command could come, so a stale leader is refused at once. */
+	w.fencing_token = h->fencing_token > st->c->fencing_token ?
+	    h->fencing_token : st->c->fencing_token;
 	cm.body_case = TROIKA__V1__COORDINATOR_MESSAGE__BODY_WELCOME;
 	cm.welcome = &w;
 	coord_stream_send(st, &cm.base);
@@ -261,6 +267,7 @@ coord_stream_hello(struct coord_stream *st, struct grpc_call *call,
 	am->body_case = TROIKA__V1__AGENT_MESSAGE__BODY__NOT_SET;
 	free(st->node);
 	st->node = node;
+	coord_stream_opinions_hello(st->c, node);
 	if (!owned) {
 		const char *const f[] = {
 		    "peer",
@@ -275,6 +282,8 @@ coord_stream_hello(struct coord_stream *st, struct grpc_call *call,
 		    grpc_call_peer(call), h->version);
 	}
 	coord_stream_welcome(st, h);
+	if (!owned && st->c->recovery != NULL)
+		coord_recovery_node_connected(st->c->recovery, node);
 }
 
 /* A view error on an established stream. */
@@ -425,6 +434,8 @@ coord_stream_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 		am->body_case = TROIKA__V1__AGENT_MESSAGE__BODY__NOT_SET;
 		if ((int)res->status != prev)
 			coord_stream_status_event(c, st->node, res, prev);
+		if (c->opinions != NULL)
+			coord_opinions_result(c->opinions, st->node, res);
 		break;
 	case COORD_MSG_METRIC_BATCH:
 		r = coord_view_samples(
@@ -434,9 +445,13 @@ coord_stream_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 		if (r < 0)
 			coord_stream_view_error(st, call, r);
 		break;
-	case COORD_MSG_HEARTBEAT:
 	case COORD_MSG_COMMAND_RESULT:
-		/* No commands are issued yet: both are proof of life. */
+		if (c->recovery != NULL)
+			coord_recovery_command_result(c->recovery, st->node,
+			    am->command_result);
+		coord_view_seen(c->view, st->id, st->node, now);
+		break;
+	case COORD_MSG_HEARTBEAT:
 		coord_view_seen(c->view, st->id, st->node, now);
 		break;
 	default:
@@ -477,6 +492,9 @@ coord_stream_close(struct grpc_call *call, int status)
 
 			coord_view_disconnect(
 			    st->c->view, st->id, st->node, coord_now_ns());
+			if (st->c->opinions != NULL)
+				coord_opinions_disconnected(st->c->opinions,
+				    st->node);
 			coord_events_emit(st->c, "node_disconnected",
 			    TROIKA__V1__SEVERITY__SEVERITY_WARNING, st->node,
 			    NULL, f, 1, "node %s disconnected (%s)", st->node,
@@ -496,6 +514,72 @@ static const struct grpc_handler coord_agent_handler = {
     .half_close = coord_stream_half_close,
     .close = coord_stream_close,
 };
+
+/* The stream that owns node, if it is open. */
+static struct coord_stream *
+coord_stream_of(struct coord *c, const char *node)
+{
+	const struct coord_node *n = coord_view_node(c->view, node);
+	struct coord_stream *st;
+
+	if (n == NULL || n->stream == 0)
+		return NULL;
+	LIST_FOREACH(st, &c->streams, entry)
+		if (st->id == n->stream && !st->finished)
+			return st;
+	return NULL;
+}
+
+int
+coord_agent_command(struct coord *c, const char *node,
+    const Troika__V1__Command *cmd)
+{
+	Troika__V1__CoordinatorMessage cm =
+	    TROIKA__V1__COORDINATOR_MESSAGE__INIT;
+	struct coord_stream *st = coord_stream_of(c, node);
+
+	if (st == NULL)
+		return -ENOTCONN;
+	cm.body_case = TROIKA__V1__COORDINATOR_MESSAGE__BODY_COMMAND;
+	cm.command = (Troika__V1__Command *)(uintptr_t)cmd;
+	return coord_stream_send(st, &cm.base);
+}
+
+int
+coord_agent_connected(struct coord *c, const char *node)
+{
+	return coord_stream_of(c, node) != NULL;
+}
+
+void
+coord_agent_fencing(struct coord *c, uint64_t token)
+{
+	if (token > c->fencing_token)
+		c->fencing_token = token;
+}
+
+/* A Hello: the opinions learn the node's checks now. */
+static void
+coord_stream_opinions_hello(struct coord *c, const char *node)
+{
+	const struct coord_node *n = coord_view_node(c->view, node);
+	const char **names, **plugins;
+
+	if (c->opinions == NULL || n == NULL)
+		return;
+	names = calloc(n->nchecks + 1, sizeof(*names));
+	plugins = calloc(n->nchecks + 1, sizeof(*plugins));
+	if (names != NULL && plugins != NULL) {
+		for (size_t i = 0; i < n->nchecks; i++) {
+			names[i] = n->checks[i].name;
+			plugins[i] = n->checks[i].plugin;
+		}
+		coord_opinions_hello(c->opinions, node, names, plugins,
+		    n->nchecks);
+	}
+	free(names);
+	free(plugins);
+}
 
 void
 coord_agent_shutdown(struct coord *c)

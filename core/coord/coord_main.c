@@ -1,8 +1,11 @@
 /*
- * troika-coord: the coordinator. This first version accepts agents'
- * Connect streams, keeps the latest view of every node and check, answers
- * Admin/GetStatus and serves /metrics; it runs alone (store "local", no
- * quorum, never acts).
+ * troika-coord: the coordinator. It accepts agents' Connect streams and
+ * keeps the latest view of every node and check (coord_agent.c,
+ * coord_view.c); forms its own opinions from them (coord_opinion.c);
+ * shares them through etcd and campaigns for the leader key
+ * (coord_quorum.c); as leader, turns a quorum of FAILED opinions into
+ * recovery actions (coord_recovery.c); and answers Admin and /metrics.
+ * This file wires those together.
  *
  *   troika-coord [--config FILE] [-d]
  *   troika-coord --config FILE --check-config [--print]
@@ -20,6 +23,10 @@
 #include "coord.h"
 #include "coord_conf.h"
 #include "coord_events.h"
+#include "coord_opinion.h"
+#include "coord_quorum.h"
+#include "coord_recovery.h"
+#include "coord_tilt.h"
 #include "coord_view.h"
 #include "log.h"
 
@@ -99,6 +106,99 @@ coord_load(const char *path, struct coord_conf **ret)
 	return r;
 }
 
+/* ---- the wiring of opinions, quorum and recovery ---- */
+
+/* Our opinion changed: an event, and the others must know it. */
+static void
+coord_opinion_changed(const struct coord_opinion_change *ch, void *arg)
+{
+	struct coord *c = arg;
+	const char *const f[] = {
+		"opinion", ch->failed ? "failed" : "ok",
+		"evidence", ch->certain ? "certain" : "ambiguous",
+	};
+
+	coord_events_emit(c, "opinion", ch->failed ?
+	    TROIKA__V1__SEVERITY__SEVERITY_WARNING :
+	    TROIKA__V1__SEVERITY__SEVERITY_INFO, ch->node, ch->check, f, 2,
+	    "%s thinks %s on %s %s: %s", c->conf->name,
+	    ch->check != NULL ? ch->check : "the node", ch->node,
+	    ch->failed ? "FAILED" : "OK", ch->reason);
+	if (c->quorum != NULL)
+		coord_quorum_publish(c->quorum, ch);
+}
+
+static void
+coord_quorum_opinions(const char *node, const char *check, void *arg)
+{
+	struct coord *c = arg;
+
+	if (c->recovery != NULL)
+		coord_recovery_opinions(c->recovery, node, check);
+}
+
+static void
+coord_quorum_leader_changed(int leader, int64_t token, const char *reason,
+    void *arg)
+{
+	struct coord *c = arg;
+
+	if (leader)
+		log_info("leader, fencing token %lld", (long long)token);
+	else
+		log_info("not the leader: %s", reason);
+	if (c->recovery != NULL)
+		coord_recovery_leader(c->recovery, leader, token, reason);
+}
+
+static void
+coord_quorum_changed(int ok, const char *reason, void *arg)
+{
+	struct coord *c = arg;
+
+	if (c->recovery != NULL)
+		coord_recovery_quorum(c->recovery, ok, reason);
+}
+
+static const struct coord_quorum_handler coord_quorum_handler = {
+	.opinions = coord_quorum_opinions,
+	.leader = coord_quorum_leader_changed,
+	.quorum = coord_quorum_changed,
+};
+
+static int
+coord_start_recovery(struct coord *c)
+{
+	if ((c->tilt = coord_tilt_new(c)) == NULL ||
+	    (c->opinions = coord_opinions_new(c->base, c->conf,
+	    coord_opinion_changed, c)) == NULL) {
+		log_warn("starting");
+		return -1;
+	}
+	if ((c->quorum = coord_quorum_new(c, &coord_quorum_handler, c)) == NULL)
+		return -1;
+	if ((c->recovery = coord_recovery_new(c)) == NULL) {
+		log_warn("starting recovery");
+		return -1;
+	}
+	return 0;
+}
+
+static void
+coord_stop_recovery(struct coord *c)
+{
+	/* Recovery first (its mirrors use the store), the store last but
+	 * one: a leader revokes its lease, another takes over at once. */
+	coord_recovery_free(c->recovery);
+	c->recovery = NULL;
+	coord_quorum_free(c->quorum);
+	c->quorum = NULL;
+	coord_opinions_free(c->opinions);
+	c->opinions = NULL;
+	coord_tilt_free(c->tilt);
+	c->tilt = NULL;
+}
+
 /* Everything but the loop itself; 0 or -1 after logging why. */
 static int
 coord_start(struct coord *c)
@@ -120,6 +220,8 @@ coord_start(struct coord *c)
 		log_warnx("cannot register the gRPC methods");
 		return -1;
 	}
+	if (coord_start_recovery(c) < 0)
+		return -1;
 	if (conf->tls_cert != NULL &&
 	    (tls = grpc_tls_server_ctx(
 	         conf->tls_cert, conf->tls_key, conf->tls_ca)) == NULL)
@@ -205,6 +307,7 @@ main(int argc, char *argv[])
 	/* Streams' close() handlers use the view: free the server first. */
 	coord_http_free(c.http);
 	grpc_server_free(c.srv);
+	coord_stop_recovery(&c);
 	coord_view_free(c.view);
 	coord_events_free(c.events);
 	coord_metrics_free(&c);

@@ -6,6 +6,10 @@
 #include <event2/buffer.h>
 
 #include "coord.h"
+#include "coord_opinion.h"
+#include "coord_quorum.h"
+#include "coord_recovery.h"
+#include "coord_tilt.h"
 #include "coord_conf.h"
 #include "coord_events.h"
 #include "coord_view.h"
@@ -142,6 +146,14 @@ coord_metrics_write(struct coord *c, struct evbuffer *out)
 
 	grpc_server_write_metrics(c->srv, out);
 	metrics_write_process(out);
+	if (c->quorum != NULL)
+		coord_quorum_write_metrics(c->quorum, out);
+	if (c->recovery != NULL)
+		coord_recovery_write_metrics(c->recovery, out);
+	if (c->opinions != NULL)
+		coord_opinions_write_metrics(c->opinions, out);
+	if (c->tilt != NULL)
+		coord_tilt_write_metrics(c->tilt, out);
 
 	/* The view last: check statuses, nodes, re-exported samples. */
 	coord_view_write_metrics(c->view, out, &skipped);

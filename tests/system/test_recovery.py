@@ -1,0 +1,188 @@
+"""Quorum-confirmed recovery on three emulated nodes (issue 5): etcd, a
+troika-coord and a troika-agent on each of 127.0.1.1-3, and a real Redis
+the agents watch (cluster.py). Every test asserts the exact action
+history: the expected actions, once, by the leader, with its token, and
+nothing else.
+
+Ports 2379/2380 on 127.0.1.1-3 are fixed (etcd): one copy at a time.
+"""
+import os
+import signal
+import time
+
+import pytest
+
+from cluster import IPS, REDIS_SERVER, Cluster
+from conftest import SANITIZED, wait_for
+from grpc_echo import generate_modules
+from test_etcd import ETCD
+from test_uplink import PyCoordinator
+
+pytestmark = pytest.mark.skipif(not os.path.exists(ETCD),
+                                reason="etcd-server is not installed")
+SLOW = 3 if SANITIZED else 1
+
+
+@pytest.fixture(scope="module")
+def pb(tmp_path_factory):
+    _, agent_pb2, admin_pb2 = generate_modules(tmp_path_factory.mktemp("pb"))
+    return agent_pb2, admin_pb2
+
+
+@pytest.fixture
+def cluster_factory(procs, tmp_path, pb):
+    made = []
+
+    def make(**kw):
+        c = Cluster(procs, tmp_path, pb, **kw)
+        made.append(c)
+        c.start()
+        return c
+    yield make
+    for c in made:
+        c.stop()
+
+
+def state_name(pb, rec):
+    return pb[1].ActionState.Name(rec.state)
+
+
+def test_killed_service_restarted_once_after_quorum(cluster_factory, pb):
+    """kill -9 redis on node 2: the leader restarts it once, with its token,
+    after two coordinators agreed; and a command replayed later with an
+    older token is refused by the agent."""
+    py = PyCoordinator(pb, token=0)
+    try:
+        c = cluster_factory(extra_targets={2: [py.target]})
+        py.next("hello")
+        py.welcome()
+        leader, token = c.leader()
+        assert token > 0
+        t0 = c.kill_redis(2)
+
+        def done():
+            recs = c.actions(leader)
+            return recs if recs and recs[0].state == pb[1].ACTION_STATE_SUCCEEDED else None
+        recs = wait_for(done, 20 * SLOW, what="the restart recorded as succeeded")
+        wait_for(lambda: c.redis_ping(2), 10, what="redis on node 2 answering again")
+        took = time.monotonic() - t0
+        print(f"kill -9 to succeeded record and PING: {took * 1000:.0f} ms")
+        # Nothing more happens: the service is back, the failure is over.
+        time.sleep(3)
+        for n in (1, 2, 3):
+            recs = c.actions(n)
+            assert len(recs) == 1, [(r.id, r.node, r.check, r.action) for r in recs]
+            r = recs[0]
+            assert (r.node, r.check, r.action, r.attempt) == ("node-2", "redis", "restart", 1)
+            assert state_name(pb, r) == "ACTION_STATE_SUCCEEDED"
+            assert r.coordinator == f"coord-{leader}" and r.fencing_token == token
+            assert r.finished_by == f"coord-{leader}"
+            assert len(set(r.opinions)) >= 2
+            assert pb[0].CommandOutcome.Name(r.outcome) == "COMMAND_OUTCOME_SUCCEEDED"
+        m = c.agent_metrics(2)
+        assert m[("troika_agent_commands_total",
+                  frozenset({"outcome": "succeeded"}.items()))] == 1
+        assert m[("troika_agent_fencing_token", frozenset())] == token
+        for n in (1, 3):
+            assert m is not None
+            assert c.agent_metrics(n)[("troika_agent_commands_total",
+                                       frozenset({"outcome": "accepted"}.items()))] == 0
+        kinds = [e.kind for e in c.events(leader)]
+        assert kinds.count("verdict") == 1 and kinds.count("action_started") == 1
+        assert kinds.count("action_done") == 1
+
+        # A command replayed with an older token: refused by the agent.
+        py.command("replayed-1", "redis", "restart", token=token - 1)
+        _, res = py.next("command_result", where=lambda r: r.id == "replayed-1")
+        assert pb[0].CommandOutcome.Name(res.outcome) == "COMMAND_OUTCOME_REJECTED_STALE_TOKEN"
+        assert f"lower than {token}" in res.message
+        assert c.agent_metrics(2)[("troika_agent_commands_total", frozenset(
+            {"outcome": "rejected_stale_token"}.items()))] == 1
+    finally:
+        py.stop()
+
+
+def test_no_etcd_quorum_no_action(cluster_factory, pb):
+    """Two etcd members stopped: the coordinators say why they cannot
+    decide, and a killed service is left alone until quorum is back."""
+    c = cluster_factory()
+    stopped = [n for n in (1, 2, 3) if n != 3]
+    for n in stopped:
+        c.etcd.kill(n)
+
+    def no_quorum():
+        s = c.status(3)
+        return not s.quorum and s.quorum_reason
+    reason = wait_for(no_quorum, 20 * SLOW, what="coord-3 without quorum")
+    print(f"coord-3 says: {reason}")
+    c.kill_redis(2)
+    time.sleep(8)
+    for n in (1, 2, 3):
+        assert c.actions(n) == []
+        assert not c.status(n).quorum
+    assert not c.redis_ping(2)
+    # Quorum back: now the failure is handled, once.
+    for n in stopped:
+        c.etcd.start(n)
+    wait_for(lambda: c.redis_ping(2), 40 * SLOW, what="redis restarted once quorum is back")
+    time.sleep(2)
+    leader = c.leader()[0]
+    recs = c.actions(leader)
+    assert len(recs) == 1 and recs[0].node == "node-2"
+
+
+def test_flapping_service_climbs_the_ladder_then_escalates(cluster_factory, pb):
+    """ladder [restart, restart, alert]: two restarts, then only an alert."""
+    c = cluster_factory()
+    leader = c.leader()[0]
+    for attempt in (1, 2):
+        c.kill_redis(2)
+        wait_for(lambda: len(c.actions(leader)) == attempt and
+                 c.actions(leader)[0].state == pb[1].ACTION_STATE_SUCCEEDED and
+                 c.redis_ping(2), 30 * SLOW, what=f"restart {attempt}")
+        # Past the cooldown (1 s) and the backoff (1 s).
+        time.sleep(2.5)
+    c.kill_redis(2)
+    wait_for(lambda: "recovery_escalated" in [e.kind for e in c.events(leader)],
+             20 * SLOW, what="escalation")
+    time.sleep(3)
+    recs = c.actions(leader)
+    assert [r.attempt for r in recs] == [2, 1]
+    assert all(r.action == "restart" for r in recs)
+    assert not c.redis_ping(2)
+
+
+def test_leader_killed_during_action(cluster_factory, pb):
+    """The restart takes 4 s; the leader is killed 1 s into it. A new
+    leader takes the record over: the agent runs the restart once and
+    answers the new leader, which completes the record."""
+    c = cluster_factory(restart_argv=["/bin/sh", "-c",
+                                      f"sleep 4; exec {REDIS_SERVER} {{conf}}"])
+    leader, token = c.leader()
+    c.kill_redis(2)
+    wait_for(lambda: c.actions(leader) and
+             c.actions(leader)[0].state == pb[1].ACTION_STATE_RUNNING, 20 * SLOW,
+             what="the action running")
+    time.sleep(1)
+    c.kill_coord(leader)
+    t0 = time.monotonic()
+    others = [n for n in (1, 2, 3) if n != leader]
+    new = wait_for(lambda: c.leader(among=others), 20 * SLOW, what="a new leader")
+    print(f"new leader coord-{new[0]} after {time.monotonic() - t0:.2f} s")
+    assert new[1] > token
+
+    def done():
+        recs = c.actions(new[0])
+        return recs if recs and recs[0].state == pb[1].ACTION_STATE_SUCCEEDED else None
+    recs = wait_for(done, 30 * SLOW, what="the record completed by the new leader")
+    assert len(recs) == 1
+    r = recs[0]
+    assert r.coordinator == f"coord-{leader}" and r.fencing_token == token
+    assert r.finished_by == f"coord-{new[0]}"
+    assert c.redis_ping(2)
+    m = c.agent_metrics(2)
+    # Run once: one ACCEPTED, one SUCCEEDED (a repeat answer is not counted
+    # as accepted again).
+    assert m[("troika_agent_commands_total", frozenset({"outcome": "accepted"}.items()))] == 1
+    time.sleep(2)
+    assert len(c.actions(new[0])) == 1
