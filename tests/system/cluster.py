@@ -193,21 +193,33 @@ class Cluster:
 
     # ---- agents
 
-    def agent_conf(self, n):
-        targets = [self.coord_target(m) for m in (1, 2, 3)] + self.extra_targets.get(n, [])
+    def checks_yaml(self, n):
+        """The checks of node n's agent; a subclass watches other services."""
         restart = self.restart_argv or [REDIS_SERVER, "{conf}"]
         restart = [a.replace("{conf}", self.redis_conf(n)) for a in restart]
+        return (f"  - name: redis\n    plugin: redis\n    interval: 1s\n    timeout: 900ms\n"
+                f"    host: {IPS[n]}\n    port: {REDIS_PORT}\n"
+                f"    service:\n      manager: exec\n"
+                f"      restart: [{', '.join(repr(a) for a in restart)}]\n"
+                f"      pidfile: {self.redis_pidfile(n)}\n")
+
+    def start_services(self):
+        """The services the agents watch; a subclass starts others."""
+        for n in (1, 2, 3):
+            self.start_redis(n)
+
+    def stop_services(self):
+        for n in (1, 2, 3):
+            kill_pidfile(self.redis_pidfile(n))
+
+    def agent_conf(self, n):
+        targets = [self.coord_target(m) for m in (1, 2, 3)] + self.extra_targets.get(n, [])
         return (f"node: node-{n}\nplugin_dirs: [{PLUGIN_DIR}]\nworkers: 2\n"
                 f'metrics: {{listen: "{IPS[n]}:{self.agent_ports[n]}"}}\n'
                 f"log: {{level: debug}}\n"
                 f"coordinators:\n  targets: [{', '.join(repr(t) for t in targets)}]\n"
                 f"  heartbeat: 1s\n"
-                f"checks:\n"
-                f"  - name: redis\n    plugin: redis\n    interval: 1s\n    timeout: 900ms\n"
-                f"    host: {IPS[n]}\n    port: {REDIS_PORT}\n"
-                f"    service:\n      manager: exec\n"
-                f"      restart: [{', '.join(repr(a) for a in restart)}]\n"
-                f"      pidfile: {self.redis_pidfile(n)}\n")
+                f"checks:\n" + self.checks_yaml(n))
 
     def start_agent(self, n):
         d = self.run / f"agent{n}"
@@ -231,8 +243,7 @@ class Cluster:
     def start(self):
         for n in (1, 2, 3):
             self.etcd.start(n)
-        for n in (1, 2, 3):
-            self.start_redis(n)
+        self.start_services()
         self.etcd.wait_healthy()
         for n in (1, 2, 3):
             self.start_coord(n)
@@ -262,8 +273,7 @@ class Cluster:
             if rc != 0:
                 errors.append(f"process {n} exited {rc}")
         self.procs.stop_all()
-        for n in (1, 2, 3):
-            kill_pidfile(self.redis_pidfile(n))
+        self.stop_services()
         logs = [self.coord_log(n) for n in (1, 2, 3)] + [self.agent_log(n) for n in (1, 2, 3)]
         for log in logs:
             for marker in SANITIZER_REPORT:
