@@ -21,6 +21,8 @@ COORD = os.path.join(BUILD_DIR, "core", "coord", "troika-coord")
 PLUGIN_DIR = os.path.join(BUILD_DIR, "plugins")
 IPS = {n: f"127.0.1.{n}" for n in (1, 2, 3)}
 REDIS_PORT = 6390
+# Held by whoever runs etcd on its fixed ports (test_etcd.py does too).
+ETCD_LOCK = "/tmp/troika-etcd-ports.lock"
 
 DEFAULT_POLICY = """\
   policies:

@@ -6,13 +6,13 @@ nothing else.
 
 Ports 2379/2380 on 127.0.1.1-3 are fixed (etcd): one copy at a time.
 """
+import fcntl
 import os
-import signal
 import time
 
 import pytest
 
-from cluster import IPS, REDIS_SERVER, Cluster
+from cluster import ETCD_LOCK, REDIS_SERVER, Cluster
 from conftest import SANITIZED, wait_for
 from grpc_echo import generate_modules
 from test_etcd import ETCD
@@ -32,15 +32,19 @@ def pb(tmp_path_factory):
 @pytest.fixture
 def cluster_factory(procs, tmp_path, pb):
     made = []
+    # etcd's fixed ports: one cluster on this machine at a time (the lock
+    # test_etcd.py takes too).
+    with open(ETCD_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
 
-    def make(**kw):
-        c = Cluster(procs, tmp_path, pb, **kw)
-        made.append(c)
-        c.start()
-        return c
-    yield make
-    for c in made:
-        c.stop()
+        def make(cls=Cluster, **kw):
+            c = cls(procs, tmp_path, pb, **kw)
+            made.append(c)
+            c.start()
+            return c
+        yield make
+        for c in made:
+            c.stop()
 
 
 def state_name(pb, rec):
