@@ -28,6 +28,16 @@ enum ctl_command {
 	CTL_CMD_NONE = 0,
 	CTL_CMD_STATUS,
 	CTL_CMD_EVENTS,
+	CTL_CMD_ACTIONS,
+	CTL_CMD_MAINTENANCE,
+};
+
+/* What a command with subcommands (actions, maintenance) is to do. */
+enum ctl_sub {
+	CTL_SUB_LIST = 0, /* actions [list], maintenance [list] */
+	CTL_SUB_ACK,      /* actions ack ID */
+	CTL_SUB_ON,       /* maintenance on [NODE [CHECK]] */
+	CTL_SUB_OFF,      /* maintenance off [NODE [CHECK]] */
 };
 
 struct ctl_target {
@@ -49,9 +59,21 @@ struct ctl_opts {
 	int help;
 	int version;
 	enum ctl_command command;
-	/* Operands after the command (status: node names); into argv. */
+	enum ctl_sub sub;
+	/*
+	 * Operands after the command and its subcommand word: status and
+	 * actions: node names; actions ack: the id; maintenance on/off:
+	 * [NODE [CHECK]]. Pointers into argv.
+	 */
 	char **args;
 	size_t nargs;
+	char **args_alloc; /* what args was allocated as */
+	/* actions */
+	uint32_t limit;    /* 0: the coordinator's default */
+	const char *by;    /* actions ack, maintenance on: who */
+	/* maintenance on */
+	int64_t for_ms;
+	const char *reason;
 	/* events */
 	int follow;
 	int after_set;
@@ -76,6 +98,8 @@ void ctl_usage(FILE *f);
 /* The commands: each returns an exit status. */
 int ctl_status_run(const struct ctl_opts *o);
 int ctl_events_run(const struct ctl_opts *o);
+int ctl_actions_run(const struct ctl_opts *o);
+int ctl_maint_run(const struct ctl_opts *o);
 
 /*
  * Output, apart from the network so the unit tests can drive it.
@@ -86,6 +110,15 @@ int ctl_status_write(const Troika__V1__GetStatusResponse *rep, int json,
     int color, struct evbuffer *out);
 int ctl_event_write(const Troika__V1__Event *e, int json, int color,
     struct evbuffer *out);
+/* A table of action records (ListActions, AcknowledgeAction). */
+int ctl_actions_write(Troika__V1__ActionRecord *const *recs, size_t n,
+    int color, struct evbuffer *out);
+/* A table of maintenance in force; ages counted from now_ns. */
+int ctl_maint_write(Troika__V1__Maintenance *const *m, size_t n,
+    uint64_t now_ns, int color, struct evbuffer *out);
+
+/* Who an operator is, for records: user@host. */
+void ctl_whoami(char *buf, size_t len);
 
 /* Write all of buf to fd (stdout): 0 or a negative errno. */
 int ctl_flush(struct evbuffer *buf, int fd);

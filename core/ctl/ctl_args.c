@@ -27,6 +27,10 @@ enum {
 	OPT_AFTER,
 	OPT_NODE,
 	OPT_KIND,
+	OPT_LIMIT,
+	OPT_BY,
+	OPT_FOR,
+	OPT_REASON,
 };
 
 static const struct option ctl_options[] = {
@@ -43,6 +47,10 @@ static const struct option ctl_options[] = {
     {"after", required_argument, NULL, OPT_AFTER},
     {"node", required_argument, NULL, OPT_NODE},
     {"kind", required_argument, NULL, OPT_KIND},
+    {"limit", required_argument, NULL, OPT_LIMIT},
+    {"by", required_argument, NULL, OPT_BY},
+    {"for", required_argument, NULL, OPT_FOR},
+    {"reason", required_argument, NULL, OPT_REASON},
     {NULL, 0, NULL, 0},
 };
 
@@ -53,6 +61,13 @@ ctl_usage(FILE *f)
 	    "usage: troikactl [options] status [NODE...]\n"
 	    "       troikactl [options] events [--follow] [--after SEQ] "
 	    "[--node NODE]... [--kind KIND]...\n"
+	    "       troikactl [options] actions [list] [--limit N] [NODE...]\n"
+	    "       troikactl [options] actions ack ID [--by WHO]\n"
+	    "       troikactl [options] maintenance [list]\n"
+	    "       troikactl [options] maintenance on [NODE [CHECK]] --for "
+	    "DURATION\n"
+	    "                                      [--reason TEXT] [--by WHO]\n"
+	    "       troikactl [options] maintenance off [NODE [CHECK]]\n"
 	    "\n"
 	    "options:\n"
 	    "  --coordinator HOST:PORT  a coordinator to ask; repeat it or "
@@ -79,6 +94,16 @@ ctl_usage(FILE *f)
 	    "number\n"
 	    "  --node NODE, --kind KIND only these (repeat, or separate with "
 	    "commas)\n"
+	    "\n"
+	    "actions, maintenance:\n"
+	    "  --limit N                at most N actions, newest first "
+	    "(default 100)\n"
+	    "  --by WHO                 who acknowledges or starts "
+	    "maintenance (default\n"
+	    "                           user@host)\n"
+	    "  --for DURATION           how long maintenance lasts, e.g. 30m, "
+	    "2h\n"
+	    "  --reason TEXT            why, for the record\n"
 	    "\n"
 	    "exit status: 0 ok, 1 the coordinator answered an error or none "
 	    "answered,\n"
@@ -210,6 +235,10 @@ ctl_args_command(struct ctl_opts *o, const char *name)
 		o->command = CTL_CMD_STATUS;
 	else if (strcmp(name, "events") == 0)
 		o->command = CTL_CMD_EVENTS;
+	else if (strcmp(name, "actions") == 0)
+		o->command = CTL_CMD_ACTIONS;
+	else if (strcmp(name, "maintenance") == 0)
+		o->command = CTL_CMD_MAINTENANCE;
 	else
 		return -EINVAL;
 	return 0;
@@ -225,8 +254,119 @@ ctl_args_operand(struct ctl_opts *o, char *arg)
 		return ctl_args_command(o, arg);
 	if ((a = reallocarray(o->args, o->nargs + 1, sizeof(*a))) == NULL)
 		return -ENOMEM;
-	o->args = a;
+	o->args = o->args_alloc = a;
 	a[o->nargs++] = arg;
+	return 0;
+}
+
+/* Options that belong to some commands only. */
+enum {
+	CTL_FOR_EVENTS = 1 << 0,
+	CTL_FOR_ACTIONS_LIST = 1 << 1,
+	CTL_FOR_ACK = 1 << 2,
+	CTL_FOR_MAINT_ON = 1 << 3,
+};
+
+struct ctl_args_used {
+	const char *name;
+	unsigned where;
+};
+
+/* Where each command-specific option may go. */
+static unsigned
+ctl_args_where(int opt)
+{
+	switch (opt) {
+	case OPT_FOLLOW:
+	case OPT_AFTER:
+	case OPT_NODE:
+	case OPT_KIND:
+		return CTL_FOR_EVENTS;
+	case OPT_LIMIT:
+		return CTL_FOR_ACTIONS_LIST;
+	case OPT_BY:
+		return CTL_FOR_ACK | CTL_FOR_MAINT_ON;
+	case OPT_FOR:
+	case OPT_REASON:
+		return CTL_FOR_MAINT_ON;
+	}
+	return 0;
+}
+
+static const char *
+ctl_args_where_str(unsigned where)
+{
+	switch (where) {
+	case CTL_FOR_EVENTS:
+		return "events";
+	case CTL_FOR_ACTIONS_LIST:
+		return "actions list";
+	case CTL_FOR_ACK | CTL_FOR_MAINT_ON:
+		return "actions ack and maintenance on";
+	case CTL_FOR_MAINT_ON:
+		return "maintenance on";
+	}
+	return "?";
+}
+
+/*
+ * The subcommand word of actions and maintenance, and the operands each
+ * takes. Returns 0 or CTL_EXIT_USAGE (said why).
+ */
+static int
+ctl_args_sub(struct ctl_opts *o, FILE *err)
+{
+	const char *word = o->nargs > 0 ? o->args[0] : NULL;
+	size_t max = 0;
+
+	if (o->command == CTL_CMD_STATUS)
+		return 0;
+	if (o->command == CTL_CMD_EVENTS) {
+		if (o->nargs > 0)
+			return ctl_args_error(err,
+			    "events takes no operands (use --node): '%s'",
+			    o->args[0]);
+		return 0;
+	}
+	o->sub = CTL_SUB_LIST;
+	if (word != NULL && strcmp(word, "list") == 0)
+		;
+	else if (word != NULL && o->command == CTL_CMD_ACTIONS &&
+	    strcmp(word, "ack") == 0)
+		o->sub = CTL_SUB_ACK;
+	else if (word != NULL && o->command == CTL_CMD_MAINTENANCE &&
+	    strcmp(word, "on") == 0)
+		o->sub = CTL_SUB_ON;
+	else if (word != NULL && o->command == CTL_CMD_MAINTENANCE &&
+	    strcmp(word, "off") == 0)
+		o->sub = CTL_SUB_OFF;
+	else if (o->command == CTL_CMD_ACTIONS)
+		return 0; /* actions NODE...: list */
+	else if (word != NULL)
+		return ctl_args_error(err,
+		    "unknown maintenance command '%s' (list, on, off)", word);
+	else
+		return 0;
+	/* Drop the word: what is left are the operands. */
+	o->args++;
+	o->nargs--;
+	switch (o->sub) {
+	case CTL_SUB_LIST:
+		max = o->command == CTL_CMD_ACTIONS ? SIZE_MAX : 0;
+		break;
+	case CTL_SUB_ACK:
+		if (o->nargs != 1)
+			return ctl_args_error(err, "%s",
+			    "actions ack takes one action id");
+		return 0;
+	case CTL_SUB_ON:
+	case CTL_SUB_OFF:
+		max = 2;
+		break;
+	}
+	if (o->nargs > max)
+		return ctl_args_error(err, "too many operands: '%s'",
+		    o->args[max]);
 	return 0;
 }
 
@@ -234,8 +374,10 @@ int
 ctl_args_parse(struct ctl_opts *o, int argc, char **argv,
     const char *env_coordinator, FILE *err)
 {
-	int c, events_opt = 0;
-	const char *events_name = NULL;
+	struct ctl_args_used used[16];
+	size_t nused = 0;
+	unsigned here;
+	int c, r, longindex = 0;
 
 	memset(o, 0, sizeof(*o));
 	o->timeout_ms = CTL_DEFAULT_TIMEOUT_MS;
@@ -246,7 +388,8 @@ ctl_args_parse(struct ctl_opts *o, int argc, char **argv,
 	 * "-": operands come back in order as 1, so options may follow the
 	 * command; ":": a missing value is ':', not '?'.
 	 */
-	while ((c = getopt_long(argc, argv, "-:", ctl_options, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "-:", ctl_options, &longindex)) !=
+	    -1) {
 		switch (c) {
 		case 1:
 			if (ctl_args_operand(o, optarg) != 0)
@@ -292,7 +435,6 @@ ctl_args_parse(struct ctl_opts *o, int argc, char **argv,
 			continue;
 		case OPT_FOLLOW:
 			o->follow = 1;
-			events_name = "--follow";
 			break;
 		case OPT_AFTER:
 			if (ctl_args_seq(optarg, &o->after) != 0)
@@ -301,19 +443,42 @@ ctl_args_parse(struct ctl_opts *o, int argc, char **argv,
 				    "number",
 				    optarg);
 			o->after_set = 1;
-			events_name = "--after";
 			break;
 		case OPT_NODE:
 			if (ctl_args_split(optarg, &o->nodes, &o->nnodes) != 0)
 				return ctl_args_error(err,
 				    "bad --node '%s'", optarg);
-			events_name = "--node";
 			break;
 		case OPT_KIND:
 			if (ctl_args_split(optarg, &o->kinds, &o->nkinds) != 0)
 				return ctl_args_error(err,
 				    "bad --kind '%s'", optarg);
-			events_name = "--kind";
+			break;
+		case OPT_LIMIT: {
+			uint64_t v;
+
+			if (ctl_args_seq(optarg, &v) != 0 || v == 0 ||
+			    v > UINT32_MAX)
+				return ctl_args_error(err,
+				    "bad --limit '%s': expected a number "
+				    "above 0",
+				    optarg);
+			o->limit = (uint32_t)v;
+			break;
+		}
+		case OPT_BY:
+			o->by = optarg;
+			break;
+		case OPT_FOR:
+			if (parse_duration_ms(optarg, &o->for_ms) != 0 ||
+			    o->for_ms <= 0)
+				return ctl_args_error(err,
+				    "bad --for '%s': expected a duration "
+				    "such as 30m or 2h",
+				    optarg);
+			break;
+		case OPT_REASON:
+			o->reason = optarg;
 			break;
 		case ':':
 			return ctl_args_error(err, "option %s needs a value",
@@ -322,7 +487,11 @@ ctl_args_parse(struct ctl_opts *o, int argc, char **argv,
 			return ctl_args_error(err, "unknown option %s",
 			    argv[optind - 1]);
 		}
-		events_opt = 1;
+		/* A command-specific option: checked once the command is. */
+		if (nused < sizeof(used) / sizeof(used[0])) {
+			used[nused].name = ctl_options[longindex].name;
+			used[nused++].where = ctl_args_where(c);
+		}
 	}
 	/* After "--", operands only. */
 	for (; optind < argc; optind++)
@@ -335,12 +504,27 @@ ctl_args_parse(struct ctl_opts *o, int argc, char **argv,
 		return 0;
 	if (o->command == CTL_CMD_NONE)
 		return ctl_args_error(err, "%s", "no command given");
-	if (events_opt && o->command != CTL_CMD_EVENTS)
-		return ctl_args_error(err, "%s is an option of events only",
-		    events_name);
-	if (o->command == CTL_CMD_EVENTS && o->nargs > 0)
-		return ctl_args_error(err,
-		    "events takes no operands (use --node): '%s'", o->args[0]);
+	if ((r = ctl_args_sub(o, err)) != 0)
+		return r;
+	here = o->command == CTL_CMD_EVENTS ? CTL_FOR_EVENTS
+	    : o->command == CTL_CMD_ACTIONS
+	    ? (o->sub == CTL_SUB_ACK ? CTL_FOR_ACK : CTL_FOR_ACTIONS_LIST)
+	    : o->command == CTL_CMD_MAINTENANCE && o->sub == CTL_SUB_ON
+	    ? CTL_FOR_MAINT_ON
+	    : 0;
+	for (size_t i = 0; i < nused; i++) {
+		char msg[128];
+
+		if (used[i].where & here)
+			continue;
+		snprintf(msg, sizeof(msg), "--%s is an option of %s only",
+		    used[i].name, ctl_args_where_str(used[i].where));
+		return ctl_args_error(err, "%s", msg);
+	}
+	if (o->command == CTL_CMD_MAINTENANCE && o->sub == CTL_SUB_ON &&
+	    o->for_ms == 0)
+		return ctl_args_error(err, "%s",
+		    "maintenance on needs --for DURATION");
 	if ((o->tls_cert == NULL) != (o->tls_key == NULL))
 		return ctl_args_error(err, "%s",
 		    "--tls-cert and --tls-key go together");
@@ -362,7 +546,7 @@ ctl_opts_free(struct ctl_opts *o)
 	for (size_t i = 0; i < o->ntargets; i++)
 		free(o->targets[i].text);
 	free(o->targets);
-	free(o->args);
+	free(o->args_alloc);
 	for (size_t i = 0; i < o->nnodes; i++)
 		free(o->nodes[i]);
 	free(o->nodes);

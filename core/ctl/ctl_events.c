@@ -75,9 +75,23 @@ ctl_event_value(struct evbuffer *out, const char *v)
 	return evbuffer_add(out, "\"", 1) == 0 ? 0 : -ENOMEM;
 }
 
+/* " name=value", two spaces before the first. */
+static int
+ctl_event_field(struct evbuffer *out, const char **sep, const char *name,
+    const char *value)
+{
+	if (evbuffer_add(out, *sep, strlen(*sep)) != 0 ||
+	    ctl_fmt_clean(out, name) < 0 || evbuffer_add(out, "=", 1) != 0 ||
+	    ctl_event_value(out, value) != 0)
+		return -ENOMEM;
+	*sep = " ";
+	return 0;
+}
+
 static int
 ctl_event_human(const Troika__V1__Event *e, int color, struct evbuffer *out)
 {
+	const char *sep = "  ";
 	char t[CTL_RFC3339_LEN], sev[64];
 	enum ctl_color c = ctl_severity_color((int)e->severity);
 	const char *on = color ? ctl_color_on(c) : "";
@@ -93,17 +107,17 @@ ctl_event_human(const Troika__V1__Event *e, int color, struct evbuffer *out)
 	    evbuffer_add(out, ": ", 2) != 0 ||
 	    ctl_fmt_clean(out, e->message) < 0)
 		return -ENOMEM;
-	if (e->check[0] != '\0' && (evbuffer_add(out, "  check=", 8) != 0 ||
-	                               ctl_event_value(out, e->check) != 0))
+	/* k=v: the check, the fields, the coordinator that saw it. */
+	if (e->check[0] != '\0' &&
+	    ctl_event_field(out, &sep, "check", e->check) != 0)
 		return -ENOMEM;
-	for (size_t i = 0; i < e->n_fields; i++) {
-		if (evbuffer_add(out, i == 0 && e->check[0] == '\0' ? "  " : " ",
-		        i == 0 && e->check[0] == '\0' ? 2 : 1) != 0 ||
-		    ctl_fmt_clean(out, e->fields[i]->name) < 0 ||
-		    evbuffer_add(out, "=", 1) != 0 ||
-		    ctl_event_value(out, e->fields[i]->value) != 0)
+	for (size_t i = 0; i < e->n_fields; i++)
+		if (ctl_event_field(out, &sep, e->fields[i]->name,
+		        e->fields[i]->value) != 0)
 			return -ENOMEM;
-	}
+	if (e->coordinator[0] != '\0' &&
+	    ctl_event_field(out, &sep, "coordinator", e->coordinator) != 0)
+		return -ENOMEM;
 	return evbuffer_add(out, "\n", 1) == 0 ? 0 : -ENOMEM;
 }
 

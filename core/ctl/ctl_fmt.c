@@ -6,11 +6,15 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <pwd.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 
+#include "ctl.h"
 #include "troika/v1/admin.pb-c.h"
 
 size_t
@@ -259,4 +263,20 @@ ctl_severity_color(int severity)
 	default:
 		return CTL_COLOR_MAGENTA;
 	}
+}
+
+void
+ctl_whoami(char *buf, size_t len)
+{
+	const struct passwd *pw = getpwuid(geteuid());
+	const char *user = getenv("SUDO_USER");
+	char host[256];
+
+	/* Who ran sudo, rather than root. */
+	if (user == NULL || *user == '\0')
+		user = pw != NULL ? pw->pw_name : "unknown";
+	if (gethostname(host, sizeof(host)) != 0)
+		snprintf(host, sizeof(host), "unknown");
+	host[sizeof(host) - 1] = '\0';
+	snprintf(buf, len, "%s@%s", user, host);
 }

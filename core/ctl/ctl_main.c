@@ -41,6 +41,12 @@ main(int argc, char **argv)
 	case CTL_CMD_EVENTS:
 		rc = ctl_events_run(&o);
 		break;
+	case CTL_CMD_ACTIONS:
+		rc = ctl_actions_run(&o);
+		break;
+	case CTL_CMD_MAINTENANCE:
+		rc = ctl_maint_run(&o);
+		break;
 	case CTL_CMD_NONE:
 		rc = CTL_EXIT_USAGE;
 		break;

@@ -14,6 +14,7 @@
 #include "grpc_client.h"
 #include "grpc_server.h"
 #include "parse.h"
+#include "troika/v1/admin.pb-c.h"
 
 static void
 ctl_rpc_signal_cb(evutil_socket_t sig, short what, void *arg)
@@ -220,8 +221,9 @@ ctl_rpc_call(struct ctl_rpc *r, const char *path,
 			    grpc_status_str(r->status), r->message);
 		grpc_client_free(r->cl);
 		r->cl = NULL;
+		r->nfailed++;
 		if (r->target + 1 == r->o->ntargets) {
-			if (r->o->ntargets > 1)
+			if (r->o->ntargets > 1 && r->nfailed == r->o->ntargets)
 				fprintf(stderr, "troikactl: none of the %zu "
 				    "coordinators answered\n", r->o->ntargets);
 			r->status = CTL_RPC_NO_ANSWER;
@@ -231,6 +233,76 @@ ctl_rpc_call(struct ctl_rpc *r, const char *path,
 	}
 	free(buf);
 	return r->status;
+}
+
+struct ctl_rpc_leader {
+	int got;
+	int leader;
+	char name[256]; /* the leader it names */
+};
+
+static int
+ctl_rpc_leader_message(const uint8_t *msg, size_t len, void *arg)
+{
+	struct ctl_rpc_leader *l = arg;
+	Troika__V1__GetStatusResponse *rep;
+
+	if ((rep = troika__v1__get_status_response__unpack(NULL, len, msg)) ==
+	    NULL)
+		return -EBADMSG;
+	l->got = 1;
+	l->leader = rep->leader;
+	snprintf(l->name, sizeof(l->name), "%s", rep->leader_name);
+	troika__v1__get_status_response__free_unpacked(rep, NULL);
+	return 0;
+}
+
+static const struct ctl_rpc_handler ctl_rpc_leader_handler = {
+    .message = ctl_rpc_leader_message,
+};
+
+int
+ctl_rpc_find_leader(struct ctl_rpc *r)
+{
+	Troika__V1__GetStatusRequest req = TROIKA__V1__GET_STATUS_REQUEST__INIT;
+	/* No node has an empty name: the answer carries no nodes. */
+	char *none[] = {(char *)(uintptr_t) ""};
+	char named[256] = "";
+	size_t next = 0;
+	int asked = 0;
+
+	req.nodes = none;
+	req.n_nodes = 1;
+	while (next < r->o->ntargets) {
+		struct ctl_rpc_leader l = {0, 0, ""};
+		int st;
+
+		grpc_client_free(r->cl);
+		r->cl = NULL;
+		r->target = next;
+		r->answered = 0;
+		st = ctl_rpc_call(r, "/troika.v1.Admin/GetStatus", &req.base,
+		    r->o->timeout_ms, &ctl_rpc_leader_handler, &l);
+		if (r->stopped)
+			return -1;
+		if (st == CTL_RPC_NO_ANSWER)
+			break;
+		if (st == GRPC_STATUS_OK && l.got && l.leader)
+			return 0;
+		if (st != GRPC_STATUS_OK)
+			fprintf(stderr, "troikactl: %s: %s: %s\n",
+			    ctl_rpc_target(r), grpc_status_str(st), r->message);
+		else if (l.name[0] != '\0')
+			snprintf(named, sizeof(named), "%s", l.name);
+		asked = 1;
+		next = r->target + 1;
+	}
+	if (asked)
+		fprintf(stderr, "troikactl: none of the coordinators asked "
+		    "leads%s%s%s\n", named[0] != '\0' ? "; they name " : "",
+		    named, named[0] != '\0' ? ": add it with --coordinator"
+		                            : "");
+	return -1;
 }
 
 void

@@ -44,6 +44,7 @@ struct ctl_rpc {
 	struct grpc_client *cl;
 	size_t target;            /* the target cl talks to */
 	int answered;             /* a target answered: stay with it */
+	size_t nfailed;           /* targets that did not answer */
 	struct event *sigint;
 	struct event *sigterm;
 	int interrupted;          /* SIGINT or SIGTERM arrived */
@@ -79,6 +80,13 @@ void ctl_rpc_cleanup(struct ctl_rpc *r);
 int ctl_rpc_call(struct ctl_rpc *r, const char *path,
     const ProtobufCMessage *req, int64_t timeout_ms,
     const struct ctl_rpc_handler *h, void *arg);
+
+/*
+ * For calls only the leader answers (AcknowledgeAction): ask the targets
+ * in order (GetStatus) which one leads, and stay with it for the calls
+ * that follow. Returns 0, or -1 after saying why on stderr.
+ */
+int ctl_rpc_find_leader(struct ctl_rpc *r);
 
 /* End the current call from a callback or timer; no other target. */
 void ctl_rpc_stop(struct ctl_rpc *r);

@@ -65,8 +65,9 @@ ctl_status_header(const Troika__V1__GetStatusResponse *rep, int color,
 		snprintf(buf, sizeof(buf), "%s, NO QUORUM (local store)", kind);
 		c = CTL_COLOR_ALERT;
 	} else if (!rep->quorum) {
-		snprintf(buf, sizeof(buf), "%s, NO QUORUM: no action is taken",
-		    kind);
+		snprintf(buf, sizeof(buf), "%s, NO QUORUM: no action is taken%s%s%s",
+		    kind, rep->quorum_reason[0] != '\0' ? " (" : "",
+		    rep->quorum_reason, rep->quorum_reason[0] != '\0' ? ")" : "");
 		c = CTL_COLOR_ALERT;
 	} else
 		snprintf(buf, sizeof(buf), "%s, quorum", kind);
@@ -116,6 +117,22 @@ ctl_status_header(const Troika__V1__GetStatusResponse *rep, int color,
 	    ? CTL_COLOR_YELLOW
 	    : CTL_COLOR_NONE;
 	ctl_status_line(out, color, c, "checks", buf);
+	if (rep->tilt_until_unix_nano != 0) {
+		char left[CTL_AGE_LEN];
+
+		ctl_fmt_age((int64_t)(rep->tilt_until_unix_nano -
+		                rep->time_unix_nano),
+		    left, sizeof(left));
+		snprintf(buf, sizeof(buf), "TILT until %s (%s): opinions withheld",
+		    ctl_fmt_rfc3339(rep->tilt_until_unix_nano, 0, t, sizeof(t)),
+		    left);
+		ctl_status_line(out, color, CTL_COLOR_ALERT, "tilt", buf);
+	}
+	if (rep->n_maintenance > 0) {
+		snprintf(buf, sizeof(buf), "%zu in force: nothing automated "
+		    "happens there", rep->n_maintenance);
+		ctl_status_line(out, color, CTL_COLOR_YELLOW, "maintenance", buf);
+	}
 	ctl_status_line(out, color, CTL_COLOR_NONE, "time",
 	    ctl_fmt_rfc3339(rep->time_unix_nano, 3, t, sizeof(t)));
 }
@@ -221,13 +238,18 @@ int
 ctl_status_write(const Troika__V1__GetStatusResponse *rep, int json,
     int color, struct evbuffer *out)
 {
-	int r;
+	int r = 0;
 
 	if (json)
 		return ctl_status_json(rep, out);
 	ctl_status_header(rep, color, out);
 	if (evbuffer_add(out, "\n", 1) != 0)
 		return -ENOMEM;
+	if (rep->n_maintenance > 0 &&
+	    ((r = ctl_maint_write(rep->maintenance, rep->n_maintenance,
+	          rep->time_unix_nano, color, out)) != 0 ||
+	        evbuffer_add(out, "\n", 1) != 0))
+		return r != 0 ? r : -ENOMEM;
 	if (rep->n_nodes == 0) {
 		evbuffer_add_printf(out, "no nodes\n");
 		return 0;

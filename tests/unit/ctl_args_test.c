@@ -156,6 +156,70 @@ test_events(void **state)
 }
 
 static void
+test_actions_and_maintenance(void **state)
+{
+	struct ctl_opts o;
+	char *err;
+
+	(void)state;
+	/* actions: list by default, with or without the word. */
+	assert_int_equal(parse(&o, NULL, &err, "actions", NULL), 0);
+	assert_int_equal(o.command, CTL_CMD_ACTIONS);
+	assert_int_equal(o.sub, CTL_SUB_LIST);
+	assert_int_equal(o.nargs, 0);
+	ctl_opts_free(&o);
+	free(err);
+	assert_int_equal(parse(&o, NULL, &err, "actions", "node-1", "--limit",
+	                     "5", "node-2", NULL),
+	    0);
+	assert_int_equal(o.sub, CTL_SUB_LIST);
+	assert_int_equal(o.limit, 5);
+	assert_int_equal(o.nargs, 2);
+	assert_string_equal(o.args[1], "node-2");
+	ctl_opts_free(&o);
+	free(err);
+	assert_int_equal(parse(&o, NULL, &err, "actions", "list", "ack", NULL),
+	    0);
+	assert_int_equal(o.sub, CTL_SUB_LIST);
+	assert_int_equal(o.nargs, 1);
+	assert_string_equal(o.args[0], "ack");
+	ctl_opts_free(&o);
+	free(err);
+	assert_int_equal(parse(&o, NULL, &err, "actions", "ack", "0001-0002",
+	                     "--by", "alice", NULL),
+	    0);
+	assert_int_equal(o.sub, CTL_SUB_ACK);
+	assert_string_equal(o.args[0], "0001-0002");
+	assert_string_equal(o.by, "alice");
+	ctl_opts_free(&o);
+	free(err);
+	/* maintenance */
+	assert_int_equal(parse(&o, NULL, &err, "maintenance", NULL), 0);
+	assert_int_equal(o.command, CTL_CMD_MAINTENANCE);
+	assert_int_equal(o.sub, CTL_SUB_LIST);
+	ctl_opts_free(&o);
+	free(err);
+	assert_int_equal(parse(&o, NULL, &err, "maintenance", "on", "node-1",
+	                     "db", "--for", "1h30m", "--reason", "upgrade",
+	                     "--by=bob", NULL),
+	    0);
+	assert_int_equal(o.sub, CTL_SUB_ON);
+	assert_int_equal(o.nargs, 2);
+	assert_string_equal(o.args[0], "node-1");
+	assert_string_equal(o.args[1], "db");
+	assert_int_equal(o.for_ms, 5400000);
+	assert_string_equal(o.reason, "upgrade");
+	assert_string_equal(o.by, "bob");
+	ctl_opts_free(&o);
+	free(err);
+	assert_int_equal(parse(&o, NULL, &err, "maintenance", "off", NULL), 0);
+	assert_int_equal(o.sub, CTL_SUB_OFF);
+	assert_int_equal(o.nargs, 0);
+	ctl_opts_free(&o);
+	free(err);
+}
+
+static void
 test_help_and_version(void **state)
 {
 	struct ctl_opts o;
@@ -177,7 +241,7 @@ static void
 test_usage_errors(void **state)
 {
 	static const struct {
-		const char *args[6];
+		const char *args[7];
 		const char *err;
 	} cases[] = {
 	    {{NULL}, "troikactl: no command given\n"},
@@ -212,6 +276,37 @@ test_usage_errors(void **state)
 	        "troikactl: bad --after '99999999999999999999': expected a "
 	        "sequence number\n"},
 	    {{"events", "--node", "a,", NULL}, "troikactl: bad --node 'a,'\n"},
+	    {{"status", "--limit", "3", NULL},
+	        "troikactl: --limit is an option of actions list only\n"},
+	    {{"actions", "ack", "x", "--limit", "3", NULL},
+	        "troikactl: --limit is an option of actions list only\n"},
+	    {{"actions", "--limit", "0", NULL},
+	        "troikactl: bad --limit '0': expected a number above 0\n"},
+	    {{"actions", "--by", "me", NULL},
+	        "troikactl: --by is an option of actions ack and maintenance on "
+	        "only\n"},
+	    {{"actions", "ack", NULL},
+	        "troikactl: actions ack takes one action id\n"},
+	    {{"actions", "ack", "a", "b", NULL},
+	        "troikactl: actions ack takes one action id\n"},
+	    {{"maintenance", "on", "n", NULL},
+	        "troikactl: maintenance on needs --for DURATION\n"},
+	    {{"maintenance", "on", "--for", "5", NULL},
+	        "troikactl: bad --for '5': expected a duration such as 30m or "
+	        "2h\n"},
+	    {{"maintenance", "off", "--for", "5m", NULL},
+	        "troikactl: --for is an option of maintenance on only\n"},
+	    {{"maintenance", "--reason", "x", NULL},
+	        "troikactl: --reason is an option of maintenance on only\n"},
+	    {{"maintenance", "on", "a", "b", "c", "--for", "1m"},
+	        "troikactl: too many operands: 'c'\n"},
+	    {{"maintenance", "list", "x", NULL},
+	        "troikactl: too many operands: 'x'\n"},
+	    {{"maintenance", "start", NULL},
+	        "troikactl: unknown maintenance command 'start' (list, on, "
+	        "off)\n"},
+	    {{"events", "--follow", "--after=3", "--limit", "2", NULL},
+	        "troikactl: --limit is an option of actions list only\n"},
 	    {{"status", "--tls-cert", "c.pem", NULL},
 	        "troikactl: --tls-cert and --tls-key go together\n"},
 	    {{"status", "--tls-key", "k.pem", NULL},
@@ -225,7 +320,7 @@ test_usage_errors(void **state)
 		char *err, expect[256];
 
 		assert_int_equal(parse(&o, NULL, &err, a[0], a[1], a[2], a[3],
-		                     a[4], a[5]),
+		                     a[4], a[5], a[6]),
 		    CTL_EXIT_USAGE);
 		snprintf(expect, sizeof(expect), "%stry 'troikactl --help'\n",
 		    cases[i].err);
@@ -243,6 +338,7 @@ main(void)
 	    cmocka_unit_test(test_options_anywhere),
 	    cmocka_unit_test(test_environment),
 	    cmocka_unit_test(test_events),
+	    cmocka_unit_test(test_actions_and_maintenance),
 	    cmocka_unit_test(test_help_and_version),
 	    cmocka_unit_test(test_usage_errors),
 	};

@@ -354,6 +354,150 @@ test_events(void **state)
 	free(s);
 }
 
+static void
+test_actions(void **state)
+{
+	Troika__V1__ActionRecord a[3], *pa[3];
+	char *args[] = {S("127.0.1.2"), S("6379")};
+	struct evbuffer *b = evbuffer_new();
+	char *s;
+
+	(void)state;
+	assert_non_null(b);
+	for (int i = 0; i < 3; i++) {
+		troika__v1__action_record__init(&a[i]);
+		a[i].node = S("node-2");
+		a[i].check = S("redis");
+		a[i].fencing_token = 12;
+		a[i].attempt = 1;
+		a[i].reason = S("2 of 3 coordinators: refused");
+		pa[i] = &a[i];
+	}
+	a[0].id = S("000000000012-000003");
+	a[0].action = S("replicate");
+	a[0].args = args;
+	a[0].n_args = 2;
+	a[0].state = TROIKA__V1__ACTION_STATE__ACTION_STATE_RUNNING;
+	a[0].started_unix_nano = T0 + 60 * SEC;
+	a[1].id = S("000000000012-000002");
+	a[1].action = S("restart");
+	a[1].state = TROIKA__V1__ACTION_STATE__ACTION_STATE_LOCKED;
+	a[1].attempt = 2;
+	a[1].started_unix_nano = T0 + 30 * SEC;
+	a[1].ended_unix_nano = T0 + 150 * SEC;
+	a[1].message = S("no outcome within 2m");
+	a[1].duration_nano = 0;
+	a[2].id = S("000000000012-000001");
+	a[2].action = S("restart");
+	a[2].state = TROIKA__V1__ACTION_STATE__ACTION_STATE_SUCCEEDED;
+	a[2].started_unix_nano = T0;
+	a[2].ended_unix_nano = T0 + SEC;
+	a[2].duration_nano = 105000000;
+	a[2].message = S("restarted");
+	assert_int_equal(ctl_actions_write(pa, 3, 0, b), 0);
+	s = take(b);
+	assert_string_equal(s,
+	    "ID                   STARTED               NODE    CHECK  "
+	    "ACTION                    ATTEMPT  STATE      TOKEN  TOOK   MESSAGE\n"
+	    "000000000012-000003  2023-11-14T22:14:20Z  node-2  redis  "
+	    "replicate 127.0.1.2 6379        1  RUNNING       12  -      "
+	    "2 of 3 coordinators: refused\n"
+	    "000000000012-000002  2023-11-14T22:13:50Z  node-2  redis  "
+	    "restart                         2  LOCKED        12  -      "
+	    "no outcome within 2m\n"
+	    "000000000012-000001  2023-11-14T22:13:20Z  node-2  redis  "
+	    "restart                         1  SUCCEEDED     12  105ms  "
+	    "restarted\n"
+	    "\n"
+	    "1 LOCKED: no recovery of its check starts until an operator has "
+	    "looked and run 'troikactl actions ack ID'\n");
+	free(s);
+	/* Longer runs; nothing at all. */
+	a[2].duration_nano = 2345000000ull;
+	assert_int_equal(ctl_actions_write(&pa[2], 1, 0, b), 0);
+	s = take(b);
+	assert_non_null(strstr(s, "  12  2.3s  restarted\n"));
+	free(s);
+	a[2].duration_nano = 65 * SEC;
+	assert_int_equal(ctl_actions_write(&pa[2], 1, 1, b), 0);
+	s = take(b);
+	assert_non_null(strstr(s, "\033[32mSUCCEEDED\033[0m"));
+	assert_non_null(strstr(s, "  1m5s  restarted\n"));
+	free(s);
+	assert_int_equal(ctl_actions_write(pa, 0, 0, b), 0);
+	s = take(b);
+	assert_string_equal(s, "no actions\n");
+	free(s);
+	evbuffer_free(b);
+}
+
+static void
+test_maintenance(void **state)
+{
+	Troika__V1__Maintenance m[3], *pm[3];
+	struct cluster k;
+	struct evbuffer *b = evbuffer_new();
+	char *s;
+
+	(void)state;
+	assert_non_null(b);
+	for (int i = 0; i < 3; i++) {
+		troika__v1__maintenance__init(&m[i]);
+		pm[i] = &m[i];
+	}
+	m[0].until_unix_nano = T0 + 7200 * SEC;
+	m[0].by = S("alice@ops");
+	m[0].reason = S("kernel update");
+	m[1].node = S("node-2");
+	m[1].until_unix_nano = T0 + 90 * SEC;
+	m[2].node = S("node-3");
+	m[2].check = S("mysql");
+	m[2].until_unix_nano = T0 - SEC;
+	m[2].by = S("bob");
+	assert_int_equal(ctl_maint_write(pm, 3, T0, 0, b), 0);
+	s = take(b);
+	assert_string_equal(s,
+	    "MAINTENANCE   UNTIL                 LEFT   BY         REASON\n"
+	    "cluster       2023-11-15T00:13:20Z  2h     alice@ops  "
+	    "kernel update\n"
+	    "node-2        2023-11-14T22:14:50Z  1m30s\n"
+	    "node-3/mysql  2023-11-14T22:13:19Z  ended  bob\n");
+	free(s);
+	assert_int_equal(ctl_maint_write(pm, 0, T0, 0, b), 0);
+	s = take(b);
+	assert_string_equal(s, "no maintenance\n");
+	free(s);
+
+	/* In the status: a header line and the table; TILT; the reason
+	 * there is no quorum. */
+	cluster_init(&k);
+	k.rep.maintenance = pm;
+	k.rep.n_maintenance = 2;
+	k.rep.tilt_until_unix_nano = k.rep.time_unix_nano + 25 * SEC;
+	k.rep.quorum = 0;
+	k.rep.quorum_reason = S("etcd: no leader");
+	s = status_text(&k.rep, 0, 0);
+	assert_non_null(strstr(s,
+	    "store        etcd, NO QUORUM: no action is taken "
+	    "(etcd: no leader)\n"
+	    "leader       coord-1, fencing token 41\n"
+	    "nodes        2, 1 connected\n"
+	    "checks       3: 1 ok, 1 critical, 1 unknown\n"
+	    "tilt         TILT until 2023-11-14T23:15:48Z (25s): opinions "
+	    "withheld\n"
+	    "maintenance  2 in force: nothing automated happens there\n"
+	    "time         2023-11-14T23:15:23.456Z\n"
+	    "\n"
+	    "MAINTENANCE  UNTIL                 LEFT    BY         REASON\n"
+	    "cluster      2023-11-15T00:13:20Z  57m56s  alice@ops  "
+	    "kernel update\n"
+	    "node-2       2023-11-14T22:14:50Z  ended\n"
+	    "\n"
+	    "NODE     CONNECTED"));
+	free(s);
+	evbuffer_free(b);
+}
+
 int
 main(void)
 {
@@ -362,6 +506,8 @@ main(void)
 	    cmocka_unit_test(test_status_no_quorum_and_colour),
 	    cmocka_unit_test(test_status_json),
 	    cmocka_unit_test(test_events),
+	    cmocka_unit_test(test_actions),
+	    cmocka_unit_test(test_maintenance),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
