@@ -48,7 +48,7 @@ class Cluster:
         self.policy = policy
         self.restart_argv = restart_argv
         self.extra_targets = extra_targets or {}
-        self.etcd = EtcdCluster(procs, run / "etcd")
+        self.etcd = EtcdCluster(procs, run / "etcd", wrap=self.wrap)
         (run / "etcd").mkdir(exist_ok=True)
         self.coords = {}
         self.agents = {}
@@ -56,6 +56,12 @@ class Cluster:
         self.metric_ports = {n: free_port(IPS[n]) for n in (1, 2, 3)}
         self.agent_ports = {n: free_port(IPS[n]) for n in (1, 2, 3)}
         self.channels = {}
+
+    def wrap(self, n, argv):
+        """The command line that starts argv as one of node n's processes
+        (etcd, coordinator, agent, the services the harness starts). As it
+        is here; test_partition.py puts each node in its own cgroup."""
+        return argv
 
     # ---- redis, one per node, daemonized as a service manager starts it
 
@@ -73,7 +79,8 @@ class Cluster:
     def start_redis(self, n):
         write_conf(self.redis_conf(n), IPS[n], REDIS_PORT, str(self.redis_dir(n)),
                    daemonize=True, logfile=str(self.redis_dir(n) / "redis.log"))
-        r = os.spawnv(os.P_WAIT, REDIS_SERVER, [REDIS_SERVER, self.redis_conf(n)])
+        argv = self.wrap(n, [REDIS_SERVER, self.redis_conf(n)])
+        r = os.spawnv(os.P_WAIT, argv[0], argv)
         assert r == 0
         wait_for(lambda: self.redis_ping(n), 10, what=f"redis on node {n}")
 
@@ -114,8 +121,8 @@ class Cluster:
         d = self.run / f"coord{n}"
         d.mkdir(exist_ok=True)
         (d / "coord.yaml").write_text(self.coord_conf(n))
-        self.coords[n] = self.procs.start([COORD, "--config", str(d / "coord.yaml")],
-                                          d / "coord.log")
+        self.coords[n] = self.procs.start(
+            self.wrap(n, [COORD, "--config", str(d / "coord.yaml")]), d / "coord.log")
         wait_for(lambda: self.coord_healthy(n), 10, what=f"coord-{n}")
 
     def coord_healthy(self, n):
@@ -228,8 +235,8 @@ class Cluster:
         d.mkdir(exist_ok=True)
         (d / "agent.yaml").write_text(self.agent_conf(n))
         self.agents[n] = self.procs.start(
-            [AGENT, "--config", str(d / "agent.yaml"), "--admin-socket",
-             str(d / "admin.sock")], d / "agent.log")
+            self.wrap(n, [AGENT, "--config", str(d / "agent.yaml"), "--admin-socket",
+                          str(d / "admin.sock")]), d / "agent.log")
 
     def agent_log(self, n):
         p = self.run / f"agent{n}" / "agent.log"

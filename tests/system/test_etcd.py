@@ -49,11 +49,16 @@ def ports_free():
 
 
 class EtcdCluster:
-    """Three members, each its own process group, killed by PID."""
+    """Three members, each its own process group, killed by PID.
 
-    def __init__(self, procs, run):
+    wrap(n, argv), when given, returns the command line that starts member
+    n (test_partition.py runs each node's processes in its own cgroup).
+    """
+
+    def __init__(self, procs, run, wrap=None):
         self.procs = procs
         self.run = run
+        self.wrap = wrap
         self.members = {}
         # The ports are fixed: wait for another test's cluster to go,
         # rather than talk to it by mistake.
@@ -76,6 +81,8 @@ class EtcdCluster:
                 "--heartbeat-interval", "100", "--election-timeout", "1000",
                 "--pre-vote", "--logger", "zap",
                 "--log-outputs", str(d / "etcd.log")]
+        if self.wrap is not None:
+            argv = self.wrap(n, argv)
         self.members[n] = self.procs.start(argv, d / "etcd.out")
 
     def kill(self, n):

@@ -1,0 +1,440 @@
+"""Network partitions between the three emulated nodes (issue 5): etcd, a
+troika-coord, a troika-agent and a real Redis on each of 127.0.1.1-3
+(cluster.py), with every process of node N in cgroup tk/nN.
+
+Partitions on loopback (TESTENV.md section 6): every connection a node's
+process opens to 127.0.1.0/24 leaves from its own address (SNAT by cgroup,
+chain TK-SNAT), and a cut drops the connections by their conntrack tuple in
+INPUT (chain TK-IN), both directions at once, including those already open.
+The harness talks from 127.0.0.1 in the root cgroup and is never cut.
+Rules, chains and cgroups are this file's own and are removed when a test
+ends, passed or not.
+
+Every test asserts the exact history: the action records on every
+coordinator, the events each coordinator kept, the commands the agents
+ran, and the opinions left in etcd.
+
+Needs root (iptables, cgroup2). Ports 2379/2380 on 127.0.1.1-3 are fixed
+(etcd): the etcd port lock is held for the whole test.
+"""
+import base64
+import collections
+import fcntl
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from cluster import DEFAULT_POLICY, ETCD_LOCK, IPS, Cluster
+from conftest import SANITIZED, wait_for
+from grpc_echo import generate_modules
+from test_etcd import ETCD
+
+IPTABLES = shutil.which("iptables") or "/usr/sbin/iptables"
+SNAT_CHAIN = "TK-SNAT"
+CUT_CHAIN = "TK-IN"
+CGROUP = "tk"
+PREFIX = "/troika-test"
+SLOW = 3 if SANITIZED else 1
+# A node whose agent's stream is gone this long is down (after the 3 s the
+# coordinator takes to notice a silent stream: three 1 s heartbeats).
+NODE_DOWN_AFTER = 4
+POLICY = f"  nodes: {{down_after: {NODE_DOWN_AFTER}s}}\n" + DEFAULT_POLICY
+
+
+def cgroup2_root():
+    """Where the cgroup2 hierarchy is mounted (hybrid hosts: .../unified)."""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            parts = line.split()
+            sep = parts.index("-")
+            if parts[sep + 1] == "cgroup2":
+                return parts[4]
+    return None
+
+
+def why_not():
+    if os.geteuid() != 0:
+        return "partition tests need root (iptables, cgroups)"
+    if not os.path.exists(ETCD):
+        return "etcd-server is not installed"
+    if not os.path.exists(IPTABLES):
+        return "iptables is not installed"
+    root = cgroup2_root()
+    if root is None or not os.access(root, os.W_OK):
+        return "no writable cgroup2 hierarchy"
+    return None
+
+
+pytestmark = pytest.mark.skipif(why_not() is not None, reason=str(why_not()))
+
+
+class Net:
+    """The cgroups tk/n1-3, the SNAT that gives each node's connections its
+    own source address, and the cuts. Only what this object created is
+    ever removed."""
+
+    def __init__(self):
+        self.cg = os.path.join(cgroup2_root(), CGROUP)
+        self.undo = []      # iptables argv lists, run in reverse order
+        self.cgroups = []   # directories made, removed in reverse order
+
+    def ipt(self, *args, check=True):
+        r = subprocess.run([IPTABLES, "-w", *args], capture_output=True, text=True,
+                           timeout=30)
+        if check:
+            assert r.returncode == 0, f"iptables {' '.join(args)}: {r.stderr}"
+        return r
+
+    def setup(self):
+        for table, chain in (("nat", SNAT_CHAIN), ("filter", CUT_CHAIN)):
+            if self.ipt("-t", table, "-n", "-L", chain, check=False).returncode == 0:
+                raise AssertionError(
+                    f"iptables chain {table}/{chain} exists already: left by a run of "
+                    f"this test that was killed before its cleanup, or someone else's. "
+                    f"Remove it by hand if it is a leftover (iptables -t {table} -D "
+                    f"... -j {chain}; -F {chain}; -X {chain})")
+        assert not os.path.exists(self.cg), \
+            f"cgroup {self.cg} exists already (a leftover? rmdir its n1-3, then it)"
+        os.mkdir(self.cg)
+        self.cgroups.append(self.cg)
+        for n in (1, 2, 3):
+            os.mkdir(self.node_cgroup(n))
+            self.cgroups.append(self.node_cgroup(n))
+        self.ipt("-t", "nat", "-N", SNAT_CHAIN)
+        self.undo.append(["-t", "nat", "-X", SNAT_CHAIN])
+        self.undo.append(["-t", "nat", "-F", SNAT_CHAIN])
+        for n in (1, 2, 3):
+            self.ipt("-t", "nat", "-A", SNAT_CHAIN, "-d", "127.0.1.0/24", "-m", "cgroup",
+                     "--path", f"{CGROUP}/n{n}", "-j", "SNAT", "--to-source", IPS[n])
+        self.ipt("-t", "nat", "-I", "POSTROUTING", "-j", SNAT_CHAIN)
+        self.undo.append(["-t", "nat", "-D", "POSTROUTING", "-j", SNAT_CHAIN])
+        self.ipt("-N", CUT_CHAIN)
+        self.undo.append(["-X", CUT_CHAIN])
+        self.undo.append(["-F", CUT_CHAIN])
+        self.ipt("-I", "INPUT", "-j", CUT_CHAIN)
+        self.undo.append(["-D", "INPUT", "-j", CUT_CHAIN])
+
+    def node_cgroup(self, n):
+        return os.path.join(self.cg, f"n{n}")
+
+    def wrap(self, n, argv):
+        """argv started inside node n's cgroup: the shell joins it, then
+        execs (same PID, so the harness still stops it by PID), and every
+        socket it opens belongs to the cgroup."""
+        procs = os.path.join(self.node_cgroup(n), "cgroup.procs")
+        return ["/bin/sh", "-c", 'echo $$ > "$1" || exit 111; shift; exec "$@"',
+                f"tk-n{n}", procs, *argv]
+
+    def cut_one_way(self, a, b, port=None):
+        """Drop the connections node a dials to node b (to b's port, or to
+        any), in both directions of their traffic."""
+        rule = ["-A", CUT_CHAIN]
+        if port is not None:
+            rule += ["-p", "tcp"]
+        rule += ["-m", "conntrack", "--ctorigdst", IPS[b], "--ctrepldst", IPS[a]]
+        if port is not None:
+            rule += ["--ctorigdstport", str(port)]
+        self.ipt(*rule, "-j", "DROP")
+
+    def cut(self, a, b):
+        self.cut_one_way(a, b)
+        self.cut_one_way(b, a)
+
+    def isolate(self, n):
+        """Cut node n from the two others; returns the monotonic time."""
+        for m in (1, 2, 3):
+            if m != n:
+                self.cut(n, m)
+        return time.monotonic()
+
+    def heal(self):
+        self.ipt("-F", CUT_CHAIN)
+        return time.monotonic()
+
+    def rules(self):
+        return self.ipt("-S", CUT_CHAIN).stdout
+
+    def teardown(self):
+        errors = []
+        for args in reversed(self.undo):
+            r = self.ipt(*args, check=False)
+            if r.returncode != 0:
+                errors.append(f"iptables {' '.join(args)}: {r.stderr.strip()}")
+        self.undo = []
+        for d in reversed(self.cgroups):
+            procs = os.path.join(d, "cgroup.procs")
+            try:
+                # Only processes this test started ever join these cgroups;
+                # give them time to go, then end what is left by its PID.
+                def empty():
+                    with open(procs) as f:
+                        return f.read().split() == []
+                try:
+                    wait_for(empty, 10, interval=0.1, what=f"{d} empty")
+                except AssertionError:
+                    with open(procs) as f:
+                        left = [int(p) for p in f.read().split()]
+                    errors.append(f"{d}: processes still in it: {left}; killed")
+                    for pid in left:
+                        try:
+                            os.kill(pid, signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
+                    wait_for(empty, 10, interval=0.1, what=f"{d} empty")
+                os.rmdir(d)
+            except OSError as e:
+                errors.append(f"rmdir {d}: {e}")
+        self.cgroups = []
+        assert not errors, errors
+
+
+class PartitionCluster(Cluster):
+    def __init__(self, procs, run, pb, net, **kw):
+        self.net = net
+        super().__init__(procs, run, pb, **kw)
+
+    def wrap(self, n, argv):
+        return self.net.wrap(n, argv)
+
+
+@pytest.fixture(scope="module")
+def pb(tmp_path_factory):
+    _, agent_pb2, admin_pb2 = generate_modules(tmp_path_factory.mktemp("pb"))
+    return agent_pb2, admin_pb2
+
+
+@pytest.fixture
+def cluster(procs, tmp_path, pb):
+    """A started PartitionCluster; at the end, healed and stopped (its
+    logs checked), then rules, chains and cgroups removed."""
+    with open(ETCD_LOCK, "w") as lock:
+        # etcd's fixed ports: one cluster on this machine at a time.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        net = Net()
+        made = []
+        try:
+            net.setup()
+
+            def make(**kw):
+                c = PartitionCluster(procs, tmp_path, pb, net, policy=POLICY, **kw)
+                made.append(c)
+                c.start()
+                return c
+            yield make
+            net.heal()
+            for c in made:
+                c.stop()
+        finally:
+            try:
+                procs.stop_all()
+                for c in made:
+                    c.stop_services()
+            finally:
+                net.teardown()
+
+
+# ---- what the coordinators say ------------------------------------------
+
+def metric(m, name, **labels):
+    return m.get((name, frozenset(labels.items())), 0.0)
+
+
+def metric_sum(m, name):
+    return sum(v for (n, _), v in m.items() if n == name)
+
+
+def last_seq(c, n):
+    evs = c.events(n)
+    return evs[-1].seq if evs else 0
+
+
+def history(c, n, after):
+    """Coordinator n's events after seq `after`, as (kind, node, check)."""
+    return [(e.kind, e.node, e.check) for e in c.events(n, after=after) if e.seq > after]
+
+
+def field(ev, name):
+    for f in ev.fields:
+        if f.name == name:
+            return f.value
+    return None
+
+
+def etcd_opinions(c, via):
+    """{(coord, node, check)} of the FAILED opinions in etcd, read through
+    member `via` (the harness is never cut)."""
+    start = f"{PREFIX}/opinions/".encode()
+    end = start[:-1] + bytes([start[-1] + 1])
+    req = urllib.request.Request(
+        f"http://{IPS[via]}:2379/v3/kv/range", method="POST",
+        data=json.dumps({"key": base64.b64encode(start).decode(),
+                         "range_end": base64.b64encode(end).decode()}).encode())
+    with urllib.request.urlopen(req, timeout=5) as r:
+        kvs = json.loads(r.read()).get("kvs", [])
+    out = set()
+    for kv in kvs:
+        key = base64.b64decode(kv["key"]).decode()[len(start):]
+        out.add(tuple(key.split("/")))
+    return out
+
+
+def commands_run(c, n):
+    return metric_sum(c.agent_metrics(n), "troika_agent_commands_total")
+
+
+def settled_all(c):
+    """Every coordinator has quorum, sees the same leader and every node
+    connected with its checks OK, and holds no FAILED opinion."""
+    if not c.settled():
+        return False
+    names = {c.status(n).leader_name for n in (1, 2, 3)}
+    if len(names) != 1:
+        return False
+    return all(metric(c.coord_metrics(n), "troika_coord_opinions", state="failed") == 0
+               for n in (1, 2, 3))
+
+
+def move_coord_leader_off(c, node):
+    """Restart coordinator `node` while it leads, so another one leads."""
+    while c.leader()[0] == node:
+        c.kill_coord(node, signal.SIGTERM)
+        wait_for(lambda: c.leader(among=[m for m in (1, 2, 3) if m != node]), 20 * SLOW,
+                 what="another coordinator leading")
+        c.start_coord(node)
+        wait_for(lambda: settled_all(c), 30 * SLOW, what="the cluster settled again")
+
+
+def move_etcd_leader_off(c, node):
+    """etcd's Raft leader elsewhere, so the majority side needs no election
+    (that is a case of its own: the leader then changes)."""
+    lead = c.etcd.leader()
+    if lead != node:
+        return
+    other = 1 if node != 1 else 3
+    member = int(c.etcd.status(other)["header"]["member_id"])
+    c.etcd.etcdctl("move-leader", format(member, "x"), ns=(lead,))
+    wait_for(lambda: c.etcd.leader() == other, 10 * SLOW, what="etcd leader moved")
+
+
+# ---- 1. node 2 isolated --------------------------------------------------
+
+def test_isolated_node_is_down_for_the_majority_and_its_coordinator_never_acts(cluster, pb):
+    """Node 2 (its etcd member, coordinator, agent and Redis) cut from nodes
+    1 and 3. The isolated coordinator loses quorum, says why, and does not
+    act even on a failure it sees alone (node 2's Redis, killed meanwhile).
+    The majority finds node 2 down: a verdict on the node, held as node_down,
+    no per-service action. Healed, every opinion clears; nothing acted."""
+    c = cluster()
+    move_coord_leader_off(c, 2)
+    move_etcd_leader_off(c, 2)
+    leader, token = c.leader()
+    follower = 4 - leader
+    majority = (leader, follower)
+    base = {n: last_seq(c, n) for n in (1, 2, 3)}
+
+    t0 = c.net.isolate(2)
+
+    def coord2_without_quorum():
+        s = c.status(2)
+        return s if not s.quorum and s.quorum_reason else None
+    s = wait_for(coord2_without_quorum, 20 * SLOW, what="coord-2 without quorum")
+    t_noquorum = time.monotonic() - t0
+    assert not s.leader
+    print(f"coord-2 without quorum {t_noquorum:.2f} s after the cut: {s.quorum_reason!r}")
+    m = c.coord_metrics(2)
+    assert metric(m, "troika_coord_quorum") == 0
+
+    # A failure only the isolated coordinator sees: it must not act on it.
+    c.kill_redis(2)
+    wait_for(lambda: metric(c.coord_metrics(2), "troika_coord_opinions", state="failed") >= 1,
+             20 * SLOW, what="coord-2's own opinion: redis on node-2 FAILED")
+
+    def verdict():
+        evs = [e for e in c.events(leader, after=base[leader])
+               if e.kind == "verdict" and e.node == "node-2"]
+        return evs[0] if evs else None
+    ev = wait_for(verdict, 30 * SLOW, what="the majority's verdict on node-2")
+    t_verdict = time.monotonic() - t0
+    print(f"verdict on node-2 {t_verdict:.2f} s after the cut "
+          f"(stream timeout 3 s + down_after {NODE_DOWN_AFTER} s): {ev.message}")
+    assert ev.check == ""
+    assert sorted(field(ev, "opinions").split(",")) == sorted(f"coord-{n}" for n in majority)
+    for n in majority:
+        st = c.status(n)
+        assert st.quorum and st.leader_name == f"coord-{leader}"
+        assert st.fencing_token == token
+        node2 = [x for x in st.nodes if x.node == "node-2"][0]
+        assert not node2.connected
+    assert etcd_opinions(c, leader) == {(f"coord-{n}", "node-2", "@node") for n in majority}
+
+    # Nothing happens for a while: no record, no command, anywhere.
+    time.sleep(4 * SLOW)
+    for n in (1, 2, 3):
+        assert c.actions(n) == [], n
+        assert commands_run(c, n) == 0, n
+        m = c.coord_metrics(n)
+        assert metric(m, "troika_coord_actions_started_total") == 0
+        assert metric(m, "troika_coord_record_write_failures_total") == 0
+    assert not c.status(2).quorum
+    assert not c.redis_ping(2)
+    m = c.coord_metrics(leader)
+    assert metric(m, "troika_coord_recovery_held_total", reason="node_down") == 1
+
+    # Redis back by hand (in node 2's cgroup), then heal.
+    c.start_redis(2)
+    wait_for(lambda: metric(c.coord_metrics(2), "troika_coord_opinions",
+                            state="failed") == 2,
+             20 * SLOW, what="coord-2: only nodes 1 and 3 still FAILED")
+    t1 = c.net.heal()
+    wait_for(lambda: settled_all(c), 40 * SLOW, what="healed: quorum, one leader, "
+             "every node connected everywhere, no FAILED opinion")
+    print(f"healed: every coordinator with quorum and no opinion after "
+          f"{time.monotonic() - t1:.2f} s")
+    wait_for(lambda: etcd_opinions(c, 2) == set(), 10 * SLOW, what="no opinion left in etcd")
+    assert c.leader() == (leader, token)
+    time.sleep(2)
+
+    # The exact history.
+    for n in (1, 2, 3):
+        assert c.actions(n) == [], n
+        assert commands_run(c, n) == 0, n
+    hist = {n: history(c, n, base[n]) for n in (1, 2, 3)}
+    for n in (1, 2, 3):
+        print(f"coord-{n}: {hist[n]}")
+    forbidden = {"action_started", "action_done", "action_accepted", "action_locked",
+                 "recovery_escalated", "leader_changed", "tilt"}
+    for n in (1, 2, 3):
+        assert not forbidden & {k for k, _, _ in hist[n]}, (n, hist[n])
+    for n in majority:
+        h = collections.Counter(e for e in hist[n] if e[0] != "check_status")
+        want = collections.Counter({
+            ("node_disconnected", "node-2", ""): 1,
+            ("opinion", "node-2", ""): 2,        # FAILED, then OK (agent back)
+            ("node_connected", "node-2", ""): 1,
+        })
+        if n == leader:
+            want[("verdict", "node-2", "")] = 1
+            want[("recovery_held", "node-2", "")] = 1
+        assert h == want, (n, hist[n])
+    held = [e for e in c.events(leader, after=base[leader]) if e.kind == "recovery_held"]
+    assert field(held[0], "reason") == "node_down"
+    # The isolated coordinator: quorum lost and regained, nodes 1 and 3 down
+    # and back, and its own view of node 2's Redis: FAILED, then OK.
+    h2 = collections.Counter(e for e in hist[2] if e[0] != "check_status")
+    assert h2 == collections.Counter({
+        ("quorum_lost", "", ""): 1, ("quorum_regained", "", ""): 1,
+        ("node_disconnected", "node-1", ""): 1, ("node_disconnected", "node-3", ""): 1,
+        ("opinion", "node-1", ""): 2, ("opinion", "node-3", ""): 2,
+        ("node_connected", "node-1", ""): 1, ("node_connected", "node-3", ""): 1,
+        ("opinion", "node-2", "redis"): 2,
+    }), hist[2]
+    # Check statuses changed only for node 2's Redis, and only where seen.
+    for n in (1, 2, 3):
+        assert {(k, nd, ck) for k, nd, ck in hist[n] if k == "check_status"} <= \
+            {("check_status", "node-2", "redis")}, (n, hist[n])
