@@ -24,6 +24,7 @@
 #include "coord_conf.h"
 #include "coord_events.h"
 #include "coord_opinion.h"
+#include "coord_quorum.h"
 #include "coord_recovery.h"
 #include "coord_view.h"
 #include "log.h"
@@ -576,6 +577,9 @@ coord_stream_opinions_hello(struct coord *c, const char *node)
 		}
 		coord_opinions_hello(c->opinions, node, names, plugins,
 		    n->nchecks);
+		/* Checks the Hello dropped take their opinions with them. */
+		if (c->quorum != NULL)
+			coord_quorum_withdraw_stale(c->quorum);
 	}
 	free(names);
 	free(plugins);

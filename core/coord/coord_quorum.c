@@ -564,6 +564,30 @@ coord_quorum_publish(struct coord_quorum *q,
 	quorum_publish_one(ch, q);
 }
 
+void
+coord_quorum_withdraw_stale(struct coord_quorum *q)
+{
+	const char *me = q->c->conf->name;
+
+	if (q->c->opinions == NULL)
+		return;
+	for (size_t i = 0; i < q->nops; i++) {
+		const struct quorum_opinion *o = &q->ops[i];
+		const char *check = strcmp(o->check, COORD_QUORUM_NODE_CHECK) ==
+		    0 ? NULL : o->check;
+		struct coord_opinion_change ch = { .node = o->node,
+		    .check = check, .failed = 0, .reason = "forgotten" };
+
+		if (strcmp(o->coord, me) != 0 ||
+		    coord_opinions_failed(q->c->opinions, o->node, check))
+			continue;
+		quorum_publish_one(&ch, q);
+		/* Local: that removed ops[i] at once; look at i again. */
+		if (q->local)
+			i--;
+	}
+}
+
 /* ---- etcd: the lease our opinions live under ---- */
 
 static void

@@ -51,6 +51,12 @@ void coord_quorum_publish(struct coord_quorum *q,
     const struct coord_opinion_change *ch);
 
 /*
+ * Withdraw every opinion of ours that the opinion engine no longer holds
+ * (a Hello dropped the check, which it forgets without a change).
+ */
+void coord_quorum_withdraw_stale(struct coord_quorum *q);
+
+/*
  * The coordinators whose FAILED opinion of (node, check) is live now
  * (check NULL: the node), into coords (up to max; pointers valid until the
  * next change); returns how many there are. *certain is set to 1 when
