@@ -13,6 +13,7 @@ import calendar
 import json
 import os
 import pty
+import pwd
 import re
 import select
 import signal
@@ -37,7 +38,7 @@ SEC = 10**9
 
 def ctl_env(extra=None):
     env = {k: v for k, v in os.environ.items()
-           if k not in ("TROIKA_COORDINATOR", "NO_COLOR")}
+           if k not in ("TROIKA_COORDINATOR", "NO_COLOR", "SUDO_USER")}
     env.update(extra or {})
     return env
 
@@ -548,7 +549,10 @@ def test_deadline(cluster):
 def test_usage_errors():
     cases = [
         ((), "troikactl: no command given\n"),
-        (("actions",), "troikactl: unknown command 'actions'\n"),
+        (("backup",), "troikactl: unknown command 'backup'\n"),
+        (("maintenance", "on", "node-1"), "troikactl: maintenance on needs --for DURATION\n"),
+        (("actions", "ack"), "troikactl: actions ack takes one action id\n"),
+        (("status", "--limit", "2"), "troikactl: --limit is an option of actions list only\n"),
         (("status", "--frobnicate"), "troikactl: unknown option --frobnicate\n"),
         (("status", "--timeout"), "troikactl: option --timeout needs a value\n"),
         (("status", "--timeout", "-1s"), "troikactl: bad --timeout '-1s': expected a "
@@ -583,10 +587,14 @@ class FakeAdmin:
     """troika.v1.Admin in python3-grpcio: status(request, context) returns
     bytes, watch(request, context) yields bytes; requests are recorded."""
 
-    def __init__(self, admin_pb2, status=None, watch=None, creds=None):
+    def __init__(self, admin_pb2, status=None, watch=None, ack=None):
         self.requests = []
-        self._status, self._watch = status, watch
+        self._status, self._watch, self._ack = status, watch, ack
         handlers = {
+            "AcknowledgeAction": grpc.unary_unary_rpc_method_handler(
+                self.acknowledge,
+                request_deserializer=admin_pb2.AcknowledgeActionRequest.FromString,
+                response_serializer=lambda b: b),
             "GetStatus": grpc.unary_unary_rpc_method_handler(
                 self.get_status, request_deserializer=admin_pb2.GetStatusRequest.FromString,
                 response_serializer=lambda b: b),
@@ -605,6 +613,10 @@ class FakeAdmin:
     def get_status(self, request, context):
         self.requests.append(("GetStatus", request))
         return self._status(request, context)
+
+    def acknowledge(self, request, context):
+        self.requests.append(("AcknowledgeAction", request))
+        return self._ack(request, context)
 
     def watch_events(self, request, context):
         self.requests.append(("WatchEvents", request))
@@ -823,7 +835,8 @@ def test_events_listing_ends_at_the_coordinators_clock(pb, fakes):
 
     def watch(request, context):
         for seq in (2, 3, 4):
-            yield event(admin_pb2, seq, t=T - 10 * SEC).SerializeToString()
+            yield event(admin_pb2, seq, t=T - 10 * SEC, coordinator="coord-3",
+                        check="db" if seq == 3 else "").SerializeToString()
         seq = 5
         while not stop.is_set() and context.is_active():
             yield event(admin_pb2, seq, t=T).SerializeToString()  # after T
@@ -834,10 +847,189 @@ def test_events_listing_ends_at_the_coordinators_clock(pb, fakes):
     fakes.append(f)
     t0 = time.monotonic()
     rc, out, err = ctl("--coordinator", f.target, "events", "--json")
-    stop.set()
     assert (rc, err) == (0, "")
     assert [dict(parse_json(line))["seq"] for line in out.splitlines()] == [2, 3, 4]
     assert time.monotonic() - t0 < 3
+    # Which coordinator saw it, for people.
+    rc, out, err = ctl("--coordinator", f.target, "events")
+    stop.set()
+    assert (rc, err) == (0, "")
+    assert out == ("2 2023-11-14T22:13:12.000Z INFO     n check_status: e2  coordinator=coord-3\n"
+                   "3 2023-11-14T22:13:13.000Z INFO     n check_status: e3  check=db "
+                   "coordinator=coord-3\n"
+                   "4 2023-11-14T22:13:14.000Z INFO     n check_status: e4  coordinator=coord-3\n")
+
+
+# ---- actions and maintenance ----
+
+def whoami():
+    return f"{pwd.getpwuid(os.geteuid()).pw_name}@{socket.gethostname()}"
+
+
+def admin_rpc(coord, name, req_cls, rep_cls):
+    return coord.channel.unary_unary(f"/troika.v1.Admin/{name}",
+                                     request_serializer=req_cls.SerializeToString,
+                                     response_deserializer=rep_cls.FromString)
+
+
+def test_actions(procs, tmp_path, pb):
+    """A real record: the coordinator restarts a check that failed with
+    certain evidence, the agent's answer is INDETERMINATE, the record is
+    LOCKED until `troikactl actions ack`."""
+    A, admin_pb2 = pb
+    coord = Coord(procs, tmp_path, pb)
+    t = coord.target
+    list_actions = admin_rpc(coord, "ListActions", admin_pb2.ListActionsRequest,
+                             admin_pb2.ListActionsResponse)
+    try:
+        assert ctl("--coordinator", t, "actions") == (0, "no actions\n", "")
+        assert ctl("--coordinator", t, "actions", "--json") == (0, '{"actions":[]}\n', "")
+        s = Stream(coord.connect, timeout=120)
+        s.send(A.AgentMessage(hello=A.Hello(
+            node="node-1", version="0.1.0", start_time_unix_nano=1,
+            plugins=[A.Plugin(name="tcp", version="1", actions=[A.Action(name="restart")])],
+            checks=[A.Check(name="db", plugin="tcp", interval_nano=SEC, actions=["restart"])])))
+        assert s.recv().WhichOneof("body") == "welcome"
+        for run in (1, 2, 3):
+            s.send(A.AgentMessage(check_result=A.CheckResult(
+                check="db", plugin="tcp", status=A.CHECK_STATUS_CRITICAL,
+                evidence=A.EVIDENCE_CERTAIN, message="refused", run=run,
+                time_unix_nano=time.time_ns())))
+        cmd = s.recv().command
+        assert (cmd.check, cmd.action) == ("db", "restart")
+        for outcome, msg in ((A.COMMAND_OUTCOME_ACCEPTED, ""),
+                             (A.COMMAND_OUTCOME_INDETERMINATE, "timed out half-way")):
+            s.send(A.AgentMessage(command_result=A.CommandResult(
+                id=cmd.id, outcome=outcome, message=msg, fencing_token=cmd.fencing_token,
+                duration_nano=2500000000, time_unix_nano=time.time_ns())))
+        wait_for(lambda: [a.state for a in list_actions(admin_pb2.ListActionsRequest()).actions]
+                 == [admin_pb2.ACTION_STATE_LOCKED], 10, what="the LOCKED record")
+        rec = list_actions(admin_pb2.ListActionsRequest()).actions[0]
+
+        rc, out, err = ctl("--coordinator", t, "actions")
+        assert (rc, err) == (0, "")
+        assert out == table(
+            ["ID", "STARTED", "NODE", "CHECK", "ACTION", "ATTEMPT", "STATE", "TOKEN", "TOOK",
+             "MESSAGE"],
+            [[cmd.id, rfc3339(rec.started_unix_nano, 0), "node-1", "db", "restart", "1",
+              "LOCKED", str(cmd.fencing_token), "2.5s", "timed out half-way"]],
+            right=(5, 7)) + (
+            "\n1 LOCKED: no recovery of its check starts until an operator has looked and "
+            "run 'troikactl actions ack ID'\n")
+        rc, out, err = ctl("--coordinator", t, "actions", "--json")
+        assert (rc, err) == (0, "")
+        assert parse_json(out) == expected_json(list_actions(admin_pb2.ListActionsRequest()))
+        assert dict(dict(parse_json(out))["actions"][0])["reason"].startswith(
+            "1 of 1 coordinators: ")
+        assert ctl("--coordinator", t, "actions", "node-2") == (0, "no actions\n", "")
+        rc, out, err = ctl("--coordinator", t, "actions", "--limit", "1", "node-1", "--json")
+        assert len(dict(parse_json(out))["actions"]) == 1
+
+        # Acknowledged by someone; then it is no longer LOCKED.
+        rc, out, err = ctl("--coordinator", t, "actions", "ack", cmd.id, "--by", "alice")
+        assert (rc, err) == (0, "")
+        assert out.startswith(f"action {cmd.id} acknowledged by alice\n\nID  ")
+        assert re.search(r"  restart +1  ACKNOWLEDGED +\d+  2\.5s  timed out half-way\n$", out)
+        rec = list_actions(admin_pb2.ListActionsRequest()).actions[0]
+        assert (rec.state, rec.acknowledged_by) == (admin_pb2.ACTION_STATE_ACKNOWLEDGED, "alice")
+        assert ctl("--coordinator", t, "actions", "ack", cmd.id) == (
+            1, "", f"troikactl: {t}: FAILED_PRECONDITION: only a LOCKED record can be "
+                   "acknowledged\n")
+        assert ctl("--coordinator", t, "actions", "ack", "nope") == (
+            1, "", f"troikactl: {t}: NOT_FOUND: no such action record\n")
+        s.close()
+    finally:
+        coord.stop()
+
+
+def test_ack_goes_to_the_leader(pb, fakes):
+    _, admin_pb2 = pb
+    dead = f"{NODE1}:{free_port()}"
+
+    def acked(request, context):
+        return admin_pb2.AcknowledgeActionResponse(action=admin_pb2.ActionRecord(
+            id=request.id, node="node-1", check="db", action="restart",
+            state=admin_pb2.ACTION_STATE_ACKNOWLEDGED, acknowledged_by=request.by,
+            fencing_token=3, attempt=1)).SerializeToString()
+    follower = FakeAdmin(admin_pb2, status=lambda r, c: status_reply(
+        admin_pb2, leader=False, leader_name="coord-2").SerializeToString(), ack=acked)
+    leader = FakeAdmin(admin_pb2, status=lambda r, c: status_reply(
+        admin_pb2, coordinator="coord-2", leader=True, leader_name="coord-2").SerializeToString(),
+        ack=acked)
+    fakes.extend((follower, leader))
+    rc, out, err = ctl("--coordinator", f"{dead},{follower.target},{leader.target}",
+                       "actions", "ack", "a-1", "--json")
+    assert rc == 0
+    assert err == f"troikactl: {dead}: UNAVAILABLE: connection lost: Connection refused\n"
+    rec = dict(dict(parse_json(out))["action"])
+    assert (rec["id"], rec["state"], rec["acknowledged_by"]) == (
+        "a-1", "ACTION_STATE_ACKNOWLEDGED", whoami())
+    assert [m for m, _ in follower.requests] == ["GetStatus"]
+    assert [m for m, _ in leader.requests] == ["GetStatus", "AcknowledgeAction"]
+    assert list(leader.requests[0][1].nodes) == [""]
+    assert (leader.requests[1][1].id, leader.requests[1][1].by) == ("a-1", whoami())
+    # Nobody asked leads: say whom they name.
+    rc, out, err = ctl("--coordinator", f"{follower.target},{dead}", "actions", "ack", "a-1")
+    assert (rc, out) == (1, "")
+    assert err == (f"troikactl: {dead}: UNAVAILABLE: connection lost: Connection refused\n"
+                   "troikactl: none of the coordinators asked leads; they name coord-2: add "
+                   "it with --coordinator\n")
+    assert [m for m, _ in follower.requests] == ["GetStatus", "GetStatus"]
+
+
+def test_maintenance(procs, tmp_path, pb):
+    _, admin_pb2 = pb
+    coord = Coord(procs, tmp_path, pb)
+    t = coord.target
+    heads = ["MAINTENANCE", "UNTIL", "LEFT", "BY", "REASON"]
+    try:
+        assert ctl("--coordinator", t, "maintenance") == (0, "no maintenance\n", "")
+        assert ctl("--coordinator", t, "maintenance", "--json") == (
+            0, '{"maintenance":[]}\n', "")
+        t0 = time.time_ns()
+        rc, out, err = ctl("--coordinator", t, "maintenance", "on", "node-1", "db", "--for", "30m",
+                           "--reason", "disk swap", "--by", "alice")
+        assert (rc, err) == (0, "")
+        m = coord.status().maintenance
+        assert [(x.node, x.check, x.reason, x.by) for x in m] == [
+            ("node-1", "db", "disk swap", "alice")]
+        assert t0 + 1800 * SEC <= m[0].until_unix_nano <= time.time_ns() + 1800 * SEC
+        left = cells(out.splitlines()[3])[2]
+        assert left in ("30m", "29m59s"), out
+        assert out == "maintenance started for node-1/db\n\n" + table(
+            heads, [["node-1/db", rfc3339(m[0].until_unix_nano, 0), left, "alice",
+                     "disk swap"]])
+        # The whole cluster, by whoever runs troikactl.
+        rc, out, err = ctl("--coordinator", t, "maintenance", "on", "--for", "2h")
+        assert (rc, err) == (0, "")
+        assert out.startswith("maintenance started for cluster\n\n")
+        m = coord.status().maintenance
+        assert [(x.node, x.check, x.by) for x in m] == [("node-1", "db", "alice"), ("", "", whoami())]
+        rc, out, err = ctl("--coordinator", t, "maintenance", "--json")
+        assert (rc, err) == (0, "")
+        assert parse_json(out) == expected_json(admin_pb2.SetMaintenanceResponse(maintenance=m))
+        rc, out, err = ctl("--coordinator", t, "status")
+        assert "\nmaintenance  2 in force: nothing automated happens there\n" in out
+        assert re.search(r"\n\nMAINTENANCE  UNTIL  +LEFT  +BY  +REASON\n"
+                         r"node-1/db    \S+  +\S+  +alice  +disk swap\n"
+                         r"cluster      \S+  +\S+  +\S+\n\n", out), out
+        # A check needs its node: the coordinator says so.
+        assert ctl("--coordinator", t, "maintenance", "on", "--for", "1m", "--", "", "db") == (
+            1, "", f"troikactl: {t}: INVALID_ARGUMENT: a check's maintenance needs its node\n")
+        rc, out, err = ctl("--coordinator", t, "maintenance", "off", "node-1", "db")
+        assert (rc, err) == (0, "")
+        assert out.startswith("maintenance ended for node-1/db\n\nMAINTENANCE  ")
+        assert out.endswith(f"  {whoami()}\n") and out.count("\n") == 4
+        assert ctl("--coordinator", t, "maintenance", "off") == (
+            0, "maintenance ended for cluster\n\nno maintenance\n", "")
+        # Every change is an event.
+        rc, out, err = ctl("--coordinator", t, "events", "--kind", "maintenance_on,maintenance_off")
+        assert (rc, err) == (0, "")
+        assert [line.split()[3:5] for line in out.splitlines()] == [
+            ["node-1", "maintenance_on:"], ["-", "maintenance_on:"],
+            ["node-1", "maintenance_off:"], ["-", "maintenance_off:"]]
+    finally:
+        coord.stop()
 
 
 # ---- TLS ----
@@ -924,6 +1116,10 @@ def test_valgrind(cluster):
                        (["--coordinator", t, "status", "--json", "node-1", "node-9"], 1),
                        (["--coordinator", f"{dead},{t}", "events"], 0),
                        (["--coordinator", dead, "events", "--follow"], 1),
+                       (["--coordinator", t, "actions", "--json"], 0),
+                       (["--coordinator", t, "maintenance", "on", "node-2", "--for", "1m"], 0),
+                       (["--coordinator", t, "maintenance", "off", "node-2"], 0),
+                       (["--coordinator", t, "actions", "ack", "nope"], 1),
                        (["status", "--bogus"], 2)):
         r = subprocess.run(vg + args, capture_output=True, timeout=120, env=ctl_env())
         assert r.returncode == want, (args, r.stderr.decode())
