@@ -69,8 +69,8 @@ struct ctl_opts {
 	size_t nargs;
 	char **args_alloc; /* what args was allocated as */
 	/* actions */
-	uint32_t limit;    /* 0: the coordinator's default */
-	const char *by;    /* actions ack, maintenance on: who */
+	uint32_t limit; /* 0: the coordinator's default */
+	const char *by; /* actions ack, maintenance on: who */
 	/* maintenance on */
 	int64_t for_ms;
 	const char *reason;
@@ -108,8 +108,8 @@ int ctl_maint_run(const struct ctl_opts *o);
  */
 int ctl_status_write(const Troika__V1__GetStatusResponse *rep, int json,
     int color, struct evbuffer *out);
-int ctl_event_write(const Troika__V1__Event *e, int json, int color,
-    struct evbuffer *out);
+int ctl_event_write(
+    const Troika__V1__Event *e, int json, int color, struct evbuffer *out);
 /* A table of action records (ListActions, AcknowledgeAction). */
 int ctl_actions_write(Troika__V1__ActionRecord *const *recs, size_t n,
     int color, struct evbuffer *out);

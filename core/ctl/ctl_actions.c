@@ -40,7 +40,8 @@ static char *
 ctl_action_took(uint64_t ns, char *buf, size_t len)
 {
 	if (ns < 1000000000u)
-		snprintf(buf, len, "%llums", (unsigned long long)(ns / 1000000));
+		snprintf(
+		    buf, len, "%llums", (unsigned long long)(ns / 1000000));
 	else if (ns < 60 * 1000000000ull)
 		snprintf(buf, len, "%llu.%llus",
 		    (unsigned long long)(ns / 1000000000u),
@@ -51,8 +52,8 @@ ctl_action_took(uint64_t ns, char *buf, size_t len)
 }
 
 int
-ctl_actions_write(Troika__V1__ActionRecord *const *recs, size_t n,
-    int color, struct evbuffer *out)
+ctl_actions_write(Troika__V1__ActionRecord *const *recs, size_t n, int color,
+    struct evbuffer *out)
 {
 	static const char *const headers[] = {"ID", "STARTED", "NODE", "CHECK",
 	    "ACTION", "ATTEMPT", "STATE", "TOKEN", "TOOK", "MESSAGE"};
@@ -61,7 +62,8 @@ ctl_actions_write(Troika__V1__ActionRecord *const *recs, size_t n,
 	int r;
 
 	if (n == 0)
-		return evbuffer_add_printf(out, "no actions\n") < 0 ? -ENOMEM : 0;
+		return evbuffer_add_printf(out, "no actions\n") < 0 ? -ENOMEM
+		                                                    : 0;
 	if ((t = ctl_table_new(headers, 10)) == NULL)
 		return -ENOMEM;
 	ctl_table_align(t, 5, CTL_ALIGN_RIGHT);
@@ -82,23 +84,28 @@ ctl_actions_write(Troika__V1__ActionRecord *const *recs, size_t n,
 		evbuffer_add(act, "", 1);
 		ctl_enum_short(&troika__v1__action_state__descriptor,
 		    (int)a->state, "ACTION_STATE_", 0, state, sizeof(state));
-		locked += a->state == TROIKA__V1__ACTION_STATE__ACTION_STATE_LOCKED;
+		locked +=
+		    a->state == TROIKA__V1__ACTION_STATE__ACTION_STATE_LOCKED;
 		ctl_table_row(t);
 		ctl_table_cell(t, CTL_COLOR_NONE, a->id);
-		ctl_table_cell(t, CTL_COLOR_NONE, a->started_unix_nano == 0 ? "-"
-		    : ctl_fmt_rfc3339(a->started_unix_nano, 0, when,
-		          sizeof(when)));
+		ctl_table_cell(t, CTL_COLOR_NONE,
+		    a->started_unix_nano == 0
+		        ? "-"
+		        : ctl_fmt_rfc3339(
+		              a->started_unix_nano, 0, when, sizeof(when)));
 		ctl_table_cell(t, CTL_COLOR_NONE, a->node);
 		ctl_table_cell(t, CTL_COLOR_NONE, a->check);
-		ctl_table_cell(t, CTL_COLOR_NONE,
-		    (const char *)evbuffer_pullup(act, -1));
+		ctl_table_cell(
+		    t, CTL_COLOR_NONE, (const char *)evbuffer_pullup(act, -1));
 		ctl_table_cellf(t, CTL_COLOR_NONE, "%u", a->attempt);
 		ctl_table_cell(t, ctl_action_color((int)a->state), state);
 		ctl_table_cellf(t, CTL_COLOR_NONE, "%llu",
 		    (unsigned long long)a->fencing_token);
 		/* As the agent measured it: none while running or locked. */
-		ctl_table_cell(t, CTL_COLOR_NONE, a->duration_nano == 0 ? "-"
-		    : ctl_action_took(a->duration_nano, took, sizeof(took)));
+		ctl_table_cell(t, CTL_COLOR_NONE,
+		    a->duration_nano == 0 ? "-"
+		                          : ctl_action_took(a->duration_nano,
+		                                took, sizeof(took)));
 		/* What became of it; while nothing has, why it started. */
 		ctl_table_cell(t, CTL_COLOR_NONE,
 		    a->message[0] != '\0' ? a->message : a->reason);
@@ -182,8 +189,8 @@ ctl_actions_output(const struct ctl_opts *o, const ProtobufCMessage *rep)
 	evbuffer_free(out);
 	return CTL_EXIT_OK;
 fail:
-	fprintf(stderr, "troikactl: cannot format the answer: %s\n",
-	    strerror(-e));
+	fprintf(
+	    stderr, "troikactl: cannot format the answer: %s\n", strerror(-e));
 	if (out != NULL)
 		evbuffer_free(out);
 	return CTL_EXIT_FAIL;
@@ -226,8 +233,8 @@ ctl_actions_run(const struct ctl_opts *o)
 		path = "/troika.v1.Admin/ListActions";
 		ac.desc = &troika__v1__list_actions_response__descriptor;
 	}
-	st = ctl_rpc_call(&r, path, req, o->timeout_ms, &ctl_actions_handler,
-	    &ac);
+	st = ctl_rpc_call(
+	    &r, path, req, o->timeout_ms, &ctl_actions_handler, &ac);
 	if (st == CTL_RPC_NO_ANSWER)
 		goto out;
 	if (r.stopped) {
@@ -237,7 +244,8 @@ ctl_actions_run(const struct ctl_opts *o)
 	if (st != GRPC_STATUS_OK || ac.rep == NULL) {
 		fprintf(stderr, "troikactl: %s: %s: %s\n", ctl_rpc_target(&r),
 		    grpc_status_str(st),
-		    st != GRPC_STATUS_OK ? r.message : "no answer in the reply");
+		    st != GRPC_STATUS_OK ? r.message
+		                         : "no answer in the reply");
 		goto out;
 	}
 	rc = ctl_actions_output(o, ac.rep);

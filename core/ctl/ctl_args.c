@@ -74,8 +74,8 @@ ctl_usage(FILE *f)
 	    "separate with\n"
 	    "                           commas: each is tried in turn until "
 	    "one answers\n"
-	    "                           (default: $TROIKA_COORDINATOR, else "
-	    CTL_DEFAULT_COORDINATOR ")\n"
+	    "                           (default: $TROIKA_COORDINATOR, "
+	    "else " CTL_DEFAULT_COORDINATOR ")\n"
 	    "  --timeout DURATION       per coordinator: 500ms, 5s, 1m or "
 	    "plain seconds\n"
 	    "                           (default 5s)\n"
@@ -162,8 +162,8 @@ ctl_args_target(struct ctl_target *t, const char *s)
 }
 
 static int
-ctl_args_targets(struct ctl_opts *o, const char *value, const char *source,
-    FILE *err)
+ctl_args_targets(
+    struct ctl_opts *o, const char *value, const char *source, FILE *err)
 {
 	char **items = NULL;
 	size_t n = 0;
@@ -179,12 +179,14 @@ ctl_args_targets(struct ctl_opts *o, const char *value, const char *source,
 			o->targets = t;
 			for (size_t i = 0; i < n && r == 0; i++) {
 				memset(&t[o->ntargets], 0, sizeof(*t));
-				r = ctl_args_target(&t[o->ntargets++],
-				    items[i]);
+				r = ctl_args_target(
+				    &t[o->ntargets++], items[i]);
 				if (r != 0)
-					fprintf(err, "troikactl: bad "
+					fprintf(err,
+					    "troikactl: bad "
 					    "coordinator '%s' in %s: expected "
-					    "HOST:PORT\n", items[i], source);
+					    "HOST:PORT\n",
+					    items[i], source);
 			}
 		}
 	} else
@@ -356,8 +358,8 @@ ctl_args_sub(struct ctl_opts *o, FILE *err)
 		break;
 	case CTL_SUB_ACK:
 		if (o->nargs != 1)
-			return ctl_args_error(err, "%s",
-			    "actions ack takes one action id");
+			return ctl_args_error(
+			    err, "%s", "actions ack takes one action id");
 		return 0;
 	case CTL_SUB_ON:
 	case CTL_SUB_OFF:
@@ -365,8 +367,8 @@ ctl_args_sub(struct ctl_opts *o, FILE *err)
 		break;
 	}
 	if (o->nargs > max)
-		return ctl_args_error(err, "too many operands: '%s'",
-		    o->args[max]);
+		return ctl_args_error(
+		    err, "too many operands: '%s'", o->args[max]);
 	return 0;
 }
 
@@ -393,14 +395,15 @@ ctl_args_parse(struct ctl_opts *o, int argc, char **argv,
 		switch (c) {
 		case 1:
 			if (ctl_args_operand(o, optarg) != 0)
-				return ctl_args_error(err, o->command ==
-				        CTL_CMD_NONE ? "unknown command '%s'"
-				                     : "out of memory (%s)",
+				return ctl_args_error(err,
+				    o->command == CTL_CMD_NONE
+				        ? "unknown command '%s'"
+				        : "out of memory (%s)",
 				    optarg);
 			continue;
 		case OPT_COORDINATOR:
-			if (ctl_args_targets(o, optarg, "--coordinator",
-			        err) != 0)
+			if (ctl_args_targets(o, optarg, "--coordinator", err) !=
+			    0)
 				return CTL_EXIT_USAGE;
 			continue;
 		case OPT_TIMEOUT:
@@ -446,13 +449,13 @@ ctl_args_parse(struct ctl_opts *o, int argc, char **argv,
 			break;
 		case OPT_NODE:
 			if (ctl_args_split(optarg, &o->nodes, &o->nnodes) != 0)
-				return ctl_args_error(err,
-				    "bad --node '%s'", optarg);
+				return ctl_args_error(
+				    err, "bad --node '%s'", optarg);
 			break;
 		case OPT_KIND:
 			if (ctl_args_split(optarg, &o->kinds, &o->nkinds) != 0)
-				return ctl_args_error(err,
-				    "bad --kind '%s'", optarg);
+				return ctl_args_error(
+				    err, "bad --kind '%s'", optarg);
 			break;
 		case OPT_LIMIT: {
 			uint64_t v;
@@ -481,11 +484,11 @@ ctl_args_parse(struct ctl_opts *o, int argc, char **argv,
 			o->reason = optarg;
 			break;
 		case ':':
-			return ctl_args_error(err, "option %s needs a value",
-			    argv[optind - 1]);
+			return ctl_args_error(
+			    err, "option %s needs a value", argv[optind - 1]);
 		default:
-			return ctl_args_error(err, "unknown option %s",
-			    argv[optind - 1]);
+			return ctl_args_error(
+			    err, "unknown option %s", argv[optind - 1]);
 		}
 		/* A command-specific option: checked once the command is. */
 		if (nused < sizeof(used) / sizeof(used[0])) {
@@ -496,9 +499,9 @@ ctl_args_parse(struct ctl_opts *o, int argc, char **argv,
 	/* After "--", operands only. */
 	for (; optind < argc; optind++)
 		if (ctl_args_operand(o, argv[optind]) != 0)
-			return ctl_args_error(err, o->command == CTL_CMD_NONE
-			        ? "unknown command '%s'"
-			        : "out of memory (%s)",
+			return ctl_args_error(err,
+			    o->command == CTL_CMD_NONE ? "unknown command '%s'"
+			                               : "out of memory (%s)",
 			    argv[optind]);
 	if (o->help || o->version)
 		return 0;
@@ -523,14 +526,14 @@ ctl_args_parse(struct ctl_opts *o, int argc, char **argv,
 	}
 	if (o->command == CTL_CMD_MAINTENANCE && o->sub == CTL_SUB_ON &&
 	    o->for_ms == 0)
-		return ctl_args_error(err, "%s",
-		    "maintenance on needs --for DURATION");
+		return ctl_args_error(
+		    err, "%s", "maintenance on needs --for DURATION");
 	if ((o->tls_cert == NULL) != (o->tls_key == NULL))
-		return ctl_args_error(err, "%s",
-		    "--tls-cert and --tls-key go together");
+		return ctl_args_error(
+		    err, "%s", "--tls-cert and --tls-key go together");
 	if (o->ntargets == 0) {
-		const char *def = env_coordinator != NULL &&
-		        *env_coordinator != '\0'
+		const char *def =
+		    env_coordinator != NULL && *env_coordinator != '\0'
 		    ? env_coordinator
 		    : CTL_DEFAULT_COORDINATOR;
 

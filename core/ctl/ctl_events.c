@@ -77,8 +77,8 @@ ctl_event_value(struct evbuffer *out, const char *v)
 
 /* " name=value", two spaces before the first. */
 static int
-ctl_event_field(struct evbuffer *out, const char **sep, const char *name,
-    const char *value)
+ctl_event_field(
+    struct evbuffer *out, const char **sep, const char *name, const char *value)
 {
 	if (evbuffer_add(out, *sep, strlen(*sep)) != 0 ||
 	    ctl_fmt_clean(out, name) < 0 || evbuffer_add(out, "=", 1) != 0 ||
@@ -132,8 +132,8 @@ ctl_event_json(const Troika__V1__Event *e, struct evbuffer *out)
 }
 
 int
-ctl_event_write(const Troika__V1__Event *e, int json, int color,
-    struct evbuffer *out)
+ctl_event_write(
+    const Troika__V1__Event *e, int json, int color, struct evbuffer *out)
 {
 	return json ? ctl_event_json(e, out) : ctl_event_human(e, color, out);
 }
@@ -143,12 +143,12 @@ struct ctl_events {
 	struct ctl_rpc *r;
 	struct evbuffer *out;
 	struct event *tick;
-	uint64_t now_ns;      /* the coordinator's clock (no --follow) */
-	uint64_t last_seq;    /* the last event printed; 0: none */
-	uint64_t received;    /* events in the current call */
-	int64_t quiet_since;  /* monotonic ms */
-	int write_error;      /* -errno of a failed write to stdout */
-	int newer;            /* an event after now_ns ended the listing */
+	uint64_t now_ns;     /* the coordinator's clock (no --follow) */
+	uint64_t last_seq;   /* the last event printed; 0: none */
+	uint64_t received;   /* events in the current call */
+	int64_t quiet_since; /* monotonic ms */
+	int write_error;     /* -errno of a failed write to stdout */
+	int newer;           /* an event after now_ns ended the listing */
 };
 
 static int64_t
@@ -268,8 +268,8 @@ ctl_events_get_clock(struct ctl_events *ev)
 	if (st == GRPC_STATUS_OK)
 		snprintf(ev->r->message, sizeof(ev->r->message),
 		    "no answer in the reply");
-	return ctl_events_failed(ev->r, st == GRPC_STATUS_OK ?
-	    GRPC_STATUS_INTERNAL : st);
+	return ctl_events_failed(
+	    ev->r, st == GRPC_STATUS_OK ? GRPC_STATUS_INTERNAL : st);
 }
 
 int
@@ -292,8 +292,8 @@ ctl_events_run(const struct ctl_opts *o)
 	if (ctl_rpc_init(&r, o) != 0)
 		goto out;
 	if ((ev.out = evbuffer_new()) == NULL ||
-	    (ev.tick = event_new(r.base, -1, EV_PERSIST, ctl_events_tick_cb,
-	         &ev)) == NULL) {
+	    (ev.tick = event_new(
+	         r.base, -1, EV_PERSIST, ctl_events_tick_cb, &ev)) == NULL) {
 		fprintf(stderr, "troikactl: out of memory\n");
 		goto out;
 	}
@@ -345,21 +345,24 @@ ctl_events_run(const struct ctl_opts *o)
 			 * new events; listing, there is nothing to list.
 			 */
 			if (!o->follow) {
-				fprintf(stderr, "troikactl: %s: events after "
+				fprintf(stderr,
+				    "troikactl: %s: events after "
 				    "seq %llu are no longer kept (%s)\n",
 				    ctl_rpc_target(&r),
 				    (unsigned long long)after, r.message);
 				break;
 			}
-			fprintf(stderr, "troikactl: %s: events after seq %llu "
+			fprintf(stderr,
+			    "troikactl: %s: events after seq %llu "
 			    "are no longer kept; going on with new events\n",
 			    ctl_rpc_target(&r), (unsigned long long)after);
 			after = 0;
 			continue;
 		}
-		fprintf(stderr, "troikactl: %s: cut off (RESOURCE_EXHAUSTED: "
-		    "%s); resuming after seq %llu\n", ctl_rpc_target(&r),
-		    r.message, (unsigned long long)after);
+		fprintf(stderr,
+		    "troikactl: %s: cut off (RESOURCE_EXHAUSTED: "
+		    "%s); resuming after seq %llu\n",
+		    ctl_rpc_target(&r), r.message, (unsigned long long)after);
 	}
 out:
 	if (ev.tick != NULL)

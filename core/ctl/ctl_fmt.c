@@ -101,7 +101,9 @@ ctl_fmt_clean(struct evbuffer *out, const char *s)
 		i += n;
 		if (cp == '\n' || cp == '\r' || cp == '\t') {
 			snprintf(esc, sizeof(esc), "\\%c",
-			    cp == '\n' ? 'n' : cp == '\r' ? 'r' : 't');
+			    cp == '\n'       ? 'n'
+			        : cp == '\r' ? 'r'
+			                     : 't');
 		} else if (cp < 0x20 || cp == 0x7f ||
 		    (cp >= 0x80 && cp <= 0x9f)) {
 			/* C1 controls too: some terminals obey 0x9b as CSI. */

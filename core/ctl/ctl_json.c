@@ -279,13 +279,13 @@ ctl_json_time(struct ctl_json *j, const char *name, uint64_t unix_nano)
 	if (unix_nano == 0)
 		ctl_json_null(j);
 	else
-		ctl_json_string(j,
-		    ctl_fmt_rfc3339(unix_nano, 9, text, sizeof(text)));
+		ctl_json_string(
+		    j, ctl_fmt_rfc3339(unix_nano, 9, text, sizeof(text)));
 }
 
 void
-ctl_json_enum(struct ctl_json *j, const ProtobufCEnumDescriptor *desc,
-    int value)
+ctl_json_enum(
+    struct ctl_json *j, const ProtobufCEnumDescriptor *desc, int value)
 {
 	const char *name = ctl_enum_name(desc, value);
 
@@ -375,8 +375,8 @@ ctl_json_type_size(ProtobufCType type)
 
 /* One value of field f, stored at p. */
 static void
-ctl_json_value(struct ctl_json *j, const ProtobufCFieldDescriptor *f,
-    const void *p)
+ctl_json_value(
+    struct ctl_json *j, const ProtobufCFieldDescriptor *f, const void *p)
 {
 	switch (f->type) {
 	case PROTOBUF_C_TYPE_INT32:
@@ -432,8 +432,7 @@ ctl_json_value(struct ctl_json *j, const ProtobufCFieldDescriptor *f,
 
 /* A time field: fixed64 or uint64 whose name ends in _unix_nano. */
 static int
-ctl_json_is_time(const ProtobufCFieldDescriptor *f, char *base,
-    size_t len)
+ctl_json_is_time(const ProtobufCFieldDescriptor *f, char *base, size_t len)
 {
 	static const char suffix[] = "_unix_nano";
 	size_t n = strlen(f->name), s = sizeof(suffix) - 1;

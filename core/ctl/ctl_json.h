@@ -60,8 +60,8 @@ void ctl_json_time(struct ctl_json *j, const char *name, uint64_t unix_nano);
  * An enum field as the proto3 JSON mapping has it: the value's name, or
  * the number when the proto does not know it.
  */
-void ctl_json_enum(struct ctl_json *j, const ProtobufCEnumDescriptor *desc,
-    int value);
+void ctl_json_enum(
+    struct ctl_json *j, const ProtobufCEnumDescriptor *desc, int value);
 
 /*
  * A whole protobuf-c message as a JSON object, by its descriptor: every

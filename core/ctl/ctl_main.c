@@ -19,8 +19,8 @@ main(int argc, char **argv)
 
 	/* core/lib logs only what goes wrong (a TLS file that won't load). */
 	log_init("troikactl", LOG_TARGET_STDERR, LOG_WARNING);
-	rc = ctl_args_parse(&o, argc, argv, getenv("TROIKA_COORDINATOR"),
-	    stderr);
+	rc = ctl_args_parse(
+	    &o, argc, argv, getenv("TROIKA_COORDINATOR"), stderr);
 	if (rc != 0)
 		goto out;
 	if (o.help) {
@@ -32,8 +32,8 @@ main(int argc, char **argv)
 		goto out;
 	}
 	/* no-color.org: any non-empty NO_COLOR turns colour off. */
-	o.color = isatty(STDOUT_FILENO) &&
-	    (no_color == NULL || no_color[0] == '\0');
+	o.color =
+	    isatty(STDOUT_FILENO) && (no_color == NULL || no_color[0] == '\0');
 	switch (o.command) {
 	case CTL_CMD_STATUS:
 		rc = ctl_status_run(&o);

@@ -50,8 +50,9 @@ ctl_maint_write(Troika__V1__Maintenance *const *m, size_t n, uint64_t now_ns,
 	int r;
 
 	if (n == 0)
-		return evbuffer_add_printf(out, "no maintenance\n") < 0 ? -ENOMEM
-		                                                        : 0;
+		return evbuffer_add_printf(out, "no maintenance\n") < 0
+		    ? -ENOMEM
+		    : 0;
 	if ((t = ctl_table_new(headers, 5)) == NULL)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
@@ -61,8 +62,8 @@ ctl_maint_write(Troika__V1__Maintenance *const *m, size_t n, uint64_t now_ns,
 		ctl_table_row(t);
 		ctl_table_cell(t, CTL_COLOR_YELLOW, scope);
 		ctl_table_cell(t, CTL_COLOR_NONE,
-		    ctl_fmt_rfc3339(m[i]->until_unix_nano, 0, until,
-		        sizeof(until)));
+		    ctl_fmt_rfc3339(
+		        m[i]->until_unix_nano, 0, until, sizeof(until)));
 		if (m[i]->until_unix_nano > now_ns)
 			ctl_fmt_age((int64_t)(m[i]->until_unix_nano - now_ns),
 			    left, sizeof(left));
@@ -127,8 +128,10 @@ ctl_maint_output(const struct ctl_opts *o, Troika__V1__Maintenance **m,
 			Troika__V1__Maintenance one =
 			    TROIKA__V1__MAINTENANCE__INIT;
 
-			one.node = o->nargs > 0 ? o->args[0] : (char *)(uintptr_t) "";
-			one.check = o->nargs > 1 ? o->args[1] : (char *)(uintptr_t) "";
+			one.node =
+			    o->nargs > 0 ? o->args[0] : (char *)(uintptr_t) "";
+			one.check =
+			    o->nargs > 1 ? o->args[1] : (char *)(uintptr_t) "";
 			ctl_maint_scope(&one, scope, sizeof(scope));
 			evbuffer_add_printf(out, "maintenance %s for %s\n\n",
 			    o->sub == CTL_SUB_ON ? "started" : "ended", scope);
@@ -145,8 +148,8 @@ ctl_maint_output(const struct ctl_opts *o, Troika__V1__Maintenance **m,
 	evbuffer_free(out);
 	return CTL_EXIT_OK;
 fail:
-	fprintf(stderr, "troikactl: cannot format the answer: %s\n",
-	    strerror(-e));
+	fprintf(
+	    stderr, "troikactl: cannot format the answer: %s\n", strerror(-e));
 	if (out != NULL)
 		evbuffer_free(out);
 	return CTL_EXIT_FAIL;
@@ -182,10 +185,11 @@ ctl_maint_run(const struct ctl_opts *o)
 		m.node = o->nargs > 0 ? o->args[0] : (char *)(uintptr_t) "";
 		m.check = o->nargs > 1 ? o->args[1] : (char *)(uintptr_t) "";
 		if (o->sub == CTL_SUB_ON) {
-			m.until_unix_nano = now + (uint64_t)o->for_ms * 1000000u;
-			m.reason = (char *)(uintptr_t)(o->reason != NULL
-			        ? o->reason
-			        : "");
+			m.until_unix_nano =
+			    now + (uint64_t)o->for_ms * 1000000u;
+			m.reason =
+			    (char *)(uintptr_t)(o->reason != NULL ? o->reason
+			                                          : "");
 			if (o->by != NULL)
 				snprintf(who, sizeof(who), "%s", o->by);
 			else
@@ -198,8 +202,8 @@ ctl_maint_run(const struct ctl_opts *o)
 		path = "/troika.v1.Admin/SetMaintenance";
 		mc.desc = &troika__v1__set_maintenance_response__descriptor;
 	}
-	st = ctl_rpc_call(&r, path, req, o->timeout_ms, &ctl_maint_handler,
-	    &mc);
+	st =
+	    ctl_rpc_call(&r, path, req, o->timeout_ms, &ctl_maint_handler, &mc);
 	if (st == CTL_RPC_NO_ANSWER)
 		goto out;
 	if (r.stopped) {
@@ -209,15 +213,16 @@ ctl_maint_run(const struct ctl_opts *o)
 	if (st != GRPC_STATUS_OK || mc.rep == NULL) {
 		fprintf(stderr, "troikactl: %s: %s: %s\n", ctl_rpc_target(&r),
 		    grpc_status_str(st),
-		    st != GRPC_STATUS_OK ? r.message : "no answer in the reply");
+		    st != GRPC_STATUS_OK ? r.message
+		                         : "no answer in the reply");
 		goto out;
 	}
 	if (o->sub == CTL_SUB_LIST) {
 		Troika__V1__GetStatusResponse *g =
 		    (Troika__V1__GetStatusResponse *)mc.rep;
 
-		rc = ctl_maint_output(o, g->maintenance, g->n_maintenance,
-		    g->time_unix_nano);
+		rc = ctl_maint_output(
+		    o, g->maintenance, g->n_maintenance, g->time_unix_nano);
 	} else {
 		Troika__V1__SetMaintenanceResponse *s =
 		    (Troika__V1__SetMaintenanceResponse *)mc.rep;

@@ -38,16 +38,17 @@ ctl_rpc_init(struct ctl_rpc *r, const struct ctl_opts *o)
 		fprintf(stderr, "troikactl: cannot make an event loop\n");
 		return -1;
 	}
-	if (o->tls && (r->tls = grpc_tls_client_ctx(o->tls_ca, o->tls_cert,
-	                   o->tls_key)) == NULL) {
+	if (o->tls &&
+	    (r->tls = grpc_tls_client_ctx(
+	         o->tls_ca, o->tls_cert, o->tls_key)) == NULL) {
 		/* grpc_tls_client_ctx() logged which file and why. */
 		fprintf(stderr, "troikactl: cannot set up TLS\n");
 		return -1;
 	}
-	if ((r->sigint = evsignal_new(r->base, SIGINT, ctl_rpc_signal_cb,
-	         r)) == NULL ||
-	    (r->sigterm = evsignal_new(r->base, SIGTERM, ctl_rpc_signal_cb,
-	         r)) == NULL ||
+	if ((r->sigint = evsignal_new(r->base, SIGINT, ctl_rpc_signal_cb, r)) ==
+	        NULL ||
+	    (r->sigterm = evsignal_new(
+	         r->base, SIGTERM, ctl_rpc_signal_cb, r)) == NULL ||
 	    evsignal_add(r->sigint, NULL) != 0 ||
 	    evsignal_add(r->sigterm, NULL) != 0) {
 		fprintf(stderr, "troikactl: cannot handle signals\n");
@@ -83,8 +84,8 @@ ctl_rpc_headers_cb(struct grpc_client_call *call, void *arg)
 }
 
 static void
-ctl_rpc_message_cb(struct grpc_client_call *call, const uint8_t *msg,
-    size_t len, void *arg)
+ctl_rpc_message_cb(
+    struct grpc_client_call *call, const uint8_t *msg, size_t len, void *arg)
 {
 	struct ctl_rpc *r = arg;
 	int e;
@@ -101,8 +102,8 @@ ctl_rpc_message_cb(struct grpc_client_call *call, const uint8_t *msg,
 }
 
 static void
-ctl_rpc_close_cb(struct grpc_client_call *call, int status,
-    const char *message, void *arg)
+ctl_rpc_close_cb(
+    struct grpc_client_call *call, int status, const char *message, void *arg)
 {
 	struct ctl_rpc *r = arg;
 
@@ -126,8 +127,8 @@ static const struct grpc_client_handler ctl_rpc_client_handler = {
 
 /* Open the call on the current target and run it to its end. */
 static void
-ctl_rpc_run(struct ctl_rpc *r, const char *path, const uint8_t *req,
-    size_t len, int64_t timeout_ms)
+ctl_rpc_run(struct ctl_rpc *r, const char *path, const uint8_t *req, size_t len,
+    int64_t timeout_ms)
 {
 	const struct ctl_target *t = &r->o->targets[r->target];
 
@@ -141,25 +142,25 @@ ctl_rpc_run(struct ctl_rpc *r, const char *path, const uint8_t *req,
 		grpc_client_config_default(&cfg);
 		/* The call's deadline covers the set-up; else --timeout. */
 		cfg.connect_timeout_ms = timeout_ms > 0 ? 0 : r->o->timeout_ms;
-		r->cl = grpc_client_connect(r->base, t->host, t->port, r->tls,
-		    NULL, &cfg, NULL, NULL);
+		r->cl = grpc_client_connect(
+		    r->base, t->host, t->port, r->tls, NULL, &cfg, NULL, NULL);
 		if (r->cl == NULL) {
 			snprintf(r->message, sizeof(r->message),
 			    "cannot connect: %s", strerror(errno));
 			return;
 		}
 	}
-	r->call = grpc_client_call_open(r->cl, path, timeout_ms,
-	    &ctl_rpc_client_handler, r);
+	r->call = grpc_client_call_open(
+	    r->cl, path, timeout_ms, &ctl_rpc_client_handler, r);
 	if (r->call == NULL) {
-		snprintf(r->message, sizeof(r->message), "cannot open a call: %s",
-		    strerror(errno));
+		snprintf(r->message, sizeof(r->message),
+		    "cannot open a call: %s", strerror(errno));
 		return;
 	}
 	if (grpc_client_call_send(r->call, req, len) != 0 ||
 	    grpc_client_call_half_close(r->call) != 0) {
-		snprintf(r->message, sizeof(r->message),
-		    "cannot send the request");
+		snprintf(
+		    r->message, sizeof(r->message), "cannot send the request");
 		grpc_client_call_cancel(r->call);
 	}
 	/* A signal that came before the loop ran stops the call at once. */
@@ -175,9 +176,8 @@ ctl_rpc_run(struct ctl_rpc *r, const char *path, const uint8_t *req,
 }
 
 int
-ctl_rpc_call(struct ctl_rpc *r, const char *path,
-    const ProtobufCMessage *req, int64_t timeout_ms,
-    const struct ctl_rpc_handler *h, void *arg)
+ctl_rpc_call(struct ctl_rpc *r, const char *path, const ProtobufCMessage *req,
+    int64_t timeout_ms, const struct ctl_rpc_handler *h, void *arg)
 {
 	size_t len = protobuf_c_message_get_packed_size(req);
 	uint8_t *buf;
@@ -213,8 +213,10 @@ ctl_rpc_call(struct ctl_rpc *r, const char *path,
 		if (r->status == GRPC_STATUS_DEADLINE_EXCEEDED) {
 			char d[32];
 
-			fprintf(stderr, "troikactl: %s: DEADLINE_EXCEEDED: "
-			    "no answer within %s\n", t->text,
+			fprintf(stderr,
+			    "troikactl: %s: DEADLINE_EXCEEDED: "
+			    "no answer within %s\n",
+			    t->text,
 			    format_duration_ms(timeout_ms, d, sizeof(d)));
 		} else
 			fprintf(stderr, "troikactl: %s: %s: %s\n", t->text,
@@ -224,8 +226,10 @@ ctl_rpc_call(struct ctl_rpc *r, const char *path,
 		r->nfailed++;
 		if (r->target + 1 == r->o->ntargets) {
 			if (r->o->ntargets > 1 && r->nfailed == r->o->ntargets)
-				fprintf(stderr, "troikactl: none of the %zu "
-				    "coordinators answered\n", r->o->ntargets);
+				fprintf(stderr,
+				    "troikactl: none of the %zu "
+				    "coordinators answered\n",
+				    r->o->ntargets);
 			r->status = CTL_RPC_NO_ANSWER;
 			break;
 		}
@@ -298,10 +302,11 @@ ctl_rpc_find_leader(struct ctl_rpc *r)
 		next = r->target + 1;
 	}
 	if (asked)
-		fprintf(stderr, "troikactl: none of the coordinators asked "
-		    "leads%s%s%s\n", named[0] != '\0' ? "; they name " : "",
-		    named, named[0] != '\0' ? ": add it with --coordinator"
-		                            : "");
+		fprintf(stderr,
+		    "troikactl: none of the coordinators asked "
+		    "leads%s%s%s\n",
+		    named[0] != '\0' ? "; they name " : "", named,
+		    named[0] != '\0' ? ": add it with --coordinator" : "");
 	return -1;
 }
 

@@ -40,23 +40,23 @@ struct ctl_rpc_handler {
 struct ctl_rpc {
 	struct event_base *base;
 	const struct ctl_opts *o;
-	void *tls;                /* SSL_CTX *, or NULL for h2c */
+	void *tls; /* SSL_CTX *, or NULL for h2c */
 	struct grpc_client *cl;
-	size_t target;            /* the target cl talks to */
-	int answered;             /* a target answered: stay with it */
-	size_t nfailed;           /* targets that did not answer */
+	size_t target;  /* the target cl talks to */
+	int answered;   /* a target answered: stay with it */
+	size_t nfailed; /* targets that did not answer */
 	struct event *sigint;
 	struct event *sigterm;
-	int interrupted;          /* SIGINT or SIGTERM arrived */
+	int interrupted; /* SIGINT or SIGTERM arrived */
 	/* The current call. */
 	struct grpc_client_call *call;
 	const struct ctl_rpc_handler *handler;
 	void *arg;
-	int responded;            /* headers or a message came back */
+	int responded; /* headers or a message came back */
 	int done;
-	int stopped;              /* ctl_rpc_stop() ended it */
+	int stopped; /* ctl_rpc_stop() ended it */
 	int status;
-	char message[512];        /* grpc-message, or why it failed */
+	char message[512]; /* grpc-message, or why it failed */
 };
 
 /*

@@ -47,15 +47,15 @@ ctl_status_line(struct evbuffer *out, int color, enum ctl_color c,
 }
 
 static void
-ctl_status_header(const Troika__V1__GetStatusResponse *rep, int color,
-    struct evbuffer *out)
+ctl_status_header(
+    const Troika__V1__GetStatusResponse *rep, int color, struct evbuffer *out)
 {
 	char buf[512], kind[64], t[CTL_RFC3339_LEN];
 	size_t nchecks = 0, nconnected = 0, counts[5] = {0};
 	enum ctl_color c = CTL_COLOR_NONE;
 
-	snprintf(buf, sizeof(buf), "%s, version %s", rep->coordinator,
-	    rep->version);
+	snprintf(
+	    buf, sizeof(buf), "%s, version %s", rep->coordinator, rep->version);
 	ctl_status_line(out, color, CTL_COLOR_NONE, "coordinator", buf);
 
 	ctl_enum_short(&troika__v1__store_kind__descriptor, (int)rep->store,
@@ -65,9 +65,11 @@ ctl_status_header(const Troika__V1__GetStatusResponse *rep, int color,
 		snprintf(buf, sizeof(buf), "%s, NO QUORUM (local store)", kind);
 		c = CTL_COLOR_ALERT;
 	} else if (!rep->quorum) {
-		snprintf(buf, sizeof(buf), "%s, NO QUORUM: no action is taken%s%s%s",
-		    kind, rep->quorum_reason[0] != '\0' ? " (" : "",
-		    rep->quorum_reason, rep->quorum_reason[0] != '\0' ? ")" : "");
+		snprintf(buf, sizeof(buf),
+		    "%s, NO QUORUM: no action is taken%s%s%s", kind,
+		    rep->quorum_reason[0] != '\0' ? " (" : "",
+		    rep->quorum_reason,
+		    rep->quorum_reason[0] != '\0' ? ")" : "");
 		c = CTL_COLOR_ALERT;
 	} else
 		snprintf(buf, sizeof(buf), "%s, quorum", kind);
@@ -92,8 +94,8 @@ ctl_status_header(const Troika__V1__GetStatusResponse *rep, int color,
 			nchecks++;
 		}
 	}
-	snprintf(buf, sizeof(buf), "%zu, %zu connected", rep->n_nodes,
-	    nconnected);
+	snprintf(
+	    buf, sizeof(buf), "%zu, %zu connected", rep->n_nodes, nconnected);
 	ctl_status_line(out, color,
 	    nconnected < rep->n_nodes ? CTL_COLOR_RED : CTL_COLOR_NONE, "nodes",
 	    buf);
@@ -120,26 +122,30 @@ ctl_status_header(const Troika__V1__GetStatusResponse *rep, int color,
 	if (rep->tilt_until_unix_nano != 0) {
 		char left[CTL_AGE_LEN];
 
-		ctl_fmt_age((int64_t)(rep->tilt_until_unix_nano -
-		                rep->time_unix_nano),
+		ctl_fmt_age(
+		    (int64_t)(rep->tilt_until_unix_nano - rep->time_unix_nano),
 		    left, sizeof(left));
-		snprintf(buf, sizeof(buf), "TILT until %s (%s): opinions withheld",
+		snprintf(buf, sizeof(buf),
+		    "TILT until %s (%s): opinions withheld",
 		    ctl_fmt_rfc3339(rep->tilt_until_unix_nano, 0, t, sizeof(t)),
 		    left);
 		ctl_status_line(out, color, CTL_COLOR_ALERT, "tilt", buf);
 	}
 	if (rep->n_maintenance > 0) {
-		snprintf(buf, sizeof(buf), "%zu in force: nothing automated "
-		    "happens there", rep->n_maintenance);
-		ctl_status_line(out, color, CTL_COLOR_YELLOW, "maintenance", buf);
+		snprintf(buf, sizeof(buf),
+		    "%zu in force: nothing automated "
+		    "happens there",
+		    rep->n_maintenance);
+		ctl_status_line(
+		    out, color, CTL_COLOR_YELLOW, "maintenance", buf);
 	}
 	ctl_status_line(out, color, CTL_COLOR_NONE, "time",
 	    ctl_fmt_rfc3339(rep->time_unix_nano, 3, t, sizeof(t)));
 }
 
 static int
-ctl_status_nodes(const Troika__V1__GetStatusResponse *rep, int color,
-    struct evbuffer *out)
+ctl_status_nodes(
+    const Troika__V1__GetStatusResponse *rep, int color, struct evbuffer *out)
 {
 	static const char *const headers[] = {
 	    "NODE", "CONNECTED", "LAST SEEN", "AGENT", "STARTED"};
@@ -154,7 +160,8 @@ ctl_status_nodes(const Troika__V1__GetStatusResponse *rep, int color,
 
 		ctl_table_row(t);
 		ctl_table_cell(t, CTL_COLOR_NONE, n->node);
-		ctl_table_cell(t, n->connected ? CTL_COLOR_GREEN : CTL_COLOR_RED,
+		ctl_table_cell(t,
+		    n->connected ? CTL_COLOR_GREEN : CTL_COLOR_RED,
 		    n->connected ? "yes" : "NO");
 		ctl_table_cell(t, CTL_COLOR_NONE,
 		    ctl_status_ago(rep->time_unix_nano, n->last_seen_unix_nano,
@@ -170,11 +177,11 @@ ctl_status_nodes(const Troika__V1__GetStatusResponse *rep, int color,
 }
 
 static int
-ctl_status_checks(const Troika__V1__GetStatusResponse *rep, int color,
-    struct evbuffer *out)
+ctl_status_checks(
+    const Troika__V1__GetStatusResponse *rep, int color, struct evbuffer *out)
 {
-	static const char *const headers[] = {"NODE", "CHECK", "STATUS",
-	    "EVIDENCE", "AGE", "RUNS", "MESSAGE"};
+	static const char *const headers[] = {
+	    "NODE", "CHECK", "STATUS", "EVIDENCE", "AGE", "RUNS", "MESSAGE"};
 	struct ctl_table *t;
 	char s[64], ev[64], age[CTL_AGE_LEN];
 	int r;
@@ -194,14 +201,16 @@ ctl_status_checks(const Troika__V1__GetStatusResponse *rep, int color,
 			    TROIKA__V1__EVIDENCE__EVIDENCE_UNSPECIFIED)
 				snprintf(ev, sizeof(ev), "-");
 			else
-				ctl_enum_short(&troika__v1__evidence__descriptor,
+				ctl_enum_short(
+				    &troika__v1__evidence__descriptor,
 				    (int)c->evidence, "EVIDENCE_", 1, ev,
 				    sizeof(ev));
 			ctl_table_row(t);
 			ctl_table_cell(t, CTL_COLOR_NONE, n->node);
 			ctl_table_cell(t, CTL_COLOR_NONE, c->check);
-			ctl_table_cellf(t, ctl_check_status_color((int)c->status),
-			    "%s%s", s, c->timed_out ? " (timed out)" : "");
+			ctl_table_cellf(t,
+			    ctl_check_status_color((int)c->status), "%s%s", s,
+			    c->timed_out ? " (timed out)" : "");
 			ctl_table_cell(t, CTL_COLOR_NONE, ev);
 			if (c->time_unix_nano == 0)
 				ctl_table_cell(t, CTL_COLOR_NONE, "-");
@@ -224,8 +233,7 @@ ctl_status_checks(const Troika__V1__GetStatusResponse *rep, int color,
 
 /* Every field, by the descriptor: a newer proto shows without a change. */
 static int
-ctl_status_json(const Troika__V1__GetStatusResponse *rep,
-    struct evbuffer *out)
+ctl_status_json(const Troika__V1__GetStatusResponse *rep, struct evbuffer *out)
 {
 	struct ctl_json j;
 
@@ -235,8 +243,8 @@ ctl_status_json(const Troika__V1__GetStatusResponse *rep,
 }
 
 int
-ctl_status_write(const Troika__V1__GetStatusResponse *rep, int json,
-    int color, struct evbuffer *out)
+ctl_status_write(const Troika__V1__GetStatusResponse *rep, int json, int color,
+    struct evbuffer *out)
 {
 	int r = 0;
 
@@ -296,8 +304,8 @@ static const struct ctl_rpc_handler ctl_status_handler = {
 
 /* Nodes asked for by name that the coordinator does not know. */
 static size_t
-ctl_status_missing(const struct ctl_opts *o,
-    const Troika__V1__GetStatusResponse *rep)
+ctl_status_missing(
+    const struct ctl_opts *o, const Troika__V1__GetStatusResponse *rep)
 {
 	size_t missing = 0;
 
@@ -340,7 +348,8 @@ ctl_status_run(const struct ctl_opts *o)
 	if (st != GRPC_STATUS_OK || sc.rep == NULL) {
 		fprintf(stderr, "troikactl: %s: %s: %s\n", ctl_rpc_target(&r),
 		    grpc_status_str(st),
-		    st != GRPC_STATUS_OK ? r.message : "no answer in the reply");
+		    st != GRPC_STATUS_OK ? r.message
+		                         : "no answer in the reply");
 		goto out;
 	}
 	if ((out = evbuffer_new()) == NULL ||

@@ -27,8 +27,8 @@ struct ctl_table {
 	enum ctl_align *align;
 	struct ctl_cell *cells; /* nrows * ncols */
 	size_t nrows;
-	size_t cap;             /* rows allocated */
-	size_t next;            /* next column of the current row */
+	size_t cap;  /* rows allocated */
+	size_t next; /* next column of the current row */
 	int err;
 };
 
@@ -72,8 +72,8 @@ ctl_table_new(const char *const *headers, size_t ncols)
 	    (t->align = calloc(ncols, sizeof(*t->align))) == NULL)
 		goto fail;
 	for (size_t i = 0; i < ncols; i++)
-		if (ctl_cell_set(&t->headers[i], CTL_COLOR_BOLD,
-		        headers[i]) != 0)
+		if (ctl_cell_set(&t->headers[i], CTL_COLOR_BOLD, headers[i]) !=
+		    0)
 			goto fail;
 	return t;
 fail:
@@ -115,8 +115,8 @@ ctl_table_row(struct ctl_table *t)
 		size_t cap = t->cap > 0 ? t->cap * 2 : 16;
 		struct ctl_cell *c;
 
-		if ((c = reallocarray(t->cells, cap * t->ncols,
-		         sizeof(*c))) == NULL) {
+		if ((c = reallocarray(t->cells, cap * t->ncols, sizeof(*c))) ==
+		    NULL) {
 			t->err = -ENOMEM;
 			return;
 		}
@@ -138,8 +138,8 @@ ctl_table_cell(struct ctl_table *t, enum ctl_color color, const char *text)
 		t->err = -EINVAL;
 		return;
 	}
-	if (ctl_cell_set(&t->cells[(t->nrows - 1) * t->ncols + t->next],
-	        color, text) != 0) {
+	if (ctl_cell_set(&t->cells[(t->nrows - 1) * t->ncols + t->next], color,
+	        text) != 0) {
 		t->err = -ENOMEM;
 		return;
 	}
@@ -147,8 +147,7 @@ ctl_table_cell(struct ctl_table *t, enum ctl_color color, const char *text)
 }
 
 void
-ctl_table_cellf(struct ctl_table *t, enum ctl_color color, const char *fmt,
-    ...)
+ctl_table_cellf(struct ctl_table *t, enum ctl_color color, const char *fmt, ...)
 {
 	char *s;
 	va_list ap;
@@ -238,8 +237,8 @@ ctl_table_write(const struct ctl_table *t, int color, struct evbuffer *out)
 	}
 	r = ctl_table_line(t, t->headers, widths, color, out);
 	for (size_t row = 0; row < t->nrows && r == 0; row++)
-		r = ctl_table_line(t, &t->cells[row * t->ncols], widths, color,
-		    out);
+		r = ctl_table_line(
+		    t, &t->cells[row * t->ncols], widths, color, out);
 	free(widths);
 	return r;
 }

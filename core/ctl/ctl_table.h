@@ -32,10 +32,10 @@ void ctl_table_align(struct ctl_table *t, size_t col, enum ctl_align align);
 /* Start a row; its cells follow, in column order. Missing ones are "". */
 void ctl_table_row(struct ctl_table *t);
 /* The next cell of the current row. NULL text is "". */
-void ctl_table_cell(struct ctl_table *t, enum ctl_color color,
-    const char *text);
-void ctl_table_cellf(struct ctl_table *t, enum ctl_color color,
-    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void ctl_table_cell(
+    struct ctl_table *t, enum ctl_color color, const char *text);
+void ctl_table_cellf(struct ctl_table *t, enum ctl_color color, const char *fmt,
+    ...) __attribute__((format(printf, 3, 4)));
 
 size_t ctl_table_nrows(const struct ctl_table *t);
 
@@ -44,7 +44,6 @@ size_t ctl_table_nrows(const struct ctl_table *t);
  * bold and the cells in their colours. Returns 0, or the first error
  * met while filling the table (-ENOMEM, -EINVAL).
  */
-int ctl_table_write(const struct ctl_table *t, int color,
-    struct evbuffer *out);
+int ctl_table_write(const struct ctl_table *t, int color, struct evbuffer *out);
 
 #endif

@@ -118,11 +118,12 @@ test_environment(void **state)
 	assert_string_equal(o.targets[0].text, "127.0.0.1:7443");
 	ctl_opts_free(&o);
 	free(err);
-	assert_int_equal(parse(&o, "x:99999", &err, "status", NULL),
-	    CTL_EXIT_USAGE);
-	assert_string_equal(err, "troikactl: bad coordinator 'x:99999' in "
-	                         "$TROIKA_COORDINATOR: expected HOST:PORT\n"
-	                         "try 'troikactl --help'\n");
+	assert_int_equal(
+	    parse(&o, "x:99999", &err, "status", NULL), CTL_EXIT_USAGE);
+	assert_string_equal(err,
+	    "troikactl: bad coordinator 'x:99999' in "
+	    "$TROIKA_COORDINATOR: expected HOST:PORT\n"
+	    "try 'troikactl --help'\n");
 	ctl_opts_free(&o);
 	free(err);
 }
@@ -178,8 +179,8 @@ test_actions_and_maintenance(void **state)
 	assert_string_equal(o.args[1], "node-2");
 	ctl_opts_free(&o);
 	free(err);
-	assert_int_equal(parse(&o, NULL, &err, "actions", "list", "ack", NULL),
-	    0);
+	assert_int_equal(
+	    parse(&o, NULL, &err, "actions", "list", "ack", NULL), 0);
 	assert_int_equal(o.sub, CTL_SUB_LIST);
 	assert_int_equal(o.nargs, 1);
 	assert_string_equal(o.args[0], "ack");
@@ -199,9 +200,9 @@ test_actions_and_maintenance(void **state)
 	assert_int_equal(o.sub, CTL_SUB_LIST);
 	ctl_opts_free(&o);
 	free(err);
-	assert_int_equal(parse(&o, NULL, &err, "maintenance", "on", "node-1",
-	                     "db", "--for", "1h30m", "--reason", "upgrade",
-	                     "--by=bob", NULL),
+	assert_int_equal(
+	    parse(&o, NULL, &err, "maintenance", "on", "node-1", "db", "--for",
+	        "1h30m", "--reason", "upgrade", "--by=bob", NULL),
 	    0);
 	assert_int_equal(o.sub, CTL_SUB_ON);
 	assert_int_equal(o.nargs, 2);
@@ -246,7 +247,8 @@ test_usage_errors(void **state)
 	} cases[] = {
 	    {{NULL}, "troikactl: no command given\n"},
 	    {{"frobnicate", NULL}, "troikactl: unknown command 'frobnicate'\n"},
-	    {{"status", "--bogus", NULL}, "troikactl: unknown option --bogus\n"},
+	    {{"status", "--bogus", NULL},
+	        "troikactl: unknown option --bogus\n"},
 	    {{"status", "-x", NULL}, "troikactl: unknown option -x\n"},
 	    {{"status", "--timeout", NULL},
 	        "troikactl: option --timeout needs a value\n"},
@@ -283,7 +285,8 @@ test_usage_errors(void **state)
 	    {{"actions", "--limit", "0", NULL},
 	        "troikactl: bad --limit '0': expected a number above 0\n"},
 	    {{"actions", "--by", "me", NULL},
-	        "troikactl: --by is an option of actions ack and maintenance on "
+	        "troikactl: --by is an option of actions ack and maintenance "
+	        "on "
 	        "only\n"},
 	    {{"actions", "ack", NULL},
 	        "troikactl: actions ack takes one action id\n"},

@@ -54,8 +54,8 @@ test_clean(void **state)
 static void
 test_utf8(void **state)
 {
-	static const uint32_t cps[] = {0, 0x7f, 0x80, 0x7ff, 0x800, 0xfffd,
-	    0xffff, 0x10000, 0x10ffff};
+	static const uint32_t cps[] = {
+	    0, 0x7f, 0x80, 0x7ff, 0x800, 0xfffd, 0xffff, 0x10000, 0x10ffff};
 	uint32_t cp;
 
 	(void)state;
@@ -88,8 +88,8 @@ test_times(void **state)
 	char b[CTL_RFC3339_LEN];
 
 	(void)state;
-	assert_string_equal(ctl_fmt_rfc3339(0, 0, b, sizeof(b)),
-	    "1970-01-01T00:00:00Z");
+	assert_string_equal(
+	    ctl_fmt_rfc3339(0, 0, b, sizeof(b)), "1970-01-01T00:00:00Z");
 	assert_string_equal(
 	    ctl_fmt_rfc3339(1700000000123456789ull, 3, b, sizeof(b)),
 	    "2023-11-14T22:13:20.123Z");
@@ -129,15 +129,15 @@ test_ages(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-		assert_string_equal(ctl_fmt_age(cases[i].s * 1000000000,
-		                        b, sizeof(b)),
+		assert_string_equal(
+		    ctl_fmt_age(cases[i].s * 1000000000, b, sizeof(b)),
 		    cases[i].text);
 	/* Below a second, and the extremes. */
 	assert_string_equal(ctl_fmt_age(999999999, b, sizeof(b)), "0s");
 	assert_string_equal(ctl_fmt_age(-1, b, sizeof(b)), "in 0s");
 	assert_string_equal(ctl_fmt_age(INT64_MAX, b, sizeof(b)), "106751d23h");
-	assert_string_equal(ctl_fmt_age(INT64_MIN, b, sizeof(b)),
-	    "in 106751d23h");
+	assert_string_equal(
+	    ctl_fmt_age(INT64_MIN, b, sizeof(b)), "in 106751d23h");
 }
 
 static void
@@ -159,8 +159,9 @@ test_enums(void **state)
 	        TROIKA__V1__CHECK_STATUS__CHECK_STATUS_UNKNOWN, "CHECK_STATUS_",
 	        0, b, sizeof(b)),
 	    "UNKNOWN");
-	assert_string_equal(ctl_enum_short(&troika__v1__check_status__descriptor,
-	                        -4, "CHECK_STATUS_", 0, b, sizeof(b)),
+	assert_string_equal(
+	    ctl_enum_short(&troika__v1__check_status__descriptor, -4,
+	        "CHECK_STATUS_", 0, b, sizeof(b)),
 	    "?-4");
 	/* Colours: never an escape for "none". */
 	assert_string_equal(ctl_color_on(CTL_COLOR_NONE), "");

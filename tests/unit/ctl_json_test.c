@@ -97,8 +97,8 @@ test_invalid_utf8(void **state)
 	check_string("\xe0\x80\xaf", 3, "\"\\ufffd\\ufffd\\ufffd\"\n");
 	/* A UTF-16 surrogate, and beyond U+10FFFF. */
 	check_string("\xed\xa0\x80", 3, "\"\\ufffd\\ufffd\\ufffd\"\n");
-	check_string("\xf4\x90\x80\x80", 4,
-	    "\"\\ufffd\\ufffd\\ufffd\\ufffd\"\n");
+	check_string(
+	    "\xf4\x90\x80\x80", 4, "\"\\ufffd\\ufffd\\ufffd\\ufffd\"\n");
 	/* Truncated at the end, and cut by an ASCII byte. */
 	check_string("ok\xe2\x82", 4, "\"ok\\ufffd\\ufffd\"\n");
 	check_string("\xe2x\xac", 3, "\"\\ufffdx\\ufffd\"\n");
@@ -356,8 +356,8 @@ test_message(void **state)
 	/* Bytes in base64 (every padding), signed 64-bit: etcd's record. */
 	{
 		Mvccpb__KeyValue kv = MVCCPB__KEY_VALUE__INIT;
-		static const char *const b64[] = {"", "Zg==", "Zm8=", "Zm9v",
-		    "/w=="};
+		static const char *const b64[] = {
+		    "", "Zg==", "Zm8=", "Zm9v", "/w=="};
 		static const char *const raw[] = {"", "f", "fo", "foo", "\xff"};
 
 		for (int i = 0; i < 5; i++) {

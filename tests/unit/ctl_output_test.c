@@ -345,12 +345,14 @@ test_events(void **state)
 	e.kind = S("leader_changed");
 	e.message = S("coord-2 leads");
 	s = event_text(&e, 0, 0);
-	assert_string_equal(s, "12 2023-11-14T22:13:25.007Z INFO     - "
-	                       "leader_changed: coord-2 leads\n");
+	assert_string_equal(s,
+	    "12 2023-11-14T22:13:25.007Z INFO     - "
+	    "leader_changed: coord-2 leads\n");
 	free(s);
 	s = event_text(&e, 0, 1);
-	assert_string_equal(s, "12 2023-11-14T22:13:25.007Z INFO     - "
-	                       "leader_changed: coord-2 leads\n");
+	assert_string_equal(s,
+	    "12 2023-11-14T22:13:25.007Z INFO     - "
+	    "leader_changed: coord-2 leads\n");
 	free(s);
 }
 
@@ -398,7 +400,8 @@ test_actions(void **state)
 	s = take(b);
 	assert_string_equal(s,
 	    "ID                   STARTED               NODE    CHECK  "
-	    "ACTION                    ATTEMPT  STATE      TOKEN  TOOK   MESSAGE\n"
+	    "ACTION                    ATTEMPT  STATE      TOKEN  TOOK   "
+	    "MESSAGE\n"
 	    "000000000012-000003  2023-11-14T22:14:20Z  node-2  redis  "
 	    "replicate 127.0.1.2 6379        1  RUNNING       12  -      "
 	    "2 of 3 coordinators: refused\n"

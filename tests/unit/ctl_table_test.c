@@ -124,9 +124,13 @@ test_foreign_text(void **state)
 	ctl_table_cell(t, CTL_COLOR_NONE, "|");
 	s = render(t, 0, 0);
 	assert_string_equal(s,
-	    "WHO   MSG" "             " "END\n"
+	    "WHO   MSG"
+	    "             "
+	    "END\n"
 	    "\xc3\xa9\xc3\xa9    a\\x1b[31mb\\nc\xef\xbf\xbd  |\n"
-	    "abcd  -" "               " "|\n");
+	    "abcd  -"
+	    "               "
+	    "|\n");
 	free(s);
 	ctl_table_free(t);
 }
@@ -179,12 +183,13 @@ test_many_rows_and_wide_cells(void **state)
 	s = render(t, 0, 0);
 	/* Every line: the first column is 3 wide, then two spaces. */
 	for (line = s; *line != '\0'; line = strchr(line, '\n') + 1) {
-		assert_true(line[3] == ' ' && line[4] == ' ' &&
-		    line[5] != ' ');
+		assert_true(line[3] == ' ' && line[4] == ' ' && line[5] != ' ');
 		lines++;
 	}
 	assert_int_equal(lines, 1001);
-	assert_non_null(strstr(s, "500  " "wwww"));
+	assert_non_null(strstr(s,
+	    "500  "
+	    "wwww"));
 	free(s);
 	ctl_table_free(t);
 }
