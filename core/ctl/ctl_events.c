@@ -171,7 +171,9 @@ ctl_events_message(const uint8_t *msg, size_t len, void *arg)
 		return -EBADMSG;
 	ev->quiet_since = ctl_events_mono_ms();
 	ev->received++;
-	if (!ev->o->follow && e->time_unix_nano > ev->now_ns) {
+	/* A coordinator without a clock (0) leaves it to the quiet. */
+	if (!ev->o->follow && ev->now_ns != 0 &&
+	    e->time_unix_nano > ev->now_ns) {
 		/* New since we asked: the kept ones are all printed. */
 		ev->newer = 1;
 		troika__v1__event__free_unpacked(e, NULL);

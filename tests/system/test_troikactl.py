@@ -1086,6 +1086,27 @@ def test_maintenance(procs, tmp_path, pb):
         coord.stop()
 
 
+def test_events_listing_without_a_clock(pb, fakes):
+    """A coordinator whose GetStatus has no time: the listing ends on the
+    quiet alone."""
+    _, admin_pb2 = pb
+    release = threading.Event()
+
+    def watch(request, context):
+        for seq in (2, 3):
+            yield event(admin_pb2, seq).SerializeToString()
+        release.wait(10)
+    f = FakeAdmin(admin_pb2, status=lambda r, c: status_reply(
+        admin_pb2, time_unix_nano=0).SerializeToString(), watch=watch)
+    fakes.append(f)
+    t0 = time.monotonic()
+    rc, out, err = ctl("--coordinator", f.target, "events")
+    release.set()
+    assert (rc, err) == (0, "")
+    assert [line.split()[0] for line in out.splitlines()] == ["2", "3"]
+    assert 0.5 <= time.monotonic() - t0 < 3
+
+
 # ---- TLS ----
 
 def openssl(*args):
