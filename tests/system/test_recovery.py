@@ -8,8 +8,10 @@ Ports 2379/2380 on 127.0.1.1-3 are fixed (etcd): one copy at a time.
 """
 import fcntl
 import os
+import signal
 import time
 
+import grpc
 import pytest
 
 from cluster import ETCD_LOCK, REDIS_SERVER, Cluster
@@ -190,3 +192,88 @@ def test_leader_killed_during_action(cluster_factory, pb):
     assert m[("troika_agent_commands_total", frozenset({"outcome": "accepted"}.items()))] == 1
     time.sleep(2)
     assert len(c.actions(new[0])) == 1
+
+
+def test_maintenance_then_a_locked_action_acknowledged(cluster_factory, pb):
+    """Inside maintenance nothing happens; after it, an action that times
+    out is LOCKED and blocks every further recovery of the check until an
+    operator acknowledges it; then the next rung runs."""
+    agent_pb2, admin = pb
+    policy = """\
+  policies:
+    - match: "redis*"
+      fail_after: 3
+      certain_after: 2
+      ladder: [restart, restart, alert]
+      max_attempts: 3
+      backoff: 0s
+      cooldown: 0s
+      action_timeout: 2s
+"""
+    # The first restart hangs past the 2 s action timeout; later ones work.
+    flag = "/tmp/troika-test-hang-once"
+    with open(flag, "w"):
+        pass
+    c = cluster_factory(policy=policy, restart_argv=[
+        "/bin/sh", "-c", f"if rm {flag} 2>/dev/null; then sleep 30; fi; "
+        f"exec {REDIS_SERVER} {{conf}}"])
+    leader, token = c.leader()
+    until = time.time_ns() + 3600 * 10**9
+    m = admin.Maintenance(node="node-2", until_unix_nano=until, reason="kernel update",
+                          by="test")
+    r = c.rpc(3, "SetMaintenance", admin.SetMaintenanceRequest(maintenance=m),
+              admin.SetMaintenanceResponse)
+    assert [(x.node, x.check, x.reason) for x in r.maintenance] == [
+        ("node-2", "", "kernel update")]
+    wait_for(lambda: [x.node for x in c.status(leader).maintenance] == ["node-2"], 10,
+             what="the leader seeing the maintenance")
+    c.kill_redis(2)
+    wait_for(lambda: any(e.kind == "recovery_held" and
+                         {f.name: f.value for f in e.fields}.get("reason") == "maintenance"
+                         for e in c.events(leader)), 20 * SLOW,
+             what="the failure held for maintenance")
+    time.sleep(2)
+    assert c.actions(leader) == []
+    # Maintenance off: the restart starts, hangs, and the record locks.
+    c.rpc(1, "SetMaintenance", admin.SetMaintenanceRequest(maintenance=m, clear=True),
+          admin.SetMaintenanceResponse)
+    recs = wait_for(lambda: [r for r in c.actions(leader)
+                             if r.state == admin.ACTION_STATE_LOCKED], 30 * SLOW,
+                    what="the hung restart LOCKED")
+    assert len(c.actions(leader)) == 1
+    locked = recs[0]
+    time.sleep(3)
+    assert len(c.actions(leader)) == 1, "a locked record let another action start"
+    # Only the leader acknowledges; the others name it.
+    other = [n for n in (1, 2, 3) if n != leader][0]
+    with pytest.raises(grpc.RpcError) as e:
+        c.rpc(other, "AcknowledgeAction", admin.AcknowledgeActionRequest(id=locked.id, by="op"),
+              admin.AcknowledgeActionResponse)
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert f"coord-{leader}" in e.value.details()
+    r = c.rpc(leader, "AcknowledgeAction",
+              admin.AcknowledgeActionRequest(id=locked.id, by="op"),
+              admin.AcknowledgeActionResponse)
+    assert r.action.state == admin.ACTION_STATE_ACKNOWLEDGED and r.action.acknowledged_by == "op"
+    # The next rung: restart number two, which works.
+    wait_for(lambda: c.redis_ping(2), 30 * SLOW, what="redis back after the second restart")
+    recs = c.actions(leader)
+    assert [(r.attempt, admin.ActionState.Name(r.state)) for r in recs] == [
+        (2, "ACTION_STATE_SUCCEEDED"), (1, "ACTION_STATE_ACKNOWLEDGED")]
+
+
+def test_tilt_after_a_stalled_loop(cluster_factory, pb):
+    """A coordinator stopped for 3 s (SIGSTOP) withholds its opinions when
+    it runs again, and says so."""
+    c = cluster_factory()
+    p = c.coords[3]
+    os.killpg(p.pid, signal.SIGSTOP)
+    time.sleep(3)
+    os.killpg(p.pid, signal.SIGCONT)
+    wait_for(lambda: c.status(3).tilt_until_unix_nano > time.time_ns(), 10,
+             what="coord-3 in TILT")
+    ev = [e for e in c.events(3) if e.kind == "tilt"]
+    assert len(ev) == 1 and {f.name: f.value for f in ev[0].fields} == {"cause": "stall"}
+    m = c.coord_metrics(3)
+    assert m[("troika_coord_tilt", frozenset())] == 1
+    assert m[("troika_coord_opinions_withheld", frozenset())] == 1
