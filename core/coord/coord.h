@@ -27,6 +27,7 @@ struct coord_opinions;
 struct coord_quorum;
 struct coord_recovery;
 struct coord_tilt;
+struct coord_history;
 struct Troika__V1__Command;
 
 /* Kinds of AgentMessage, for counters. */
@@ -65,6 +66,7 @@ struct coord {
 	struct coord_quorum *quorum;     /* what they all think; the leader */
 	struct coord_recovery *recovery; /* what the leader does about it */
 	struct coord_tilt *tilt;
+	struct coord_history *history;   /* recovery events in etcd */
 	/* The highest fencing token known, told to agents in Welcome. */
 	uint64_t fencing_token;
 	uint64_t next_stream; /* ids of Connect streams, from 1 */

@@ -19,6 +19,8 @@
 #include <syslog.h>
 
 #include "coord.h"
+#include "coord_conf.h"
+#include "coord_history.h"
 #include "log.h"
 
 struct coord_event {
@@ -179,6 +181,7 @@ coord_events_emit(struct coord *c, const char *kind,
 	m.node = (char *)(uintptr_t)(node != NULL ? node : "");
 	m.check = (char *)(uintptr_t)(check != NULL ? check : "");
 	m.message = text;
+	m.coordinator = (char *)(uintptr_t)c->conf->name;
 	if (nfields > 0 &&
 	    ((labels = calloc(nfields, sizeof(*labels))) == NULL ||
 	        (plabels = calloc(nfields, sizeof(*plabels))) == NULL))
@@ -201,6 +204,8 @@ coord_events_emit(struct coord *c, const char *kind,
 	protobuf_c_message_pack(&m.base, e->packed);
 	e->seq = m.seq;
 	ev->last_seq = m.seq;
+	if (c->history != NULL && coord_history_wants(kind))
+		coord_history_record(c->history, m.seq, e->packed, e->len);
 	LIST_FOREACH(w, &ev->watches, entry)
 	coord_watch_pump(w);
 out:
@@ -273,6 +278,95 @@ static const struct grpc_handler coord_watch_handler = {
     .close = coord_watch_close,
 };
 
+/* ---- Admin/ListEvents ---- */
+
+static int
+coord_list_start(struct grpc_call *call, void *arg)
+{
+	grpc_call_set_data(call, arg);
+	return 0;
+}
+
+static void
+coord_list_close(struct grpc_call *call, int status)
+{
+	(void)call;
+	(void)status;
+}
+
+/* With store local: this coordinator's ring, newest first. */
+static size_t
+coord_list_ring(struct coord_events *ev,
+    const Troika__V1__ListEventsRequest *req, Troika__V1__Event **out,
+    size_t max)
+{
+	uint64_t oldest = coord_events_oldest(ev);
+	size_t n = 0;
+
+	for (uint64_t seq = ev->last_seq; seq >= oldest && seq > 0 && n < max;
+	    seq--) {
+		const struct coord_event *e = &ev->ring[seq % COORD_EVENTS_KEEP];
+		Troika__V1__Event *m;
+
+		if (e->seq != seq || !coord_watch_in(req->nodes, req->n_nodes,
+		    e->node) || !coord_watch_in(req->kinds, req->n_kinds, e->kind))
+			continue;
+		if ((m = troika__v1__event__unpack(NULL, e->len,
+		    e->packed)) != NULL)
+			out[n++] = m;
+	}
+	return n;
+}
+
+static void
+coord_list_message(struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	struct coord *c = grpc_call_data(call);
+	Troika__V1__ListEventsRequest *req;
+	Troika__V1__ListEventsResponse rep =
+	    TROIKA__V1__LIST_EVENTS_RESPONSE__INIT;
+	Troika__V1__Event **evs;
+	size_t limit, n;
+
+	if ((req = troika__v1__list_events_request__unpack(NULL, len,
+	    msg)) == NULL) {
+		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
+		    "cannot parse ListEventsRequest");
+		return;
+	}
+	limit = req->limit == 0 ? 100 : req->limit > 5000 ? 5000 : req->limit;
+	if ((evs = calloc(limit, sizeof(*evs))) == NULL) {
+		grpc_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+		    "out of memory");
+		goto out;
+	}
+	if (c->history != NULL) {
+		n = coord_history_list(c->history,
+		    (const char *const *)req->nodes, req->n_nodes,
+		    (const char *const *)req->kinds, req->n_kinds,
+		    (const Troika__V1__Event **)(uintptr_t)evs, limit);
+	} else {
+		n = coord_list_ring(c->events, req, evs, limit);
+	}
+	rep.events = evs;
+	rep.n_events = n;
+	if (coord_send(call, &rep.base) == 0)
+		grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+	/* The ring's were unpacked for this answer; the history's are kept. */
+	if (c->history == NULL)
+		for (size_t i = 0; i < n; i++)
+			troika__v1__event__free_unpacked(evs[i], NULL);
+	free(evs);
+out:
+	troika__v1__list_events_request__free_unpacked(req, NULL);
+}
+
+static const struct grpc_handler coord_list_handler = {
+    .start = coord_list_start,
+    .message = coord_list_message,
+    .close = coord_list_close,
+};
+
 int
 coord_events_register(struct coord *c)
 {
@@ -282,8 +376,16 @@ coord_events_register(struct coord *c)
 	    .handler = &coord_watch_handler,
 	    .arg = c,
 	};
+	const struct grpc_method list = {
+	    .path = "/troika.v1.Admin/ListEvents",
+	    .kind = GRPC_METHOD_UNARY,
+	    .handler = &coord_list_handler,
+	    .arg = c,
+	};
 
-	return grpc_server_add_method(c->srv, &m);
+	if (grpc_server_add_method(c->srv, &m) < 0)
+		return -1;
+	return grpc_server_add_method(c->srv, &list);
 }
 
 void

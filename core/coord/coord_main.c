@@ -23,6 +23,7 @@
 #include "coord.h"
 #include "coord_conf.h"
 #include "coord_events.h"
+#include "coord_history.h"
 #include "coord_opinion.h"
 #include "coord_quorum.h"
 #include "coord_recovery.h"
@@ -181,6 +182,11 @@ coord_start_recovery(struct coord *c)
 		log_warn("starting recovery");
 		return -1;
 	}
+	if (c->conf->store == COORD_STORE_ETCD &&
+	    (c->history = coord_history_new(c)) == NULL) {
+		log_warn("starting the history");
+		return -1;
+	}
 	return 0;
 }
 
@@ -189,6 +195,8 @@ coord_stop_recovery(struct coord *c)
 {
 	/* Recovery first (its mirrors use the store), the store last but
 	 * one: a leader revokes its lease, another takes over at once. */
+	coord_history_free(c->history);
+	c->history = NULL;
 	coord_recovery_free(c->recovery);
 	c->recovery = NULL;
 	coord_quorum_free(c->quorum);

@@ -96,6 +96,20 @@ def test_killed_service_restarted_once_after_quorum(cluster_factory, pb):
         kinds = [e.kind for e in c.events(leader)]
         assert kinds.count("verdict") == 1 and kinds.count("action_started") == 1
         assert kinds.count("action_done") == 1
+        # The history in etcd: any coordinator shows every coordinator's.
+        other = [n for n in (1, 2, 3) if n != leader][0]
+        a = pb[1]
+        evs = c.rpc(other, "ListEvents", a.ListEventsRequest(
+            kinds=["verdict", "action_started", "action_done", "opinion"], nodes=["node-2"]),
+            a.ListEventsResponse).events
+        mine = sorted(e.kind for e in evs if e.coordinator == f"coord-{leader}" and
+                      e.kind != "opinion")
+        assert mine == ["action_done", "action_started", "verdict"], mine
+        failed_by = {e.coordinator for e in evs if e.kind == "opinion" and
+                     {f.name: f.value for f in e.fields}["opinion"] == "failed"}
+        assert len(failed_by) >= 2, failed_by
+        assert [e.time_unix_nano for e in evs] == sorted((e.time_unix_nano for e in evs),
+                                                         reverse=True)
 
         # A command replayed with an older token: refused by the agent.
         py.command("replayed-1", "redis", "restart", token=token - 1)
