@@ -311,12 +311,13 @@ def move_coord_leader_off(c, node):
 
 
 def move_etcd_leader_off(c, node):
-    """etcd's Raft leader elsewhere, so the majority side needs no election
-    (that is a case of its own: the leader then changes)."""
+    """etcd's Raft leader on another node than `node`, so the majority side
+    needs no election when `node` is cut off (that is a case of its own:
+    every lease there may run out meanwhile)."""
     lead = c.etcd.leader()
     if lead != node:
         return
-    other = 1 if node != 1 else 3
+    other = 1 if node != 1 else 2
     member = int(c.etcd.status(other)["header"]["member_id"])
     c.etcd.etcdctl("move-leader", format(member, "x"), ns=(lead,))
     wait_for(lambda: c.etcd.leader() == other, 10 * SLOW, what="etcd leader moved")
@@ -438,3 +439,206 @@ def test_isolated_node_is_down_for_the_majority_and_its_coordinator_never_acts(c
     for n in (1, 2, 3):
         assert {(k, nd, ck) for k, nd, ck in hist[n] if k == "check_status"} <= \
             {("check_status", "node-2", "redis")}, (n, hist[n])
+
+
+# ---- 2. one coordinator alone ---------------------------------------------
+
+def test_one_coordinator_alone_sees_a_node_failed_no_action(cluster, pb):
+    """Only one node's agent -> the leader is cut (node 2's agent and
+    coordinator 3 when coordinator 3 leads): the leader, the one that would
+    act, alone sees that node go silent, finds it FAILED and publishes that;
+    the other two still hear it and stay OK. One opinion is no quorum: no
+    verdict, no record, no command. Healed, the opinion clears."""
+    c = cluster()
+    leader, token = c.leader()
+    node = 2 if leader != 2 else 3
+    bystanders = [n for n in (1, 2, 3) if n != leader]
+    base = {n: last_seq(c, n) for n in (1, 2, 3)}
+
+    t0 = time.monotonic()
+    c.net.cut_one_way(node, leader, port=c.grpc_ports[leader])
+    wait_for(lambda: metric(c.coord_metrics(leader), "troika_coord_opinions",
+                            state="failed") == 1,
+             30 * SLOW, what=f"the leader's opinion: node-{node} FAILED")
+    print(f"coord-{leader} (leader) alone finds node-{node} FAILED "
+          f"{time.monotonic() - t0:.2f} s after the cut")
+    alone = {(f"coord-{leader}", f"node-{node}", "@node")}
+    wait_for(lambda: etcd_opinions(c, 1) == alone, 10 * SLOW,
+             what="the leader's opinion, and only it, in etcd")
+    # Past the time a second opinion would have taken: still alone.
+    time.sleep(4 * SLOW)
+    assert etcd_opinions(c, 1) == alone
+    for n in (1, 2, 3):
+        s = c.status(n)
+        assert s.quorum and s.leader_name == f"coord-{leader}", n
+        assert s.fencing_token == token, n
+        st = [x for x in s.nodes if x.node == f"node-{node}"][0]
+        assert st.connected == (n != leader), n
+        assert c.actions(n) == [], n
+        assert commands_run(c, n) == 0, n
+        m = c.coord_metrics(n)
+        assert metric(m, "troika_coord_opinions", state="failed") == (n == leader), n
+        assert metric(m, "troika_coord_actions_started_total") == 0
+        assert metric_sum(m, "troika_coord_recovery_held_total") == 0
+    assert c.redis_ping(node)
+
+    t1 = c.net.heal()
+    wait_for(lambda: settled_all(c), 40 * SLOW, what="healed, no FAILED opinion")
+    print(f"healed after {time.monotonic() - t1:.2f} s")
+    wait_for(lambda: etcd_opinions(c, 1) == set(), 10 * SLOW, what="no opinion left in etcd")
+    assert c.leader() == (leader, token)
+    time.sleep(2)
+    hist = {n: history(c, n, base[n]) for n in (1, 2, 3)}
+    for n in (1, 2, 3):
+        print(f"coord-{n}: {hist[n]}")
+        assert c.actions(n) == [], n
+        assert commands_run(c, n) == 0, n
+    for n in bystanders:
+        assert hist[n] == [], n
+    assert collections.Counter(hist[leader]) == collections.Counter({
+        ("node_disconnected", f"node-{node}", ""): 1,
+        ("opinion", f"node-{node}", ""): 2,        # FAILED, then OK (agent back)
+        ("node_connected", f"node-{node}", ""): 1,
+    }), hist[leader]
+
+
+# ---- 3. the leader cut off -----------------------------------------------
+
+def set_maintenance(c, via, node, check, until):
+    a = c.admin_pb2
+    req = a.SetMaintenanceRequest(maintenance=a.Maintenance(
+        node=node, check=check, until_unix_nano=int(until * 1e9),
+        reason="test_partition: hold the action until the leader is cut off",
+        by="test_partition"))
+    return c.rpc(via, "SetMaintenance", req, a.SetMaintenanceResponse)
+
+
+def test_leader_cut_off_cannot_write_and_a_new_leader_acts_once(cluster, pb):
+    """A confirmed failure on another node waits for its maintenance to end;
+    the leader's node is cut off just before it does. The old leader, not yet
+    aware, decides to act: its record write, guarded by a leader key etcd
+    can no longer vouch for, fails, so no command goes out. A new leader on
+    the majority side acts once: one record, its token, run once."""
+    c = cluster()
+    old, old_token = c.leader()
+    move_etcd_leader_off(c, old)
+    failing = 2 if old != 2 else 3
+    third = 6 - old - failing
+    base = {n: last_seq(c, n) for n in (1, 2, 3)}
+
+    until = time.time() + 8 * SLOW
+    set_maintenance(c, old, f"node-{failing}", "redis", until)
+    c.kill_redis(failing)
+
+    def held():
+        evs = c.events(old, after=base[old])
+        kinds = [(e.kind, field(e, "reason")) for e in evs if e.node == f"node-{failing}"]
+        return ("verdict", None) in kinds and ("recovery_held", "maintenance") in kinds
+    wait_for(held, 20 * SLOW, what="the old leader's verdict, held for maintenance")
+    assert time.time() < until - 1, "the verdict came too late for this test's timing"
+    time.sleep(max(0.0, until - 0.3 - time.time()))
+    t0 = c.net.isolate(old)
+
+    def write_failed():
+        m = c.coord_metrics(old)
+        return metric(m, "troika_coord_record_write_failures_total") >= 1
+    wait_for(write_failed, 10 * SLOW, what="the old leader's record write failing")
+    print(f"old leader coord-{old}: record write failed {time.monotonic() - t0:.2f} s "
+          f"after the cut")
+    others = [n for n in (1, 2, 3) if n != old]
+    new, new_token = wait_for(lambda: c.leader(among=others), 20 * SLOW,
+                              what="a new leader on the majority side")
+    print(f"new leader coord-{new} (token {new_token}) {time.monotonic() - t0:.2f} s "
+          f"after the cut")
+    assert new_token > old_token
+
+    def done():
+        recs = c.actions(new)
+        return recs if recs and recs[0].state == pb[1].ACTION_STATE_SUCCEEDED else None
+    wait_for(done, 30 * SLOW, what="the new leader's restart succeeded")
+    wait_for(lambda: c.redis_ping(failing), 10, what=f"redis on node {failing} back")
+    print(f"restarted by the new leader {time.monotonic() - t0:.2f} s after the cut")
+    s = c.status(old)
+    assert not s.quorum and not s.leader, s.quorum_reason
+    assert c.actions(old) == []
+
+    # The old leader's node is down for the majority too (no action for it).
+    def node_verdict():
+        return [e for e in c.events(new, after=base[new])
+                if e.kind == "verdict" and e.node == f"node-{old}"]
+    wait_for(node_verdict, 30 * SLOW, what=f"the new leader's verdict on node-{old}")
+    wait_for(lambda: metric(c.coord_metrics(old), "troika_coord_opinions",
+                            state="failed") == 3,
+             20 * SLOW, what="the old leader: both other nodes and the redis FAILED")
+    time.sleep(1)
+
+    t1 = c.net.heal()
+    wait_for(lambda: settled_all(c), 40 * SLOW, what="healed, no FAILED opinion")
+    print(f"healed after {time.monotonic() - t1:.2f} s")
+    assert c.leader() == (new, new_token)
+    time.sleep(2)
+
+    for n in (1, 2, 3):
+        recs = c.actions(n)
+        assert len(recs) == 1, (n, [(r.id, r.coordinator, r.state) for r in recs])
+        r = recs[0]
+        assert (r.node, r.check, r.action, r.attempt) == (f"node-{failing}", "redis",
+                                                          "restart", 1)
+        assert r.state == pb[1].ACTION_STATE_SUCCEEDED
+        assert r.coordinator == r.finished_by == f"coord-{new}"
+        assert r.fencing_token == new_token
+        assert sorted(r.opinions) == sorted(f"coord-{m}" for m in others)
+    m = c.coord_metrics(old)
+    assert metric(m, "troika_coord_record_write_failures_total") == 1
+    assert metric(m, "troika_coord_actions_started_total") == 0
+    assert f"action {old_token:012d}-000001 not started: etcd: " in c.coord_log(old)
+    assert metric(c.coord_metrics(new), "troika_coord_actions_started_total") == 1
+    for n in (1, 2, 3):
+        assert etcd_opinions(c, n) == set()
+    am = c.agent_metrics(failing)
+    assert metric(am, "troika_agent_commands_total", outcome="accepted") == 1
+    assert metric(am, "troika_agent_commands_total", outcome="succeeded") == 1
+    assert commands_run(c, failing) == 2
+    assert metric(am, "troika_agent_fencing_token") == new_token
+    for n in (old, third):
+        assert commands_run(c, n) == 0, n
+
+    hist = {n: [(k, nd, ck, field(e, "reason")) for e in c.events(n, after=base[n])
+                for k, nd, ck in [(e.kind, e.node, e.check)]] for n in (1, 2, 3)}
+    for n in (1, 2, 3):
+        print(f"coord-{n}: {hist[n]}")
+    F, L = f"node-{failing}", f"node-{old}"
+    # Where a CRITICAL then an OK result of the Redis were seen.
+    redis_seen = {("check_status", F, "redis", None): 2, ("opinion", F, "redis", None): 2}
+    want = {n: collections.Counter(redis_seen) for n in (1, 2, 3)}
+    want[old].update({
+        ("maintenance_on", F, "redis", None): 1,
+        ("verdict", F, "redis", None): 1,
+        ("recovery_held", F, "redis", "maintenance"): 1,
+        ("leader_changed", "", "", None): 1,
+        ("quorum_lost", "", "", None): 1, ("quorum_regained", "", "", None): 1,
+    })
+    for n in (failing, third):
+        want[old].update({("node_disconnected", f"node-{n}", "", None): 1,
+                          ("opinion", f"node-{n}", "", None): 2,
+                          ("node_connected", f"node-{n}", "", None): 1})
+    for n in others:
+        want[n].update({("node_disconnected", L, "", None): 1, ("opinion", L, "", None): 2,
+                        ("node_connected", L, "", None): 1})
+    want[new].update({
+        ("leader_changed", "", "", None): 1,
+        ("verdict", F, "redis", None): 1,
+        ("action_started", F, "redis", None): 1,
+        ("action_accepted", F, "redis", None): 1,
+        ("action_done", F, "redis", None): 1,
+        ("verdict", L, "", None): 1,
+        ("recovery_held", L, "", "node_down"): 1,
+    })
+    got = {n: collections.Counter(hist[n]) for n in (1, 2, 3)}
+    # Right after the restart the Redis may still be FAILED for a moment
+    # (its OK result on its way): held for the cooldown, or not.
+    cooldown = ("recovery_held", F, "redis", "cooldown")
+    assert got[new][cooldown] <= 1
+    del got[new][cooldown]
+    for n in (1, 2, 3):
+        assert got[n] == want[n], (n, hist[n])
