@@ -29,6 +29,8 @@ import pytest
 from conftest import BUILD_DIR, NODE1, SANITIZED, free_port, wait_for
 from grpc_echo import SANITIZER_REPORT
 from test_coord import Coord, Stream, hello, pb  # noqa: F401 (pb: fixture)
+from test_etcd import ETCD
+from test_recovery import cluster_factory  # noqa: F401 (fixture)
 
 CTL = os.path.join(BUILD_DIR, "core", "ctl", "troikactl")
 SEC = 10**9
@@ -176,6 +178,8 @@ def event_line(e, pb_mod):
             return v
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
     pairs = ([("check", e.check)] if e.check else []) + [(f.name, f.value) for f in e.fields]
+    if getattr(e, "coordinator", ""):
+        pairs.append(("coordinator", e.coordinator))
     if pairs:
         text += "  " + " ".join(f"{k}={val(v)}" for k, v in pairs)
     return text
@@ -225,19 +229,23 @@ class Cluster:
         assert s3.outcome()[0] == grpc.StatusCode.OK
         wait_for(lambda: not coord.node("node-3").connected, 10, what="node-3 gone")
         wait_for(lambda: any(e.kind == "node_disconnected" and e.node == "node-3"
-                             for e in self.events(timeout=1)),
+                             for e in self.events()),
                  10, what="node-3's node_disconnected event")
 
-    def events(self, after=1, timeout=3, **kw):
-        """The kept events (a watch read until its deadline)."""
-        w = self.coord.watch(after_seq=after, timeout=timeout, **kw)
+    def events(self, after=1, kinds=(), timeout=5):
+        """The kept events after `after` (of these kinds), as the
+        coordinator's own watch gives them: read up to the last seq it
+        counts (troika_coord_events_total)."""
+        last = int(self.coord.value("troika_coord_events_total") or 0)
         out = []
-        try:
+        if last > after:
+            w = self.coord.watch(after_seq=after, timeout=timeout)
             for e in w:
                 out.append(e)
-        except grpc.RpcError as e:
-            assert e.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-        return out
+                if e.seq >= last:
+                    w.cancel()
+                    break
+        return [e for e in out if not kinds or e.kind in kinds]
 
     def close(self):
         for s in self.streams:
@@ -370,16 +378,18 @@ def test_events_kept(cluster):
         event_line(e, cluster.admin_pb2) for e in kept if e.kind == "check_status"]
     assert any(re.fullmatch(r"\d+ \S+ CRITICAL node-1 check_status: db on node-1: none -> "
                             r"critical: connection refused  check=db from=none to=critical "
-                            r"plugin=tcp evidence=certain", line) for line in out), out
+                            r"plugin=tcp evidence=certain( coordinator=coord-1)?", line)
+               for line in out), out
     assert any(re.fullmatch(r"\d+ \S+ WARNING  node-3 node_disconnected: node node-3 "
-                            r"disconnected \(OK\)  grpc_code=OK", line) for line in out), out
+                            r"disconnected \(OK\)  grpc_code=OK( coordinator=coord-1)?", line)
+               for line in out), out
 
     # JSON: one object per line, every field.
     assert len(listing(cluster, "--json")) >= 9
 
     # --after, --node and --kind, repeated or comma-separated.
     n2 = [e.seq for e in kept if e.kind == "node_connected" and e.node == "node-2"][0]
-    assert len(listing(cluster, "--json", "--after", str(n2), pick=lambda e: e.seq > n2)) >= 5
+    assert len(listing(cluster, "--json", "--after", str(n2), pick=lambda e: e.seq > n2)) >= 4
     last = kept[-1].seq
     listing(cluster, "--after", str(last + 1000), pick=lambda e: e.seq > last + 1000)
     assert len(listing(cluster, "--node", "node-3", pick=lambda e: e.node == "node-3")) >= 3
@@ -407,7 +417,8 @@ def test_events_follow(cluster):
         message="back", time_unix_nano=time.time_ns())))
     line = f.line()
     assert re.fullmatch(r"\d+ \S+ INFO     node-1 check_status: db on node-1: critical -> ok: "
-                        r"back  check=db from=critical to=ok plugin=tcp evidence=none", line), line
+                        r"back  check=db from=critical to=ok plugin=tcp evidence=none"
+                        r"( coordinator=coord-1)?", line), line
     assert int(line.split()[0]) > kept[-1].seq
     f.quiet(0.7)
     # Ctrl-C ends it cleanly.
@@ -1105,6 +1116,71 @@ def test_events_listing_without_a_clock(pb, fakes):
     assert (rc, err) == (0, "")
     assert [line.split()[0] for line in out.splitlines()] == ["2", "3"]
     assert 0.5 <= time.monotonic() - t0 < 3
+
+
+# ---- three coordinators on etcd ----
+
+@pytest.mark.skipif(not os.path.exists(ETCD), reason="etcd-server is not installed")
+def test_three_coordinators(cluster_factory, pb):
+    """The cluster of test_recovery.py (etcd, coordinator and agent on each
+    of 127.0.1.1-3): any coordinator answers status, `actions ack` finds
+    the leader behind the followers, maintenance set through one is seen
+    by all, and without etcd quorum status says why and writes fail
+    everywhere."""
+    _, admin_pb2 = pb
+    c = cluster_factory()
+    leader, token = c.leader()
+    followers = [n for n in (1, 2, 3) if n != leader]
+    every = ",".join(c.coord_target(n) for n in followers + [leader])
+
+    rc, out, err = ctl("--coordinator", every, "status")
+    assert (rc, err) == (0, "")
+    assert out.splitlines()[:4] == [
+        f"coordinator  coord-{followers[0]}, version 0.1.0",
+        "store        etcd, quorum",
+        f"leader       coord-{leader}, fencing token {token}",
+        "nodes        3, 3 connected"]
+    d = dict(parse_json(ctl("--coordinator", c.coord_target(leader), "status", "--json")[1]))
+    assert (d["store"], d["quorum"], d["leader"], d["leader_name"], d["fencing_token"]) == (
+        "STORE_KIND_ETCD", True, True, f"coord-{leader}", token)
+
+    # The followers are asked first; the leader answers the acknowledgement.
+    assert ctl("--coordinator", every, "actions", "ack", "no-such-id") == (
+        1, "", f"troikactl: {c.coord_target(leader)}: NOT_FOUND: no such action record\n")
+    assert ctl("--coordinator", c.coord_target(followers[0]), "actions", "ack", "x") == (
+        1, "", f"troikactl: none of the coordinators asked leads; they name coord-{leader}: "
+               "add it with --coordinator\n")
+
+    # Maintenance through a follower, seen by every coordinator.
+    rc, out, err = ctl("--coordinator", c.coord_target(followers[0]), "maintenance", "on",
+                       "node-2", "--for", "10m", "--reason", "troikactl test")
+    assert (rc, err) == (0, "")
+    for n in (1, 2, 3):
+        wait_for(lambda: [(m.node, m.reason) for m in c.status(n).maintenance] == [
+            ("node-2", "troikactl test")], 10, what=f"coord-{n} seeing the maintenance")
+    rc, out, err = ctl("--coordinator", c.coord_target(followers[1]), "maintenance", "--json")
+    assert [dict(m)["node"] for m in dict(parse_json(out))["maintenance"]] == ["node-2"]
+    assert ctl("--coordinator", c.coord_target(leader), "maintenance", "off", "node-2") == (
+        0, "maintenance ended for node-2\n\nno maintenance\n", "")
+
+    # Two etcd members gone: no quorum anywhere, and status says why.
+    for n in (1, 2):
+        c.etcd.kill(n)
+    reason = wait_for(lambda: not (s := c.status(3)).quorum and s.quorum_reason, 30,
+                      what="coord-3 without quorum")
+    rc, out, err = ctl("--coordinator", c.coord_target(3), "status")
+    assert (rc, err) == (0, "")
+    m = re.search(r"^store        etcd, NO QUORUM: no action is taken \((.+)\)$", out, re.M)
+    assert m and m.group(1), out
+    print(f"coord-3: {reason}; troikactl: {m.group(1)}")
+    all3 = ",".join(c.coord_target(n) for n in (1, 2, 3))
+    rc, out, err = ctl("--coordinator", all3, "maintenance", "on", "--for", "1m")
+    assert (rc, out) == (1, "")
+    lines = err.splitlines()
+    assert len(lines) == 4, err
+    for n, line in zip((1, 2, 3), lines):
+        assert line.startswith(f"troikactl: {c.coord_target(n)}: UNAVAILABLE: "), err
+    assert lines[3:] == ["troikactl: none of the 3 coordinators answered"]
 
 
 # ---- TLS ----
