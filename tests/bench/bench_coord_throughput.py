@@ -369,7 +369,7 @@ def main():
     try:
         print(f"load average before: {loadavg()}")
         commit = subprocess.run(["git", "-C", SRC, "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True).stdout.strip()
+                                capture_output=True, text=True).stdout.strip() or "unknown"
         print(f"commit {commit}, {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, build {args.build}")
         print(f"{args.agents} agents, {args.conns or args.agents} connections, "
               f"{args.checks} checks each + a marker check, 1 result in {args.mark} a marker; "
@@ -404,7 +404,9 @@ def main():
                           f"markers {r['markers_seen']}/{r['markers_sent']}, p50 "
                           f"{fmt_ms(r['p50_ms'])} p99 {fmt_ms(r['p99_ms'])} p99.9 "
                           f"{fmt_ms(r['p999_ms'])} max {fmt_ms(r['max_ms'])} ms, "
-                          f"load {loadavg()}", flush=True)
+                          f"load {loadavg()}" +
+                          "".join(f", {k} {r[k]}" for k in ("streams_lost", "send_errors",
+                                                           "watch_cuts") if r[k]), flush=True)
         mem = {s.name: (proc_status_kib(s.proc.pid, "VmRSS"),
                         proc_status_kib(s.proc.pid, "VmHWM")) for s in servers}
         for s in servers:

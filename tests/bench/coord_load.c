@@ -8,12 +8,15 @@
  * watches Admin/WatchEvents, as troikactl would.
  *
  * Latency is measured end to end through something the coordinator
- * really does: one result in --mark goes to a check of its own whose
- * status flips each time, so the coordinator must put it into its view,
- * see the change and emit a check_status event. The result's message
- * carries a marker number that the event's message repeats; the latency
- * of a marker is the time from handing it to our gRPC client to
- * receiving its event, both on this process's monotonic clock.
+ * really does: one in --mark of each agent's results goes to a check of
+ * its own ("marker") whose status flips between WARNING and OK each
+ * time, so the coordinator must put it into its view, see the change and
+ * emit a check_status event. The result's message carries a marker
+ * number that the event's message repeats; the latency of a marker is
+ * the time from handing it to our gRPC client to receiving its event,
+ * both on this process's monotonic clock. Each agent's first result sets
+ * the marker check UNKNOWN, so the first marker is a change whatever the
+ * server kept from an earlier run with the same node names.
  *
  *   coord_load [--agents 100] [--conns N] [--checks 10] [--rate R]
  *              [--mark 20] [--warmup 3] [--seconds 10] [--drain 5]
@@ -30,8 +33,13 @@
  *   window_start                 the measuring window begins
  *   window_end                   it ends; sending stops
  *   result {json}                what was sent and the marker latencies
- * Exit 0 after the result line; 1 when the run could not be done
- * (streams refused, no events), saying why on stderr.
+ * The result counts the window's results and markers sent, markers seen,
+ * their latency percentiles (-1 when none was seen), sends refused for a
+ * full queue (eagain), failed sends, agent streams the server ended
+ * (streams_lost), and how often the watcher was cut off (watch_cuts).
+ * Exit 0 after the result line; 1 when the run could not be done (a
+ * connection or stream refused before every agent was welcomed, no event
+ * within 10 s), saying why on stderr.
  * Benchmarks only, never installed.
  */
 #include <errno.h>
@@ -171,6 +179,16 @@ load_real_ns(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* The run cannot be done: say why (the first reason only) and stop. */
+static void
+load_fail(struct load *ld, const char *why)
+{
+	if (!ld->failed)
+		fprintf(stderr, "coord_load: %s\n", why);
+	ld->failed = 1;
+	event_base_loopbreak(ld->base);
 }
 
 static void
@@ -465,6 +483,11 @@ load_agent_close(
 		fprintf(stderr, "coord_load: agent %s: stream ended: %s %s\n",
 		    a->node, grpc_status_str(status), message);
 	}
+	/* Not every agent can be welcomed now: the run is off. */
+	if (ld->phase == LOAD_CONNECTING)
+		load_fail(ld,
+		    "an agent stream ended before every agent "
+		    "was welcomed");
 }
 
 static const struct grpc_client_handler load_agent_handler = {
@@ -533,14 +556,10 @@ load_watch_open(struct load *ld)
 	    TROIKA__V1__WATCH_EVENTS_REQUEST__INIT;
 	char *kinds[] = {"check_status"};
 
-	if (ld->watch_cl == NULL || !grpc_client_usable(ld->watch_cl)) {
-		ld->failed = 1;
-		return;
-	}
-	ld->watch = grpc_client_call_open(
-	    ld->watch_cl, LOAD_PATH_WATCH, 0, &load_watch_handler, ld);
-	if (ld->watch == NULL) {
-		ld->failed = 1;
+	if (ld->watch_cl == NULL || !grpc_client_usable(ld->watch_cl) ||
+	    (ld->watch = grpc_client_call_open(ld->watch_cl, LOAD_PATH_WATCH, 0,
+	         &load_watch_handler, ld)) == NULL) {
+		load_fail(ld, "cannot watch events: the connection is gone");
 		return;
 	}
 	/* Only events from now on (after_seq 0). */
@@ -622,7 +641,8 @@ load_report(struct load *ld)
 {
 	double window = (double)(ld->t_end_ns - ld->t_start_ns) / 1e9;
 
-	qsort(ld->lat_ns, ld->nlat, sizeof(*ld->lat_ns), load_u64_cmp);
+	if (ld->nlat > 0)
+		qsort(ld->lat_ns, ld->nlat, sizeof(*ld->lat_ns), load_u64_cmp);
 	printf("result {\"agents\": %d, \"conns\": %d, \"checks\": %d, "
 	       "\"rate\": %.0f, \"mark\": %u, \"window_s\": %.3f, "
 	       "\"results_sent\": %" PRIu64 ", \"sent_per_s\": %.0f, "
@@ -648,24 +668,21 @@ load_phase_cb(evutil_socket_t fd, short what, void *arg)
 	struct load *ld = arg;
 	uint64_t now = load_mono_ns();
 	struct timeval poll = {0, 100000};
+	char why[64];
 
 	(void)fd;
 	(void)what;
 	switch (ld->phase) {
 	case LOAD_CONNECTING:
-		fprintf(stderr, "coord_load: only %d of %d agents welcomed\n",
+		snprintf(why, sizeof(why), "only %d of %d agents welcomed",
 		    ld->welcomed, ld->nagents);
-		ld->failed = 1;
-		event_base_loopbreak(ld->base);
+		load_fail(ld, why);
 		return;
 	case LOAD_WARMUP:
 		/* The watch must be live before anything is measured. */
 		if (ld->events_seen == 0) {
 			if (now - ld->t_phase_ns > 10000000000ULL) {
-				fprintf(
-				    stderr, "coord_load: no event arrived\n");
-				ld->failed = 1;
-				event_base_loopbreak(ld->base);
+				load_fail(ld, "no event arrived");
 				return;
 			}
 			evtimer_add(ld->phase_ev, &poll);
@@ -807,8 +824,15 @@ load_free(struct load *ld)
 		event_free(ld->tick_ev);
 	if (ld->phase_ev != NULL)
 		event_free(ld->phase_ev);
-	if (ld->base != NULL)
+	/*
+	 * A bufferevent with a deferred callback still queued (a loop
+	 * broken off early) is freed only once that callback ran: one more
+	 * turn, with none of our events left.
+	 */
+	if (ld->base != NULL) {
+		event_base_loop(ld->base, EVLOOP_NONBLOCK);
 		event_base_free(ld->base);
+	}
 	free(ld->marker_sent_ns);
 	free(ld->marker_seen);
 	free(ld->lat_ns);
@@ -888,6 +912,8 @@ main(int argc, char **argv)
 		goto out;
 	}
 	load_watch_open(&ld);
+	if (ld.failed)
+		goto out;
 	for (int c = 0; c < ld.nconns; c++) {
 		if ((ld.conns[c] = load_connect(&ld, &cfg)) == NULL) {
 			fprintf(stderr, "coord_load: connect: %s\n",

@@ -25,7 +25,6 @@ The Python modules are made with protoc --python_out at start, into
 installed, so the services are wired with generic handlers).
 """
 import argparse
-import collections
 import http.server
 import importlib
 import os
