@@ -362,8 +362,10 @@ def main():
             raise SystemExit(f"{f} is missing: build the tree first "
                              "(cmake --preset default && cmake --build --preset default)")
 
-    # SIGTERM ends the run like Ctrl-C: through the finally below.
+    # SIGTERM ends the run like Ctrl-C: through the finally below. Ctrl-C
+    # is restored too: a shell starting us in the background ignores it.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     procs = Procs()
     work = tempfile.mkdtemp(prefix="troika-bench-coord-")
     try:
@@ -421,4 +423,9 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        # Everything was stopped and removed on the way out of main().
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
