@@ -19,6 +19,8 @@
 
 #include <sys/queue.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include <errno.h>
 #include <stdio.h>
@@ -859,6 +861,19 @@ grpc_client_event_cb(struct bufferevent *bev, short what, void *arg)
 				    "TLS: the server did not select ALPN h2");
 				return;
 			}
+		}
+		/*
+		 * Small frames (a result, a heartbeat) go out at once: with
+		 * Nagle on, one waits for the peer's delayed ACK, 40 ms on
+		 * Linux, which was the whole p99.9 of report latency.
+		 */
+		{
+			evutil_socket_t fd = bufferevent_getfd(bev);
+			int one = 1;
+
+			if (fd >= 0)
+				(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY,
+				    &one, sizeof(one));
 		}
 		cl->connected = 1;
 		bufferevent_enable(bev, EV_READ | EV_WRITE);
