@@ -59,8 +59,10 @@ ctl_usage(FILE *f)
 {
 	fprintf(f,
 	    "usage: troikactl [options] status [NODE...]\n"
-	    "       troikactl [options] events [--follow] [--after SEQ] "
-	    "[--node NODE]... [--kind KIND]...\n"
+	    "       troikactl [options] events [--limit N | --follow | --after "
+	    "SEQ]\n"
+	    "                                 [--node NODE]... [--kind "
+	    "KIND]...\n"
 	    "       troikactl [options] actions [list] [--limit N] [NODE...]\n"
 	    "       troikactl [options] actions ack ID [--by WHO]\n"
 	    "       troikactl [options] maintenance [list]\n"
@@ -88,16 +90,21 @@ ctl_usage(FILE *f)
 	    "  --help, --version\n"
 	    "\n"
 	    "events:\n"
-	    "  --follow                 keep printing new events until "
-	    "Ctrl-C\n"
-	    "  --after SEQ              only events after this sequence "
-	    "number\n"
+	    "  (no option)              the history, oldest first: its newest "
+	    "--limit N\n"
+	    "                           events (default 100)\n"
+	    "  --follow                 this coordinator's kept events, then "
+	    "new ones\n"
+	    "                           until Ctrl-C\n"
+	    "  --after SEQ              this coordinator's events after "
+	    "sequence number SEQ\n"
 	    "  --node NODE, --kind KIND only these (repeat, or separate with "
 	    "commas)\n"
 	    "\n"
 	    "actions, maintenance:\n"
-	    "  --limit N                at most N actions, newest first "
-	    "(default 100)\n"
+	    "  --limit N                at most N actions (or events), newest "
+	    "first\n"
+	    "                           (default 100)\n"
 	    "  --by WHO                 who acknowledges or starts "
 	    "maintenance (default\n"
 	    "                           user@host)\n"
@@ -285,7 +292,7 @@ ctl_args_where(int opt)
 	case OPT_KIND:
 		return CTL_FOR_EVENTS;
 	case OPT_LIMIT:
-		return CTL_FOR_ACTIONS_LIST;
+		return CTL_FOR_ACTIONS_LIST | CTL_FOR_EVENTS;
 	case OPT_BY:
 		return CTL_FOR_ACK | CTL_FOR_MAINT_ON;
 	case OPT_FOR:
@@ -303,6 +310,8 @@ ctl_args_where_str(unsigned where)
 		return "events";
 	case CTL_FOR_ACTIONS_LIST:
 		return "actions list";
+	case CTL_FOR_ACTIONS_LIST | CTL_FOR_EVENTS:
+		return "actions list and events";
 	case CTL_FOR_ACK | CTL_FOR_MAINT_ON:
 		return "actions ack and maintenance on";
 	case CTL_FOR_MAINT_ON:
@@ -524,6 +533,11 @@ ctl_args_parse(struct ctl_opts *o, int argc, char **argv,
 		    used[i].name, ctl_args_where_str(used[i].where));
 		return ctl_args_error(err, "%s", msg);
 	}
+	/* The history is listed (ListEvents); a watch has no limit. */
+	if (o->command == CTL_CMD_EVENTS && o->limit > 0 &&
+	    (o->follow || o->after_set))
+		return ctl_args_error(err, "%s",
+		    "--limit lists the history: not with --follow or --after");
 	if (o->command == CTL_CMD_MAINTENANCE && o->sub == CTL_SUB_ON &&
 	    o->for_ms == 0)
 		return ctl_args_error(

@@ -1,16 +1,23 @@
 /*
- * troikactl events: Admin/WatchEvents, one line per event (or one JSON
- * object per line).
+ * troikactl events: the history (Admin/ListEvents), or this coordinator's
+ * events after a seq and as they happen (Admin/WatchEvents); one line per
+ * event, or one JSON object per line.
  *
- * Admin/WatchEvents never ends by itself, and neither an event nor the
- * stream says "these were the kept ones, what follows is new". So without
- * --follow, troikactl asks GetStatus first, only for the coordinator's
- * clock (time_unix_nano, the clock that also stamps events): an event
- * stamped later is new, and the first one ends the listing unprinted.
- * When no new event comes, the listing ends once the stream has been
- * quiet for CTL_EVENTS_IDLE_MS after the connection was up: the kept
- * events come in one burst right after the request. README.md proposes
- * the proto fields that would make both guesses unnecessary.
+ * Without --follow or --after, the listing is ListEvents: with store etcd
+ * the cluster's recovery history from every coordinator, with store local
+ * the coordinator's kept events. It comes newest first and is printed
+ * oldest first, as a log reads.
+ *
+ * A coordinator without ListEvents (UNIMPLEMENTED: an older one), and
+ * --after without --follow, list through WatchEvents instead. That stream
+ * never ends by itself, and neither an event nor the stream says "these
+ * were the kept ones, what follows is new". So troikactl asks GetStatus
+ * first, only for the coordinator's clock (time_unix_nano, the clock
+ * that also stamps events): an event stamped later is new, and the first
+ * one ends the listing unprinted. When no new event comes, the listing
+ * ends once the stream has been quiet for CTL_EVENTS_IDLE_MS after the
+ * connection was up: the kept events come in one burst right after the
+ * request.
  *
  * A watcher too slow for the coordinator is cut off with
  * RESOURCE_EXHAUSTED; troikactl says so and resumes after the last seq
@@ -274,6 +281,74 @@ ctl_events_get_clock(struct ctl_events *ev)
 	    ev->r, st == GRPC_STATUS_OK ? GRPC_STATUS_INTERNAL : st);
 }
 
+struct ctl_events_list {
+	Troika__V1__ListEventsResponse *rep;
+};
+
+static int
+ctl_events_list_message(const uint8_t *msg, size_t len, void *arg)
+{
+	struct ctl_events_list *l = arg;
+
+	if (l->rep != NULL)
+		return -EBADMSG;
+	l->rep = troika__v1__list_events_response__unpack(NULL, len, msg);
+	return l->rep != NULL ? 0 : -EBADMSG;
+}
+
+static const struct ctl_rpc_handler ctl_events_list_handler = {
+    .message = ctl_events_list_message,
+};
+
+/*
+ * ListEvents, printed oldest first. Returns an exit status, or -1 when
+ * the coordinator does not have ListEvents (then the watch lists).
+ */
+static int
+ctl_events_list(struct ctl_events *ev)
+{
+	Troika__V1__ListEventsRequest req =
+	    TROIKA__V1__LIST_EVENTS_REQUEST__INIT;
+	const struct ctl_opts *o = ev->o;
+	struct ctl_events_list l = {NULL};
+	int st, rc = CTL_EXIT_FAIL, e = 0;
+
+	req.nodes = o->nodes;
+	req.n_nodes = o->nnodes;
+	req.kinds = o->kinds;
+	req.n_kinds = o->nkinds;
+	req.limit = o->limit;
+	st = ctl_rpc_call(ev->r, "/troika.v1.Admin/ListEvents", &req.base,
+	    o->timeout_ms, &ctl_events_list_handler, &l);
+	if (ev->r->stopped)
+		rc = CTL_EXIT_OK;
+	else if (st == GRPC_STATUS_UNIMPLEMENTED)
+		rc = -1;
+	else if (st == CTL_RPC_NO_ANSWER)
+		;
+	else if (st != GRPC_STATUS_OK || l.rep == NULL) {
+		if (st == GRPC_STATUS_OK)
+			snprintf(ev->r->message, sizeof(ev->r->message),
+			    "no answer in the reply");
+		ctl_events_failed(
+		    ev->r, st == GRPC_STATUS_OK ? GRPC_STATUS_INTERNAL : st);
+	} else {
+		for (size_t i = l.rep->n_events; i > 0 && e == 0; i--)
+			e = ctl_event_write(
+			    l.rep->events[i - 1], o->json, o->color, ev->out);
+		if (e == 0)
+			e = ctl_flush(ev->out, STDOUT_FILENO);
+		if (e == 0)
+			rc = CTL_EXIT_OK;
+		else if (e != -EPIPE)
+			fprintf(
+			    stderr, "troikactl: stdout: %s\n", strerror(-e));
+	}
+	if (l.rep != NULL)
+		troika__v1__list_events_response__free_unpacked(l.rep, NULL);
+	return rc;
+}
+
 int
 ctl_events_run(const struct ctl_opts *o)
 {
@@ -299,6 +374,9 @@ ctl_events_run(const struct ctl_opts *o)
 		fprintf(stderr, "troikactl: out of memory\n");
 		goto out;
 	}
+	if (!o->follow && !o->after_set && (rc = ctl_events_list(&ev)) != -1)
+		goto out;
+	rc = CTL_EXIT_FAIL;
 	if (!o->follow) {
 		if ((rc = ctl_events_get_clock(&ev)) != 0 || r.stopped)
 			goto out;

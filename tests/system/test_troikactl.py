@@ -348,34 +348,41 @@ def test_status_of_some_nodes(cluster):
 
 # ---- events ----
 
-def listing(cluster, *args, pick=lambda e: True):
-    """troikactl events ARGS: exit 0, nothing on stderr, and every line
-    as expected for the kept events PICK selects. The coordinator makes
-    events of its own (opinions, verdicts) as time passes, so the listing
-    must hold at least what was kept before it ran, and nothing but what
-    was kept after."""
+def history(cluster, nodes=(), kinds=(), limit=0):
+    """ListEvents, oldest first, as troikactl prints it."""
+    a = cluster.admin_pb2
+    rep = admin_rpc(cluster.coord, "ListEvents", a.ListEventsRequest, a.ListEventsResponse)(
+        a.ListEventsRequest(nodes=nodes, kinds=kinds, limit=limit), timeout=5)
+    return list(reversed(rep.events))
+
+
+def listing(cluster, *args, ref):
+    """troikactl events ARGS: exit 0, nothing on stderr, and every line as
+    expected for the events ref() returns. The coordinator makes events
+    of its own (opinions, verdicts) as time passes, so the listing must
+    hold at least what was there before it ran, and nothing but what was
+    there after."""
     json_out = "--json" in args
     fmt = expected_json if json_out else (lambda e: event_line(e, cluster.admin_pb2))
-    before = [fmt(e) for e in cluster.events() if pick(e)]
+    before = [fmt(e) for e in ref()]
     rc, out, err = ctl("--coordinator", cluster.coord.target, "events", *args)
-    after = [fmt(e) for e in cluster.events() if pick(e)]
+    after = [fmt(e) for e in ref()]
     assert (rc, err) == (0, "")
     got = [parse_json(line) if json_out else line for line in out.splitlines()]
     assert got[:len(before)] == before and got == after[:len(got)], (got, before, after)
     return got
 
 
-def test_events_kept(cluster):
-    kept = cluster.events()
-    # after_seq 0 means "only new events": the nearest to "all kept" that
-    # admin.proto allows is after_seq 1, so seq 1 is never listed (README).
-    assert kept[0].seq == 2
-    t0 = time.monotonic()
-    out = listing(cluster)
-    assert time.monotonic() - t0 < 8  # it ended by itself once caught up
-    assert len(out) >= 9
+def test_events_history(cluster):
+    """Without --follow or --after: ListEvents (the coordinator's kept
+    events with store local), oldest first."""
+    hist = history(cluster)
+    # Unlike a watch, the history has the very first event too.
+    assert hist[0].seq == 1
+    out = listing(cluster, ref=lambda: history(cluster))
+    assert len(out) >= 10
     assert [line for line in out if " check_status: " in line] == [
-        event_line(e, cluster.admin_pb2) for e in kept if e.kind == "check_status"]
+        event_line(e, cluster.admin_pb2) for e in hist if e.kind == "check_status"]
     assert any(re.fullmatch(r"\d+ \S+ CRITICAL node-1 check_status: db on node-1: none -> "
                             r"critical: connection refused  check=db from=none to=critical "
                             r"plugin=tcp evidence=certain( coordinator=coord-1)?", line)
@@ -383,24 +390,41 @@ def test_events_kept(cluster):
     assert any(re.fullmatch(r"\d+ \S+ WARNING  node-3 node_disconnected: node node-3 "
                             r"disconnected \(OK\)  grpc_code=OK( coordinator=coord-1)?", line)
                for line in out), out
-
     # JSON: one object per line, every field.
-    assert len(listing(cluster, "--json")) >= 9
-
-    # --after, --node and --kind, repeated or comma-separated.
-    n2 = [e.seq for e in kept if e.kind == "node_connected" and e.node == "node-2"][0]
-    assert len(listing(cluster, "--json", "--after", str(n2), pick=lambda e: e.seq > n2)) >= 4
-    last = kept[-1].seq
-    listing(cluster, "--after", str(last + 1000), pick=lambda e: e.seq > last + 1000)
-    assert len(listing(cluster, "--node", "node-3", pick=lambda e: e.node == "node-3")) >= 3
+    assert len(listing(cluster, "--json", ref=lambda: history(cluster))) >= 10
+    # --node and --kind, repeated or comma-separated; --limit: the newest.
+    assert len(listing(cluster, "--node", "node-3",
+                       ref=lambda: history(cluster, nodes=["node-3"]))) >= 3
     assert len(listing(cluster, "--json", "--node", "node-2,node-3", "--kind", "check_status",
-                       pick=lambda e: e.node in ("node-2", "node-3") and
-                       e.kind == "check_status")) == 2
-    assert len(listing(cluster, "--kind", "node_connected", "--kind", "node_disconnected",
-                       pick=lambda e: e.kind in ("node_connected", "node_disconnected"))) == 4
-    assert listing(cluster, "--kind", "no_such_kind", pick=lambda e: False) == []
-    assert len(listing(cluster, "--after", str(n2), "--node", "node-1", "--kind",
-                       "check_status", pick=lambda e: False)) == 0
+                       ref=lambda: history(cluster, nodes=["node-2", "node-3"],
+                                           kinds=["check_status"]))) == 2
+    kinds = ["node_connected", "node_disconnected"]
+    assert len(listing(cluster, "--kind", kinds[0], "--kind", kinds[1],
+                       ref=lambda: history(cluster, kinds=kinds))) == 4
+    assert listing(cluster, "--kind", "no_such_kind", ref=lambda: []) == []
+    checks = [e for e in hist if e.kind == "check_status"]
+    assert listing(cluster, "--limit", "2", "--kind", "check_status",
+                   ref=lambda: checks[-2:]) == [event_line(e, cluster.admin_pb2)
+                                               for e in checks[-2:]]
+
+
+def test_events_after(cluster):
+    """--after SEQ without --follow: this coordinator's kept events after
+    SEQ, through WatchEvents, ended at the coordinator's clock."""
+    kept = cluster.events()
+
+    def after(seq, pick=lambda e: True):
+        return lambda: [e for e in cluster.events() if e.seq > seq and pick(e)]
+    n2 = [e.seq for e in kept if e.kind == "node_connected" and e.node == "node-2"][0]
+    t0 = time.monotonic()
+    assert len(listing(cluster, "--json", "--after", str(n2), ref=after(n2))) >= 4
+    assert time.monotonic() - t0 < 8  # it ended by itself once caught up
+    last = kept[-1].seq
+    assert listing(cluster, "--after", str(last + 1000), ref=lambda: []) == []
+    assert len(listing(cluster, "--after", str(n2), "--node", "node-3",
+                       ref=after(n2, lambda e: e.node == "node-3"))) >= 3
+    assert listing(cluster, "--after", str(n2), "--node", "node-1", "--kind", "check_status",
+                   ref=lambda: []) == []
 
 
 def test_events_follow(cluster):
@@ -467,7 +491,7 @@ def test_events_follow_coordinator_gone(procs, tmp_path, pb):
     "coord_events.c: a WatchEvents after_seq older than the ring is cut off at once with "
     "RESOURCE_EXHAUSTED 'resume with after_seq N' naming the same N, instead of starting "
     "from the oldest kept event as core/coord/README.md says; so after 1024 events no "
-    "client can list what is kept"))
+    "watch can start from what is kept"))
 def test_events_after_the_ring_wrapped(procs, tmp_path, pb):
     A, admin_pb2 = pb
     coord = Coord(procs, tmp_path, pb)
@@ -483,7 +507,7 @@ def test_events_after_the_ring_wrapped(procs, tmp_path, pb):
                  what="the events")
         s.close()
         last = int(coord.value("troika_coord_events_total"))
-        rc, out, err = ctl("--coordinator", coord.target, "events", "--json")
+        rc, out, err = ctl("--coordinator", coord.target, "events", "--json", "--after", "1")
         assert (rc, err) == (0, "")
         seqs = [dict(parse_json(line))["seq"] for line in out.splitlines()]
         # The ring keeps 1024: all of them, oldest first.
@@ -617,7 +641,10 @@ def test_usage_errors():
         (("backup",), "troikactl: unknown command 'backup'\n"),
         (("maintenance", "on", "node-1"), "troikactl: maintenance on needs --for DURATION\n"),
         (("actions", "ack"), "troikactl: actions ack takes one action id\n"),
-        (("status", "--limit", "2"), "troikactl: --limit is an option of actions list only\n"),
+        (("status", "--limit", "2"), "troikactl: --limit is an option of actions list and "
+                                     "events only\n"),
+        (("events", "--follow", "--limit", "2"), "troikactl: --limit lists the history: not "
+                                                 "with --follow or --after\n"),
         (("status", "--frobnicate"), "troikactl: unknown option --frobnicate\n"),
         (("status", "--timeout"), "troikactl: option --timeout needs a value\n"),
         (("status", "--timeout", "-1s"), "troikactl: bad --timeout '-1s': expected a "

@@ -154,6 +154,15 @@ test_events(void **state)
 	assert_string_equal(o.tls_ca, "ca.pem");
 	ctl_opts_free(&o);
 	free(err);
+	/* The history: a limit, no watch. */
+	assert_int_equal(parse(&o, NULL, &err, "events", "--limit", "5",
+	                     "--kind", "x", NULL),
+	    0);
+	assert_int_equal(o.limit, 5);
+	assert_false(o.follow);
+	assert_false(o.after_set);
+	ctl_opts_free(&o);
+	free(err);
 }
 
 static void
@@ -279,9 +288,11 @@ test_usage_errors(void **state)
 	        "sequence number\n"},
 	    {{"events", "--node", "a,", NULL}, "troikactl: bad --node 'a,'\n"},
 	    {{"status", "--limit", "3", NULL},
-	        "troikactl: --limit is an option of actions list only\n"},
+	        "troikactl: --limit is an option of actions list and events "
+	        "only\n"},
 	    {{"actions", "ack", "x", "--limit", "3", NULL},
-	        "troikactl: --limit is an option of actions list only\n"},
+	        "troikactl: --limit is an option of actions list and events "
+	        "only\n"},
 	    {{"actions", "--limit", "0", NULL},
 	        "troikactl: bad --limit '0': expected a number above 0\n"},
 	    {{"actions", "--by", "me", NULL},
@@ -308,8 +319,12 @@ test_usage_errors(void **state)
 	    {{"maintenance", "start", NULL},
 	        "troikactl: unknown maintenance command 'start' (list, on, "
 	        "off)\n"},
-	    {{"events", "--follow", "--after=3", "--limit", "2", NULL},
-	        "troikactl: --limit is an option of actions list only\n"},
+	    {{"events", "--follow", "--limit", "2", NULL},
+	        "troikactl: --limit lists the history: not with --follow or "
+	        "--after\n"},
+	    {{"events", "--after=3", "--limit", "2", NULL},
+	        "troikactl: --limit lists the history: not with --follow or "
+	        "--after\n"},
 	    {{"status", "--tls-cert", "c.pem", NULL},
 	        "troikactl: --tls-cert and --tls-key go together\n"},
 	    {{"status", "--tls-key", "k.pem", NULL},
