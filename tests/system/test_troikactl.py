@@ -1189,6 +1189,19 @@ def test_three_coordinators(cluster_factory, pb):
     assert [dict(m)["node"] for m in dict(parse_json(out))["maintenance"]] == ["node-2"]
     assert ctl("--coordinator", c.coord_target(leader), "maintenance", "off", "node-2") == (
         0, "maintenance ended for node-2\n\nno maintenance\n", "")
+    # The history is the cluster's: any coordinator shows who did what.
+    def history_lines():
+        rc, out, err = ctl("--coordinator", c.coord_target(followers[1]), "events", "--kind",
+                           "maintenance_on,maintenance_off")
+        assert (rc, err) == (0, "")
+        return out.splitlines()
+    lines = wait_for(lambda: len(history_lines()) == 2 and history_lines(), 10,
+                     what="both maintenance events in the history")
+    assert re.fullmatch(r"\d+ \S+ INFO     node-2 maintenance_on: maintenance started for "
+                        r"node-2: troikactl test  until_unix_nano=\d+ "
+                        rf"coordinator=coord-{followers[0]}", lines[0]), lines
+    assert re.fullmatch(r"\d+ \S+ INFO     node-2 maintenance_off: maintenance ended for "
+                        rf"node-2  coordinator=coord-{leader}", lines[1]), lines
 
     # Two etcd members gone: no quorum anywhere, and status says why.
     for n in (1, 2):
