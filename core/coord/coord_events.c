@@ -243,6 +243,11 @@ coord_watch_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 	}
 	if (w->req->after_seq == 0 || w->req->after_seq > ev->last_seq)
 		w->next = ev->last_seq + 1;
+	else if (w->req->after_seq + 1 < coord_events_oldest(ev))
+		/* Older than the ring keeps: from the oldest kept, as the
+		 * README says (a cut-off here would name the same seq to
+		 * resume from, for ever). */
+		w->next = coord_events_oldest(ev);
 	else
 		w->next = w->req->after_seq + 1;
 	coord_watch_pump(w);

@@ -487,12 +487,9 @@ def test_events_follow_coordinator_gone(procs, tmp_path, pb):
     assert err == f"troikactl: {coord.target}: UNAVAILABLE: coordinator shutting down\n"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "coord_events.c: a WatchEvents after_seq older than the ring is cut off at once with "
-    "RESOURCE_EXHAUSTED 'resume with after_seq N' naming the same N, instead of starting "
-    "from the oldest kept event as core/coord/README.md says; so after 1024 events no "
-    "watch can start from what is kept"))
 def test_events_after_the_ring_wrapped(procs, tmp_path, pb):
+    """An after_seq older than the ring starts from the oldest kept event
+    (it used to be cut off naming the same seq to resume from)."""
     A, admin_pb2 = pb
     coord = Coord(procs, tmp_path, pb)
     try:
