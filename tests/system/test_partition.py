@@ -284,6 +284,49 @@ def etcd_opinions(c, via):
     return out
 
 
+def etcd_history(c, via, since_ns):
+    """The recovery history kept in etcd, as coordinator `via` mirrors it
+    (Admin/ListEvents), oldest first, since a wall-clock time:
+    (coordinator, kind, node, check) each."""
+    a = c.admin_pb2
+    evs = c.rpc(via, "ListEvents", a.ListEventsRequest(limit=1000),
+                a.ListEventsResponse).events
+    return [(e.coordinator, e.kind, e.node, e.check) for e in reversed(evs)
+            if e.time_unix_nano > since_ns]
+
+
+# The kinds coord_history.c keeps in etcd.
+HISTORY_KINDS = {
+    "opinion", "verdict", "action_started", "action_accepted", "action_done",
+    "action_locked", "action_acknowledged", "recovery_held", "recovery_escalated",
+    "leader_changed", "quorum_lost", "quorum_regained", "maintenance_on",
+    "maintenance_off", "tilt", "tilt_ended",
+}
+
+
+def check_history(c, hist, since_ns, complete):
+    """The recovery history in etcd, the same through every coordinator:
+    for each coordinator in `complete`, exactly the events of the kept kinds
+    it emitted (hist: its WatchEvents), in order; for the others, some of
+    them and nothing else. Returns {coordinator: the events it lost}."""
+    wait_for(lambda: all(etcd_history(c, n, since_ns) == etcd_history(c, 1, since_ns)
+                         for n in (2, 3)), 10 * SLOW,
+             what="every coordinator mirroring the same history")
+    kept = etcd_history(c, 1, since_ns)
+    lost = {}
+    for n in (1, 2, 3):
+        me = f"coord-{n}"
+        mine = [(me, k, nd, ck) for k, nd, ck in hist[n] if k in HISTORY_KINDS]
+        in_etcd = [e for e in kept if e[0] == me]
+        if n in complete:
+            assert in_etcd == mine, (n, in_etcd, mine)
+        else:
+            assert not collections.Counter(in_etcd) - collections.Counter(mine), \
+                (n, in_etcd, mine)
+        lost[n] = list((collections.Counter(mine) - collections.Counter(in_etcd)).elements())
+    return lost
+
+
 def commands_run(c, n):
     return metric_sum(c.agent_metrics(n), "troika_agent_commands_total")
 
@@ -329,7 +372,7 @@ def move_etcd_leader_off(c, node):
 
 # ---- 1. node 2 isolated --------------------------------------------------
 
-@pytest.mark.parametrize("etcd_leader", ["elsewhere", "on node 2"])
+@pytest.mark.parametrize("etcd_leader", ["elsewhere", "on-node-2"])
 def test_isolated_node_is_down_for_the_majority_and_its_coordinator_never_acts(
         cluster, pb, etcd_leader):
     """Node 2 (its etcd member, coordinator, agent and Redis) cut from nodes
@@ -359,7 +402,7 @@ def test_isolated_node_is_down_for_the_majority_and_its_coordinator_never_acts(
         return s if not s.quorum and s.quorum_reason else None
     s = wait_for(coord2_without_quorum, 20 * SLOW, what="coord-2 without quorum")
     t_noquorum = time.monotonic() - t0
-    assert not s.leader
+    assert not s.leader and "etcd" in s.quorum_reason
     print(f"coord-2 without quorum {t_noquorum:.2f} s after the cut: {s.quorum_reason!r}")
     m = c.coord_metrics(2)
     assert metric(m, "troika_coord_quorum") == 0
@@ -442,6 +485,11 @@ def test_isolated_node_is_down_for_the_majority_and_its_coordinator_never_acts(
     hist = {n: history(c, n, base[n]) for n in (1, 2, 3)}
     for n in (1, 2, 3):
         print(f"coord-{n}: {hist[n]}")
+    # The history in etcd: the majority's whole (when etcd stayed calm for
+    # it); of the isolated coordinator's, what it could write.
+    lost = check_history(c, hist, int(t0_wall * 1e9), majority if calm else ())
+    print(f"events not kept in etcd: {lost}")
+    assert ("coord-2", "quorum_regained", "", "") in etcd_history(c, 1, int(t0_wall * 1e9))
     forbidden = {"action_started", "action_done", "action_accepted", "action_locked",
                  "recovery_escalated", "tilt"}
     for n in (1, 2, 3):
@@ -501,6 +549,7 @@ def test_one_coordinator_alone_sees_a_node_failed_no_action(cluster, pb):
     base = {n: last_seq(c, n) for n in (1, 2, 3)}
 
     t0 = time.monotonic()
+    t0_wall = time.time()
     c.net.cut_one_way(node, leader, port=c.grpc_ports[leader])
     wait_for(lambda: metric(c.coord_metrics(leader), "troika_coord_opinions",
                             state="failed") == 1,
@@ -540,6 +589,7 @@ def test_one_coordinator_alone_sees_a_node_failed_no_action(cluster, pb):
         assert commands_run(c, n) == 0, n
     for n in bystanders:
         assert hist[n] == [], n
+    assert check_history(c, hist, int(t0_wall * 1e9), (1, 2, 3)) == {1: [], 2: [], 3: []}
     assert collections.Counter(hist[leader]) == collections.Counter({
         ("node_disconnected", f"node-{node}", ""): 1,
         ("opinion", f"node-{node}", ""): 2,        # FAILED, then OK (agent back)
@@ -569,6 +619,7 @@ def test_leader_cut_off_cannot_write_and_a_new_leader_acts_once(cluster, pb):
     move_etcd_leader_off(c, old)
     failing = 2 if old != 2 else 3
     third = 6 - old - failing
+    t_base_ns = time.time_ns()
     base = {n: last_seq(c, n) for n in (1, 2, 3)}
 
     until = time.time() + 8 * SLOW
@@ -687,3 +738,12 @@ def test_leader_cut_off_cannot_write_and_a_new_leader_acts_once(cluster, pb):
     del got[new][cooldown]
     for n in (1, 2, 3):
         assert got[n] == want[n], (n, hist[n])
+    # The history in etcd: the majority's whole; the old leader's up to the
+    # cut, and after the heal.
+    lost = check_history(c, {n: [(k, nd, ck) for k, nd, ck, _ in hist[n]] for n in hist},
+                         t_base_ns, others)
+    print(f"events not kept in etcd: {lost}")
+    kept = etcd_history(c, 1, t_base_ns)
+    for e in (("maintenance_on", F, "redis"), ("verdict", F, "redis"),
+              ("recovery_held", F, "redis"), ("quorum_regained", "", "")):
+        assert (f"coord-{old}", *e) in kept, e
