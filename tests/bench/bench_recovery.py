@@ -473,7 +473,7 @@ def kill_and_time(svc, c, pidfile):
     raise SystemExit(f"{svc.name} did not answer within 120 s of the kill")
 
 
-def troika_variant(args, run, pb, svc, pidfd):
+def troika_variant(args, run, pb, svc, pidfd, kills, extra):
     from cluster import IPS
     from conftest import AGENT
 
@@ -516,7 +516,6 @@ def troika_variant(args, run, pb, svc, pidfd):
     pidfile = svc.pidfile(c)
     node, check = f"node-{NODE}", svc.check
     admin = pb[1]
-    kills = []
     seen = set()
     cooldown_ns = int(svc.cooldown[:-1]) * 10**9
     print(f"{name}: leader coord-{leader} (token {token}); {args.kills} kills of "
@@ -525,8 +524,7 @@ def troika_variant(args, run, pb, svc, pidfd):
         def steady():
             if watch.failed_now(node, check) or not svc.ready(c):
                 return False
-            recs = c.actions(leader)
-            return all(r.state == admin.ACTION_STATE_SUCCEEDED for r in recs)
+            return all(r.state != admin.ACTION_STATE_RUNNING for r in c.actions(leader))
         wait_for(steady, 120, "the previous recovery to be complete", interval=0.1)
         # Past the cooldown, whatever the pause.
         if kills:
@@ -537,13 +535,15 @@ def troika_variant(args, run, pb, svc, pidfd):
         t_kill, t_answer = kill_and_time(svc, c, pidfile)
 
         def recorded():
-            new = [r for r in c.actions(leader) if r.id not in seen]
-            if len(new) == 1 and new[0].state == admin.ACTION_STATE_SUCCEEDED:
-                return new
-            if any(r.state not in (admin.ACTION_STATE_RUNNING,
-                                   admin.ACTION_STATE_SUCCEEDED) for r in new):
-                raise SystemExit(f"kill {i + 1}: {new}")
-            return None
+            mine = sorted((r for r in c.actions(leader) if r.id not in seen and
+                           (r.node, r.check) == (node, check) and
+                           r.started_unix_nano >= t_kill),
+                          key=lambda r: r.started_unix_nano)
+            if not mine or mine[0].state == admin.ACTION_STATE_RUNNING:
+                return None
+            if mine[0].state != admin.ACTION_STATE_SUCCEEDED:
+                raise SystemExit(f"kill {i + 1}: {mine[0]}")
+            return mine
         new = wait_for(recorded, 120, f"the {svc.action} of kill {i + 1} recorded as "
                        "SUCCEEDED", interval=0.05)
         svc.back(c)
@@ -573,9 +573,20 @@ def troika_variant(args, run, pb, svc, pidfd):
         raise SystemExit("pidfd variant: the agent never watched the process")
     if not pidfd and watched:
         raise SystemExit("interval variant: the agent watched the process")
+    # Actions the kills did not ask for: on other nodes (a Galera member
+    # that lost its Primary component while node 2 rejoined), or a second
+    # one on node 2.
     recs = c.actions(leader)
-    if len(recs) != args.kills:
-        raise SystemExit(f"{len(recs)} actions for {args.kills} kills")
+    ids = {k["id"] for k in kills}
+    mine = [r for r in recs if (r.node, r.check) == (node, check)]
+    other = [r for r in recs if r.id not in ids]
+    if len(mine) != len(kills) or other:
+        print(f"{name}: {len(mine)} actions on {node}/{check} for {len(kills)} kills, "
+              f"{len(other)} that no kill asked for:", flush=True)
+        for r in sorted(other, key=lambda r: r.started_unix_nano):
+            print(f"  {r.node}/{r.check} {r.action} ({r.reason[:100]}): "
+                  f"{admin.ActionState.Name(r.state)}: {r.message[:100]}", flush=True)
+    extra[name] = [(r.node, r.action, r.reason, r.message) for r in other]
 
     def ev_times(kind, **fields):
         """{(time, coordinator)} of the events of kind on node/check, as
@@ -625,7 +636,6 @@ def troika_variant(args, run, pb, svc, pidfd):
         c.stop()
     except AssertionError as e:
         print(f"warning: {name}: {e}", file=sys.stderr)
-    return name, kills
 
 
 # ---- Monit ----
@@ -712,7 +722,7 @@ def monit_galera(procs, run):
     return Cluster(procs, run / "galera")
 
 
-def monit_variant(args, run, svc):
+def monit_variant(args, run, svc, kills):
     from redis_server import REDIS_CLI, REDIS_SERVER, kill_pidfile
 
     name = f"{svc.name} monit"
@@ -761,7 +771,6 @@ def monit_variant(args, run, svc):
     p = args.procs.start(reaped([MONIT, "-I", "-c", str(rc)]), run / "monit.out")
     # For Redis, Monit's first cycle starts the server.
     wait_for(lambda: p.poll() is None and answers(), 60, f"{name}'s server")
-    kills = []
     for i in range(args.kills):
         wait_for(ready, 120, "the server answering", interval=0.1)
         time.sleep(args.pause + random.random())
@@ -802,7 +811,6 @@ def monit_variant(args, run, svc):
         galera.stop()
     else:
         kill_pidfile(pidfile)
-    return name, kills
 
 
 # ---- report ----
@@ -838,9 +846,9 @@ PATH = (("kill", "result_agent", "agent's first CRITICAL result (agent log, ms)"
         ("start", "answer", "answering (5 ms polls)"))
 
 
-def report(args, results):
+def report(args, results, extra, failed):
     load = " ".join(open("/proc/loadavg").read().split()[:3])
-    loads = [k["load"] for kills in results.values() for k in kills]
+    loads = [k["load"] for kills in results.values() for k in kills] or [float("nan")]
     print(f"\n{args.kills} kills per variant; 1-minute load average at the kills "
           f"{min(loads):.2f}-{max(loads):.2f}, at the end {load}; median (min-max) in ms")
     print(f"{'variant':22} {'kill -> command':>24} {'kill -> start':>24} "
@@ -885,9 +893,16 @@ def report(args, results):
             print(f"  {name:22} answering {row[2][0]:8.1f} ms = {row[2][0] / m:.2f} "
                   f"of Monit's: {'met' if ok else 'NOT met'}; quorum decision "
                   f"{q[0] if q else float('nan'):.1f} ms: {'met' if qok else 'NOT met'}")
+    for name, why in failed.items():
+        print(f"\n{name}: FAILED ({why}); its figures are of the kills before")
+    for name, recs in extra.items():
+        if recs:
+            print(f"\n{name}: {len(recs)} actions nobody killed for:")
+            for node, action, reason, message in recs:
+                print(f"  {node} {action}: {reason[:120]} -> {message[:80]}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+            json.dump({"kills": results, "extra": extra, "failed": failed}, f, indent=1)
 
 
 def main():
@@ -947,18 +962,32 @@ def main():
                         "etcd/kv.proto", "etcd/etcd.proto"], check=True)
         import importlib
         args.etcd_pb2 = importlib.import_module("etcd.etcd_pb2")
-        results = {}
+        results, extra, failed = {}, {}, {}
         for service in args.services:
             svc = RedisService() if service == "redis" else MysqlService()
             for v in args.only:
                 d = run / f"{service}-{v}"
-                if v == "monit":
-                    name, kills = monit_variant(args, d, svc)
-                else:
-                    name, kills = troika_variant(args, d, (agent_pb2, admin_pb2), svc,
-                                                 v == "troika-pidfd")
-                results[name] = kills
-        report(args, results)
+                name = f"{service} {v}"
+                results[name] = kills = []
+                # One variant failing leaves the others' figures.
+                try:
+                    if v == "monit":
+                        monit_variant(args, d, svc, kills)
+                    else:
+                        troika_variant(args, d, (agent_pb2, admin_pb2), svc,
+                                       v == "troika-pidfd", kills, extra)
+                except (SystemExit, Exception) as e:
+                    failed[name] = f"{type(e).__name__}: {e}"
+                    print(f"{name} FAILED after {len(kills)} kills: {failed[name]}",
+                          file=sys.stderr, flush=True)
+                finally:
+                    while args.cleanup:
+                        fn = args.cleanup.pop()
+                        try:
+                            fn()
+                        except Exception as e:     # cleanup goes on whatever failed
+                            print(f"warning: cleanup: {e}", file=sys.stderr)
+        report(args, results, extra, failed)
     finally:
         for fn in reversed(args.cleanup):
             try:
