@@ -4,11 +4,13 @@ troika-coord, a troika-agent and a real Redis on each of 127.0.1.1-3
 
 Partitions on loopback (TESTENV.md section 6): every connection a node's
 process opens to 127.0.1.0/24 leaves from its own address (SNAT by cgroup,
-chain TK-SNAT), and a cut drops the connections by their conntrack tuple in
-INPUT (chain TK-IN), both directions at once, including those already open.
-The harness talks from 127.0.0.1 in the root cgroup and is never cut.
-Rules, chains and cgroups are this file's own and are removed when a test
-ends, passed or not.
+chain TK-SNAT) and is marked as ours (a conntrack mark bit, chain TK-MARK),
+and a cut drops our connections by their conntrack tuple in INPUT (chain
+TK-IN), both directions at once, including those already open. Servers
+other tests run on 127.0.1.x at the same time (Galera and Redis bind their
+own source addresses) carry no mark and are never cut; nor is the harness,
+which talks from 127.0.0.1 in the root cgroup. Rules, chains and cgroups
+are this file's own and are removed when a test ends, passed or not.
 
 Every test asserts the exact history: the action records on every
 coordinator, the events each coordinator kept, the commands the agents
@@ -37,7 +39,10 @@ from test_etcd import ETCD
 
 IPTABLES = shutil.which("iptables") or "/usr/sbin/iptables"
 SNAT_CHAIN = "TK-SNAT"
+MARK_CHAIN = "TK-MARK"
 CUT_CHAIN = "TK-IN"
+# The conntrack mark bit of our nodes' connections (only cuts match it).
+MARK = "0x100000"
 CGROUP = "tk"
 PREFIX = "/troika-test"
 SLOW = 3 if SANITIZED else 1
@@ -92,7 +97,8 @@ class Net:
         return r
 
     def setup(self):
-        for table, chain in (("nat", SNAT_CHAIN), ("filter", CUT_CHAIN)):
+        for table, chain in (("nat", SNAT_CHAIN), ("mangle", MARK_CHAIN),
+                             ("filter", CUT_CHAIN)):
             if self.ipt("-t", table, "-n", "-L", chain, check=False).returncode == 0:
                 raise AssertionError(
                     f"iptables chain {table}/{chain} exists already: left by a run of "
@@ -114,6 +120,14 @@ class Net:
                      "--path", f"{CGROUP}/n{n}", "-j", "SNAT", "--to-source", IPS[n])
         self.ipt("-t", "nat", "-I", "POSTROUTING", "-j", SNAT_CHAIN)
         self.undo.append(["-t", "nat", "-D", "POSTROUTING", "-j", SNAT_CHAIN])
+        self.ipt("-t", "mangle", "-N", MARK_CHAIN)
+        self.undo.append(["-t", "mangle", "-X", MARK_CHAIN])
+        self.undo.append(["-t", "mangle", "-F", MARK_CHAIN])
+        for n in (1, 2, 3):
+            self.ipt("-t", "mangle", "-A", MARK_CHAIN, "-d", "127.0.1.0/24", "-m", "cgroup",
+                     "--path", f"{CGROUP}/n{n}", "-j", "CONNMARK", "--or-mark", MARK)
+        self.ipt("-t", "mangle", "-I", "OUTPUT", "-j", MARK_CHAIN)
+        self.undo.append(["-t", "mangle", "-D", "OUTPUT", "-j", MARK_CHAIN])
         self.ipt("-N", CUT_CHAIN)
         self.undo.append(["-X", CUT_CHAIN])
         self.undo.append(["-F", CUT_CHAIN])
@@ -137,7 +151,8 @@ class Net:
         rule = ["-A", CUT_CHAIN]
         if port is not None:
             rule += ["-p", "tcp"]
-        rule += ["-m", "conntrack", "--ctorigdst", IPS[b], "--ctrepldst", IPS[a]]
+        rule += ["-m", "connmark", "--mark", f"{MARK}/{MARK}",
+                 "-m", "conntrack", "--ctorigdst", IPS[b], "--ctrepldst", IPS[a]]
         if port is not None:
             rule += ["--ctorigdstport", str(port)]
         self.ipt(*rule, "-j", "DROP")
@@ -192,6 +207,27 @@ class Net:
                 errors.append(f"rmdir {d}: {e}")
         self.cgroups = []
         assert not errors, errors
+
+
+PROBE = """
+import socket, sys
+s = socket.socket()
+if sys.argv[1] != "-":
+    s.bind((sys.argv[1], 0))
+s.settimeout(1)
+try:
+    s.connect((sys.argv[2], int(sys.argv[3])))
+except OSError:
+    sys.exit(1)
+"""
+
+
+def connects(argv_prefix, src, dst, port):
+    """Whether a TCP connect from src (an address to bind, or "-") to
+    dst:port succeeds within a second, run as argv_prefix + python."""
+    r = subprocess.run(argv_prefix + ["/usr/bin/python3", "-c", PROBE, src, dst, str(port)],
+                       timeout=30)
+    return r.returncode == 0
 
 
 class PartitionCluster(Cluster):
@@ -396,12 +432,21 @@ def test_isolated_node_is_down_for_the_majority_and_its_coordinator_never_acts(
 
     t0 = c.net.isolate(2)
     t0_wall = time.time()
+    # The cut: node 2's processes and nodes 1 and 3's no longer reach each
+    # other (etcd's client port here), both ways; nodes 1 and 3 still do.
+    # Anyone else's, even from a node's address, and the harness still do.
+    for a, b, ok in ((2, 1, False), (1, 2, False), (3, 2, False), (2, 3, False),
+                     (1, 3, True), (3, 1, True)):
+        assert connects(c.net.wrap(a, []), "-", IPS[b], 2379) == ok, (a, b, ok)
+    assert connects([], IPS[2], IPS[1], 2379)
+    assert connects([], "-", IPS[2], 2379)
 
     def coord2_without_quorum():
         s = c.status(2)
         return s if not s.quorum and s.quorum_reason else None
     s = wait_for(coord2_without_quorum, 20 * SLOW, what="coord-2 without quorum")
-    t_noquorum = time.monotonic() - t0
+    lost = [e for e in c.events(2, after=base[2]) if e.kind == "quorum_lost"]
+    t_noquorum = lost[0].time_unix_nano / 1e9 - t0_wall
     assert not s.leader and "etcd" in s.quorum_reason
     print(f"coord-2 without quorum {t_noquorum:.2f} s after the cut: {s.quorum_reason!r}")
     m = c.coord_metrics(2)
