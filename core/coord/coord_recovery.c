@@ -999,6 +999,13 @@ recovery_evaluate(struct coord_recovery *r, const char *node,
 		return;
 	}
 	recovery_cluster(r, now, &running, &hourly, &oldest);
+	/* Records still being written count: they are actions too (two
+	 * keys decided in one turn once both started). */
+	for (size_t i = 0; i < r->nkeys; i++)
+		if (r->keys[i]->starting) {
+			running++;
+			hourly++;
+		}
 	if (running >= (unsigned)conf->max_concurrent) {
 		recovery_hold(k, HOLD_CONCURRENT, "another recovery is "
 		    "running in the cluster (max_concurrent %d)",

@@ -12,8 +12,10 @@
  *            flow_control_warning percent of the time, connections at
  *            connections_warning percent of max_connections, replication
  *            lag over max_replication_lag or unknown.
- * What the server says about itself is certain evidence; timeouts and
- * lost connections (mysql.c) are ambiguous.
+ * What the server says about its configuration is certain evidence;
+ * Galera membership (not Primary, not connected, not ready: true for a
+ * moment in every view change), timeouts and lost connections (mysql.c)
+ * are ambiguous.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -382,16 +384,18 @@ mysql_galera_fields(struct mysql_run *run, const struct mysql_facts *f)
 static void
 mysql_galera_rules(struct mysql_run *run, const struct mysql_facts *f,
     double ratio, char *crit, char *warn, size_t len, char *summary,
-    size_t slen)
+    size_t slen, int *certain)
 {
 	const struct mysql_check *m = run->m;
 	double paused = ratio >= 0 ? ratio : f->fc_paused;
 
 	if (f->wsrep_on == 0) {
 		mysql_reason(crit, len, "wsrep_on is OFF: not a Galera node");
+		*certain = 1;
 		return;
 	}
 	if (f->ready < 0 || f->connected < 0 || f->cluster_status[0] == '\0') {
+		*certain = 1;
 		mysql_reason(crit, len, "no wsrep status from the server "
 		    "(no Galera provider loaded?)");
 		return;
@@ -493,6 +497,16 @@ mysql_evaluate(struct mysql_run *run)
 	char crit[512] = "", warn[512] = "", gsum[160] = "", rsum[64] = "";
 	char conns[64] = "";
 	double ratio = -1;
+	/*
+	 * Not Primary, not connected, not ready: a member in a view change
+	 * says so for a moment (a node rejoining makes the others form new
+	 * views), so those alone are ambiguous evidence; a coordinator then
+	 * waits for fail_after results instead of acting on two. What the
+	 * server's configuration says (wsrep off, replication stopped) is
+	 * certain.
+	 */
+	int crit_certain = 0;
+	size_t crit_len;
 
 	mysql_sample(run, "mysql_up", "Whether the server answered", 1,
 	    NULL, 0);
@@ -509,13 +523,16 @@ mysql_evaluate(struct mysql_run *run)
 	if (m->galera) {
 		ratio = mysql_fc_ratio(m, f);
 		mysql_galera_rules(run, f, ratio, crit, warn, sizeof(crit),
-		    gsum, sizeof(gsum));
+		    gsum, sizeof(gsum), &crit_certain);
 		mysql_galera_samples(run, f, ratio);
 		mysql_galera_fields(run, f);
 	}
+	crit_len = strlen(crit);
 	if (m->replication)
 		mysql_replica_rules(run, f, crit, warn, sizeof(crit), rsum,
 		    sizeof(rsum));
+	if (strlen(crit) > crit_len)
+		crit_certain = 1;
 	if (f->threads_connected >= 0 && f->max_connections > 0) {
 		snprintf(conns, sizeof(conns), "%lld of %lld connections",
 		    (long long)f->threads_connected,
@@ -528,8 +545,9 @@ mysql_evaluate(struct mysql_run *run)
 	if (crit[0] != '\0') {
 		if (warn[0] != '\0')
 			mysql_reason(crit, sizeof(crit), "%s", warn);
-		mysql_set_result(run, TROIKA_STATUS_CRITICAL,
-		    TROIKA_EVIDENCE_CERTAIN, "%s", crit);
+		mysql_set_result(run, TROIKA_STATUS_CRITICAL, crit_certain ?
+		    TROIKA_EVIDENCE_CERTAIN : TROIKA_EVIDENCE_AMBIGUOUS, "%s",
+		    crit);
 	} else if (warn[0] != '\0') {
 		mysql_set_result(run, TROIKA_STATUS_WARNING,
 		    TROIKA_EVIDENCE_CERTAIN, "%s", warn);
