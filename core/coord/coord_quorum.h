@@ -2,7 +2,7 @@
  * coord_quorum: what the coordinators agree on (issue 5, "Consensus: etcd,
  * not our own"). With store etcd it owns the etcd client and
  *   - publishes this coordinator's FAILED opinions under its own lease,
- *     at <prefix>/opinions/<node>/<check>/<coordinator> (check "@node"
+ *     at <prefix>/opinions/<coordinator>/<node>/<check> (check "@node"
  *     for the node itself; '/' and '%' in names are %-escaped), so a dead
  *     coordinator's opinions vanish with its lease;
  *   - watches every coordinator's opinions (a range, then a watch from

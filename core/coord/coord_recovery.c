@@ -856,7 +856,7 @@ recovery_start(struct coord_recovery *r, struct recovery_key *k,
 	s->timeout_ns = (uint64_t)pol->action_timeout_ms * NS_PER_MS;
 	snprintf(id, sizeof(id), "%012lld-%06llu", (long long)r->token,
 	    (unsigned long long)++r->seq);
-	snprintf(why, sizeof(why), "%zu of %d coordinators: %s", ncoords,
+	snprintf(why, sizeof(why), "%zu coordinators (quorum %d): %s", ncoords,
 	    r->c->conf->quorum, reason);
 	rec.id = id;
 	rec.node = k->node;
@@ -946,7 +946,7 @@ recovery_evaluate(struct coord_recovery *r, const char *node,
 		k->verdict = 1;
 		coord_events_emit(r->c, "verdict",
 		    TROIKA__V1__SEVERITY__SEVERITY_CRITICAL, node, check, f, 2,
-		    "%s on %s failed, confirmed by %zu of %d coordinators "
+		    "%s on %s failed, confirmed by %zu coordinators (quorum %d) "
 		    "(%s): %s", check != NULL ? check : "the node", node, n,
 		    conf->quorum, list, coord_quorum_reason_of(r->c->quorum,
 		    node, check));

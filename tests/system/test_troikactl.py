@@ -1009,7 +1009,7 @@ def test_actions(procs, tmp_path, pb):
         assert (rc, err) == (0, "")
         assert parse_json(out) == expected_json(list_actions(admin_pb2.ListActionsRequest()))
         assert dict(dict(parse_json(out))["actions"][0])["reason"].startswith(
-            "1 of 1 coordinators: ")
+            "1 coordinators (quorum 1): ")
         assert ctl("--coordinator", t, "actions", "node-2") == (0, "no actions\n", "")
         rc, out, err = ctl("--coordinator", t, "actions", "--limit", "1", "node-1", "--json")
         assert len(dict(parse_json(out))["actions"]) == 1
