@@ -15,6 +15,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -83,7 +85,7 @@ static void
 check_watch_exit_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct troika_instance *c = arg;
-	char msg[96];
+	char msg[PATH_MAX + 64];
 	struct troika_event ev = {
 		.kind = EVENT_PROCESS_EXITED, .check = c->name,
 		.plugin = c->plugin_name, .old_status = -1, .new_status = -1,

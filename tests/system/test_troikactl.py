@@ -503,6 +503,9 @@ def test_events_after_the_ring_wrapped(procs, tmp_path, pb):
         wait_for(lambda: coord.value("troika_coord_events_total") >= 1201, 30,
                  what="the events")
         s.close()
+        # The stream's end is an event too: count once it is in.
+        wait_for(lambda: coord.value("troika_coord_nodes", state="disconnected") == 1, 10,
+                 what="the node disconnected")
         last = int(coord.value("troika_coord_events_total"))
         rc, out, err = ctl("--coordinator", coord.target, "events", "--json", "--after", "1")
         assert (rc, err) == (0, "")
