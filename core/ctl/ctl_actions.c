@@ -124,26 +124,6 @@ ctl_actions_write(Troika__V1__ActionRecord *const *recs, size_t n, int color,
 	return r;
 }
 
-struct ctl_actions_call {
-	ProtobufCMessage *rep;
-	const ProtobufCMessageDescriptor *desc;
-};
-
-static int
-ctl_actions_message(const uint8_t *msg, size_t len, void *arg)
-{
-	struct ctl_actions_call *ac = arg;
-
-	if (ac->rep != NULL)
-		return -EBADMSG;
-	ac->rep = protobuf_c_message_unpack(ac->desc, NULL, len, msg);
-	return ac->rep != NULL ? 0 : -EBADMSG;
-}
-
-static const struct ctl_rpc_handler ctl_actions_handler = {
-    .message = ctl_actions_message,
-};
-
 static int
 ctl_actions_output(const struct ctl_opts *o, const ProtobufCMessage *rep)
 {
@@ -203,7 +183,7 @@ ctl_actions_run(const struct ctl_opts *o)
 	    TROIKA__V1__LIST_ACTIONS_REQUEST__INIT;
 	Troika__V1__AcknowledgeActionRequest ack =
 	    TROIKA__V1__ACKNOWLEDGE_ACTION_REQUEST__INIT;
-	struct ctl_actions_call ac = {NULL, NULL};
+	struct ctl_rpc_reply ac = {NULL, NULL};
 	const ProtobufCMessage *req;
 	const char *path;
 	char who[256];
@@ -234,24 +214,24 @@ ctl_actions_run(const struct ctl_opts *o)
 		ac.desc = &troika__v1__list_actions_response__descriptor;
 	}
 	st = ctl_rpc_call(
-	    &r, path, req, o->timeout_ms, &ctl_actions_handler, &ac);
+	    &r, path, req, o->timeout_ms, &ctl_rpc_reply_handler, &ac);
 	if (st == CTL_RPC_NO_ANSWER)
 		goto out;
 	if (r.stopped) {
 		fprintf(stderr, "troikactl: interrupted\n");
 		goto out;
 	}
-	if (st != GRPC_STATUS_OK || ac.rep == NULL) {
+	if (st != GRPC_STATUS_OK || ac.msg == NULL) {
 		fprintf(stderr, "troikactl: %s: %s: %s\n", ctl_rpc_target(&r),
 		    grpc_status_str(st),
 		    st != GRPC_STATUS_OK ? r.message
 		                         : "no answer in the reply");
 		goto out;
 	}
-	rc = ctl_actions_output(o, ac.rep);
+	rc = ctl_actions_output(o, ac.msg);
 out:
-	if (ac.rep != NULL)
-		protobuf_c_message_free_unpacked(ac.rep, NULL);
+	if (ac.msg != NULL)
+		protobuf_c_message_free_unpacked(ac.msg, NULL);
 	ctl_rpc_cleanup(&r);
 	return rc;
 }

@@ -281,25 +281,6 @@ ctl_events_get_clock(struct ctl_events *ev)
 	    ev->r, st == GRPC_STATUS_OK ? GRPC_STATUS_INTERNAL : st);
 }
 
-struct ctl_events_list {
-	Troika__V1__ListEventsResponse *rep;
-};
-
-static int
-ctl_events_list_message(const uint8_t *msg, size_t len, void *arg)
-{
-	struct ctl_events_list *l = arg;
-
-	if (l->rep != NULL)
-		return -EBADMSG;
-	l->rep = troika__v1__list_events_response__unpack(NULL, len, msg);
-	return l->rep != NULL ? 0 : -EBADMSG;
-}
-
-static const struct ctl_rpc_handler ctl_events_list_handler = {
-    .message = ctl_events_list_message,
-};
-
 /*
  * ListEvents, printed oldest first. Returns an exit status, or -1 when
  * the coordinator does not have ListEvents (then the watch lists).
@@ -310,7 +291,10 @@ ctl_events_list(struct ctl_events *ev)
 	Troika__V1__ListEventsRequest req =
 	    TROIKA__V1__LIST_EVENTS_REQUEST__INIT;
 	const struct ctl_opts *o = ev->o;
-	struct ctl_events_list l = {NULL};
+	struct ctl_rpc_reply l = {
+		&troika__v1__list_events_response__descriptor, NULL,
+	};
+	const Troika__V1__ListEventsResponse *rep;
 	int st, rc = CTL_EXIT_FAIL, e = 0;
 
 	req.nodes = o->nodes;
@@ -319,23 +303,24 @@ ctl_events_list(struct ctl_events *ev)
 	req.n_kinds = o->nkinds;
 	req.limit = o->limit;
 	st = ctl_rpc_call(ev->r, "/troika.v1.Admin/ListEvents", &req.base,
-	    o->timeout_ms, &ctl_events_list_handler, &l);
+	    o->timeout_ms, &ctl_rpc_reply_handler, &l);
 	if (ev->r->stopped)
 		rc = CTL_EXIT_OK;
 	else if (st == GRPC_STATUS_UNIMPLEMENTED)
 		rc = -1;
 	else if (st == CTL_RPC_NO_ANSWER)
 		;
-	else if (st != GRPC_STATUS_OK || l.rep == NULL) {
+	else if (st != GRPC_STATUS_OK || l.msg == NULL) {
 		if (st == GRPC_STATUS_OK)
 			snprintf(ev->r->message, sizeof(ev->r->message),
 			    "no answer in the reply");
 		ctl_events_failed(
 		    ev->r, st == GRPC_STATUS_OK ? GRPC_STATUS_INTERNAL : st);
 	} else {
-		for (size_t i = l.rep->n_events; i > 0 && e == 0; i--)
+		rep = (const Troika__V1__ListEventsResponse *)l.msg;
+		for (size_t i = rep->n_events; i > 0 && e == 0; i--)
 			e = ctl_event_write(
-			    l.rep->events[i - 1], o->json, o->color, ev->out);
+			    rep->events[i - 1], o->json, o->color, ev->out);
 		if (e == 0)
 			e = ctl_flush(ev->out, STDOUT_FILENO);
 		if (e == 0)
@@ -344,8 +329,8 @@ ctl_events_list(struct ctl_events *ev)
 			fprintf(
 			    stderr, "troikactl: stdout: %s\n", strerror(-e));
 	}
-	if (l.rep != NULL)
-		troika__v1__list_events_response__free_unpacked(l.rep, NULL);
+	if (l.msg != NULL)
+		protobuf_c_message_free_unpacked(l.msg, NULL);
 	return rc;
 }
 

@@ -78,26 +78,6 @@ ctl_maint_write(Troika__V1__Maintenance *const *m, size_t n, uint64_t now_ns,
 	return r;
 }
 
-struct ctl_maint_call {
-	ProtobufCMessage *rep;
-	const ProtobufCMessageDescriptor *desc;
-};
-
-static int
-ctl_maint_message(const uint8_t *msg, size_t len, void *arg)
-{
-	struct ctl_maint_call *mc = arg;
-
-	if (mc->rep != NULL)
-		return -EBADMSG;
-	mc->rep = protobuf_c_message_unpack(mc->desc, NULL, len, msg);
-	return mc->rep != NULL ? 0 : -EBADMSG;
-}
-
-static const struct ctl_rpc_handler ctl_maint_handler = {
-    .message = ctl_maint_message,
-};
-
 /*
  * The maintenance in force as a SetMaintenanceResponse: the answer of
  * on/off as it is, and for list the GetStatus answer's part, so that all
@@ -165,7 +145,7 @@ ctl_maint_run(const struct ctl_opts *o)
 	Troika__V1__Maintenance m = TROIKA__V1__MAINTENANCE__INIT;
 	/* No node has an empty name: the answer carries no nodes. */
 	char *none[] = {(char *)(uintptr_t) ""};
-	struct ctl_maint_call mc = {NULL, NULL};
+	struct ctl_rpc_reply mc = {NULL, NULL};
 	const ProtobufCMessage *req;
 	const char *path;
 	char who[256];
@@ -203,14 +183,14 @@ ctl_maint_run(const struct ctl_opts *o)
 		mc.desc = &troika__v1__set_maintenance_response__descriptor;
 	}
 	st =
-	    ctl_rpc_call(&r, path, req, o->timeout_ms, &ctl_maint_handler, &mc);
+	    ctl_rpc_call(&r, path, req, o->timeout_ms, &ctl_rpc_reply_handler, &mc);
 	if (st == CTL_RPC_NO_ANSWER)
 		goto out;
 	if (r.stopped) {
 		fprintf(stderr, "troikactl: interrupted\n");
 		goto out;
 	}
-	if (st != GRPC_STATUS_OK || mc.rep == NULL) {
+	if (st != GRPC_STATUS_OK || mc.msg == NULL) {
 		fprintf(stderr, "troikactl: %s: %s: %s\n", ctl_rpc_target(&r),
 		    grpc_status_str(st),
 		    st != GRPC_STATUS_OK ? r.message
@@ -219,19 +199,19 @@ ctl_maint_run(const struct ctl_opts *o)
 	}
 	if (o->sub == CTL_SUB_LIST) {
 		Troika__V1__GetStatusResponse *g =
-		    (Troika__V1__GetStatusResponse *)mc.rep;
+		    (Troika__V1__GetStatusResponse *)mc.msg;
 
 		rc = ctl_maint_output(
 		    o, g->maintenance, g->n_maintenance, g->time_unix_nano);
 	} else {
 		Troika__V1__SetMaintenanceResponse *s =
-		    (Troika__V1__SetMaintenanceResponse *)mc.rep;
+		    (Troika__V1__SetMaintenanceResponse *)mc.msg;
 
 		rc = ctl_maint_output(o, s->maintenance, s->n_maintenance, now);
 	}
 out:
-	if (mc.rep != NULL)
-		protobuf_c_message_free_unpacked(mc.rep, NULL);
+	if (mc.msg != NULL)
+		protobuf_c_message_free_unpacked(mc.msg, NULL);
 	ctl_rpc_cleanup(&r);
 	return rc;
 }

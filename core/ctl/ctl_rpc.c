@@ -175,6 +175,21 @@ ctl_rpc_run(struct ctl_rpc *r, const char *path, const uint8_t *req, size_t len,
 		}
 }
 
+static int
+ctl_rpc_reply_message(const uint8_t *msg, size_t len, void *arg)
+{
+	struct ctl_rpc_reply *rp = arg;
+
+	if (rp->msg != NULL)
+		return -EBADMSG; /* a unary call has one answer */
+	rp->msg = protobuf_c_message_unpack(rp->desc, NULL, len, msg);
+	return rp->msg != NULL ? 0 : -EBADMSG;
+}
+
+const struct ctl_rpc_handler ctl_rpc_reply_handler = {
+	.message = ctl_rpc_reply_message,
+};
+
 int
 ctl_rpc_call(struct ctl_rpc *r, const char *path, const ProtobufCMessage *req,
     int64_t timeout_ms, const struct ctl_rpc_handler *h, void *arg)

@@ -37,6 +37,18 @@ struct ctl_rpc_handler {
 	int (*message)(const uint8_t *msg, size_t len, void *arg);
 };
 
+/*
+ * The one answer of a unary call, unpacked with desc: pass
+ * &ctl_rpc_reply_handler and a struct ctl_rpc_reply to ctl_rpc_call().
+ * A second answer ends the call. The caller frees msg
+ * (protobuf_c_message_free_unpacked) when it is not NULL.
+ */
+struct ctl_rpc_reply {
+	const ProtobufCMessageDescriptor *desc;
+	ProtobufCMessage *msg;
+};
+extern const struct ctl_rpc_handler ctl_rpc_reply_handler;
+
 struct ctl_rpc {
 	struct event_base *base;
 	const struct ctl_opts *o;

@@ -283,25 +283,6 @@ ctl_flush(struct evbuffer *buf, int fd)
 	return 0;
 }
 
-struct ctl_status_call {
-	Troika__V1__GetStatusResponse *rep;
-};
-
-static int
-ctl_status_message(const uint8_t *msg, size_t len, void *arg)
-{
-	struct ctl_status_call *sc = arg;
-
-	if (sc->rep != NULL)
-		return -EBADMSG; /* a unary call has one answer */
-	sc->rep = troika__v1__get_status_response__unpack(NULL, len, msg);
-	return sc->rep != NULL ? 0 : -EBADMSG;
-}
-
-static const struct ctl_rpc_handler ctl_status_handler = {
-    .message = ctl_status_message,
-};
-
 /* Nodes asked for by name that the coordinator does not know. */
 static size_t
 ctl_status_missing(
@@ -328,7 +309,10 @@ int
 ctl_status_run(const struct ctl_opts *o)
 {
 	Troika__V1__GetStatusRequest req = TROIKA__V1__GET_STATUS_REQUEST__INIT;
-	struct ctl_status_call sc = {NULL};
+	struct ctl_rpc_reply sc = {
+		&troika__v1__get_status_response__descriptor, NULL,
+	};
+	const Troika__V1__GetStatusResponse *rep;
 	struct evbuffer *out = NULL;
 	struct ctl_rpc r;
 	int st, rc = CTL_EXIT_FAIL, e;
@@ -338,22 +322,23 @@ ctl_status_run(const struct ctl_opts *o)
 	req.nodes = o->args;
 	req.n_nodes = o->nargs;
 	st = ctl_rpc_call(&r, "/troika.v1.Admin/GetStatus", &req.base,
-	    o->timeout_ms, &ctl_status_handler, &sc);
+	    o->timeout_ms, &ctl_rpc_reply_handler, &sc);
 	if (st == CTL_RPC_NO_ANSWER)
 		goto out;
 	if (r.stopped) {
 		fprintf(stderr, "troikactl: interrupted\n");
 		goto out;
 	}
-	if (st != GRPC_STATUS_OK || sc.rep == NULL) {
+	if (st != GRPC_STATUS_OK || sc.msg == NULL) {
 		fprintf(stderr, "troikactl: %s: %s: %s\n", ctl_rpc_target(&r),
 		    grpc_status_str(st),
 		    st != GRPC_STATUS_OK ? r.message
 		                         : "no answer in the reply");
 		goto out;
 	}
+	rep = (const Troika__V1__GetStatusResponse *)sc.msg;
 	if ((out = evbuffer_new()) == NULL ||
-	    (e = ctl_status_write(sc.rep, o->json, o->color, out)) != 0) {
+	    (e = ctl_status_write(rep, o->json, o->color, out)) != 0) {
 		fprintf(stderr, "troikactl: cannot format the status: %s\n",
 		    strerror(out == NULL ? ENOMEM : -e));
 		goto out;
@@ -362,12 +347,12 @@ ctl_status_run(const struct ctl_opts *o)
 		fprintf(stderr, "troikactl: stdout: %s\n", strerror(-e));
 		goto out;
 	}
-	rc = ctl_status_missing(o, sc.rep) > 0 ? CTL_EXIT_FAIL : CTL_EXIT_OK;
+	rc = ctl_status_missing(o, rep) > 0 ? CTL_EXIT_FAIL : CTL_EXIT_OK;
 out:
 	if (out != NULL)
 		evbuffer_free(out);
-	if (sc.rep != NULL)
-		troika__v1__get_status_response__free_unpacked(sc.rep, NULL);
+	if (sc.msg != NULL)
+		protobuf_c_message_free_unpacked(sc.msg, NULL);
 	ctl_rpc_cleanup(&r);
 	return rc;
 }
