@@ -17,6 +17,7 @@
 
 #include <event2/buffer.h>
 
+#include "conf.h" /* conf_strv_free */
 #include "parse.h"
 #include "yaml_tree.h"
 
@@ -325,16 +326,6 @@ coord_conf_line(
 	return 0;
 }
 
-static void
-coord_conf_strv_free(char **v, size_t n)
-{
-	if (v == NULL)
-		return;
-	for (size_t i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
-}
-
 /* etcd.endpoints: 1 to 16 host:port, none twice. */
 static void
 coord_conf_endpoints(struct coord_conf_loader *ld,
@@ -470,7 +461,7 @@ static void
 coord_conf_policy_clear(struct coord_policy *pol)
 {
 	free(pol->match);
-	coord_conf_strv_free(pol->ladder, pol->nladder);
+	conf_strv_free(pol->ladder, pol->nladder);
 }
 
 /* An action name: what plugins and the host call their actions. */
@@ -511,7 +502,7 @@ coord_conf_ladder(struct coord_conf_loader *ld, const struct yaml_tree_pair *p,
 		coord_conf_err(ld, NULL, "out of memory");
 		return;
 	}
-	coord_conf_strv_free(pol->ladder, pol->nladder);
+	conf_strv_free(pol->ladder, pol->nladder);
 	pol->ladder = v;
 	pol->nladder = 0;
 	for (size_t i = 0; i < seq->nitems; i++) {
@@ -1227,7 +1218,7 @@ coord_conf_free(struct coord_conf *c)
 {
 	if (c == NULL)
 		return;
-	coord_conf_strv_free(c->etcd_endpoints, c->netcd_endpoints);
+	conf_strv_free(c->etcd_endpoints, c->netcd_endpoints);
 	free(c->etcd_prefix);
 	free(c->state_file);
 	for (size_t i = 0; i < c->npolicies; i++)

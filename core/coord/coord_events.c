@@ -91,8 +91,8 @@ coord_events_oldest(const struct coord_events *ev)
 	    : 1;
 }
 
-static int
-coord_watch_in(char *const *list, size_t n, const char *s)
+int
+coord_events_match(const char *const *list, size_t n, const char *s)
 {
 	if (n == 0)
 		return 1;
@@ -105,8 +105,12 @@ coord_watch_in(char *const *list, size_t n, const char *s)
 static int
 coord_watch_wants(const struct coord_watch *w, const struct coord_event *e)
 {
-	return coord_watch_in(w->req->nodes, w->req->n_nodes, e->node) &&
-	    coord_watch_in(w->req->kinds, w->req->n_kinds, e->kind);
+	const Troika__V1__WatchEventsRequest *q = w->req;
+
+	return coord_events_match((const char *const *)q->nodes, q->n_nodes,
+	        e->node) &&
+	    coord_events_match((const char *const *)q->kinds, q->n_kinds,
+	        e->kind);
 }
 
 static void
@@ -313,8 +317,11 @@ coord_list_ring(struct coord_events *ev,
 		const struct coord_event *e = &ev->ring[seq % COORD_EVENTS_KEEP];
 		Troika__V1__Event *m;
 
-		if (e->seq != seq || !coord_watch_in(req->nodes, req->n_nodes,
-		    e->node) || !coord_watch_in(req->kinds, req->n_kinds, e->kind))
+		if (e->seq != seq ||
+		    !coord_events_match((const char *const *)req->nodes,
+		    req->n_nodes, e->node) ||
+		    !coord_events_match((const char *const *)req->kinds,
+		    req->n_kinds, e->kind))
 			continue;
 		if ((m = troika__v1__event__unpack(NULL, e->len,
 		    e->packed)) != NULL)

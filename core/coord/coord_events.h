@@ -8,6 +8,7 @@
 #ifndef TROIKA_COORD_EVENTS_H
 #define TROIKA_COORD_EVENTS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "troika/v1/admin.pb-c.h"
@@ -31,6 +32,10 @@ void coord_events_emit(struct coord *c, const char *kind,
     Troika__V1__Severity severity, const char *node, const char *check,
     const char *const *fields, size_t nfields, const char *fmt, ...)
     __attribute__((format(printf, 8, 9)));
+
+/* Is s one of names (n of them)? Every name matches when n is 0: the
+ * filters of WatchEvents and ListEvents. */
+int coord_events_match(const char *const *names, size_t n, const char *s);
 
 /* The last seq given out; 0 before the first event. */
 uint64_t coord_events_last_seq(const struct coord_events *ev);

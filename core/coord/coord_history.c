@@ -11,6 +11,7 @@
 
 #include "coord.h"
 #include "coord_conf.h"
+#include "coord_events.h"
 #include "coord_mirror.h"
 #include "coord_quorum.h"
 #include "etcd_client.h"
@@ -180,17 +181,6 @@ coord_history_record(struct coord_history *h, uint64_t seq,
 }
 
 static int
-history_in(const char *const *list, size_t n, const char *s)
-{
-	if (n == 0)
-		return 1;
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(list[i], s) == 0)
-			return 1;
-	return 0;
-}
-
-static int
 history_newest_first(const void *a, const void *b)
 {
 	const Troika__V1__Event *x = *(const Troika__V1__Event *const *)a;
@@ -213,8 +203,8 @@ coord_history_list(const struct coord_history *h, const char *const *nodes,
 	for (size_t i = 0; i < h->nevs; i++) {
 		const Troika__V1__Event *e = h->evs[i].pb;
 
-		if (history_in(nodes, nnodes, e->node) &&
-		    history_in(kinds, nkinds, e->kind))
+		if (coord_events_match(nodes, nnodes, e->node) &&
+		    coord_events_match(kinds, nkinds, e->kind))
 			all[n++] = e;
 	}
 	qsort(all, n, sizeof(*all), history_newest_first);
