@@ -178,12 +178,10 @@ uplink_check_actions(const struct conf_check *cc, const struct plugin *pl,
     char **names, size_t max)
 {
 	static const char *const builtin[] = { "start", "stop", "restart" };
-	const struct troika_action *acts = NULL;
+	const struct troika_action *acts = pl != NULL ?
+	    plugin_actions(pl->desc) : NULL;
 	size_t n = 0;
 
-	if (pl != NULL && pl->desc->size >= offsetof(struct troika_plugin,
-	    action) + sizeof(pl->desc->action))
-		acts = pl->desc->actions;
 	for (size_t i = 0; acts != NULL && acts[i].name != NULL && n < max; i++)
 		names[n++] = (char *)(uintptr_t)acts[i].name;
 	if (cc->service.manager == CONF_SERVICE_NONE)
@@ -231,11 +229,9 @@ uplink_send_hello(struct uplink_peer *p)
 	for (const struct plugin *pl = a->plugins.plugins; pl != NULL;
 	    pl = pl->next) {
 		np++;
-		if (pl->desc->size >= offsetof(struct troika_plugin, action) +
-		    sizeof(pl->desc->action))
-			for (const struct troika_action *x = pl->desc->actions;
-			    x != NULL && x->name != NULL; x++)
-				nact++;
+		for (const struct troika_action *x = plugin_actions(pl->desc);
+		    x != NULL && x->name != NULL; x++)
+			nact++;
 	}
 	/* Each check: its plugin's actions and three built-ins at most. */
 	na = nact + 3;
@@ -262,24 +258,22 @@ uplink_send_hello(struct uplink_peer *p)
 		    pl->desc->version : "");
 		tp->description = (char *)(uintptr_t)(pl->desc->description !=
 		    NULL ? pl->desc->description : "");
-		if (pl->desc->size >= offsetof(struct troika_plugin, action) +
-		    sizeof(pl->desc->action))
-			for (const struct troika_action *x = pl->desc->actions;
-			    x != NULL && x->name != NULL; x++) {
-				Troika__V1__Action *ta = &actions[k];
+		for (const struct troika_action *x = plugin_actions(pl->desc);
+		    x != NULL && x->name != NULL; x++) {
+			Troika__V1__Action *ta = &actions[k];
 
-				troika__v1__action__init(ta);
-				ta->name = (char *)(uintptr_t)x->name;
-				ta->usage = (char *)(uintptr_t)(x->usage !=
-				    NULL ? x->usage : "");
-				ta->min_args = x->min_args < 0 ? 0 :
-				    (uint32_t)x->min_args;
-				ta->max_args = x->max_args < 0 ? 0 :
-				    (uint32_t)x->max_args;
-				ta->help = (char *)(uintptr_t)(x->help != NULL ?
-				    x->help : "");
-				actionp[k++] = ta;
-			}
+			troika__v1__action__init(ta);
+			ta->name = (char *)(uintptr_t)x->name;
+			ta->usage = (char *)(uintptr_t)(x->usage != NULL ?
+			    x->usage : "");
+			ta->min_args = x->min_args < 0 ? 0 :
+			    (uint32_t)x->min_args;
+			ta->max_args = x->max_args < 0 ? 0 :
+			    (uint32_t)x->max_args;
+			ta->help = (char *)(uintptr_t)(x->help != NULL ?
+			    x->help : "");
+			actionp[k++] = ta;
+		}
 		tp->actions = &actionp[first];
 		tp->n_actions = k - first;
 		pluginp[np++] = tp;
@@ -1004,7 +998,8 @@ agent_uplink_metrics(const struct agent_uplink *up, struct evbuffer *out)
 		    &l, 1, NULL, (double)up->peers[i].queued_samples);
 	}
 	uplink_counter(out, up, "troika_agent_coordinator_streams_total",
-	    "Connect streams the coordinator welcomed.", offsetof(struct uplink_peer, streams));
+	    "Connect streams the coordinator welcomed.",
+	    offsetof(struct uplink_peer, streams));
 	uplink_counter(out, up, "troika_agent_coordinator_results_sent_total",
 	    "Check results sent (re-sent ones included).",
 	    offsetof(struct uplink_peer, results_sent));

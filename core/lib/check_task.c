@@ -344,10 +344,9 @@ check_start(struct troika_instance *c)
 static const struct troika_action *
 plugin_find_action(const struct troika_plugin *d, const char *name)
 {
-	if (d->size < offsetof(struct troika_plugin, action) + sizeof(d->action) ||
-	    d->actions == NULL || d->action == NULL)
-		return NULL;
-	for (const struct troika_action *a = d->actions; a->name != NULL; a++)
+	const struct troika_action *a = plugin_actions(d);
+
+	for (; a != NULL && a->name != NULL; a++)
 		if (strcmp(a->name, name) == 0)
 			return a;
 	return NULL;

@@ -559,3 +559,12 @@ plugin_set_metrics(const struct plugin_set *ps, struct evbuffer *out)
 		metrics_sample(out, "troika_plugin_refused", labels, 2, NULL, 1);
 	}
 }
+
+const struct troika_action *
+plugin_actions(const struct troika_plugin *desc)
+{
+	if (desc->size < offsetof(struct troika_plugin, action) +
+	    sizeof(desc->action) || desc->action == NULL)
+		return NULL;
+	return desc->actions;
+}

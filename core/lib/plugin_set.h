@@ -112,4 +112,10 @@ void plugin_set_metrics(const struct plugin_set *ps, struct evbuffer *out);
 int plugin_desc_validate(const struct troika_plugin *desc,
     const char **ret_reason);
 
+/*
+ * A plugin's actions (ABI 1.1), NULL-terminated; NULL when its descriptor
+ * predates actions or it declares none.
+ */
+const struct troika_action *plugin_actions(const struct troika_plugin *desc);
+
 #endif
