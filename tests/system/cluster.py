@@ -13,7 +13,7 @@ import urllib.request
 
 import grpc
 
-from conftest import AGENT, BUILD_DIR, SANITIZER_REPORT, free_port, parse_metrics, wait_for
+from conftest import AGENT, BUILD_DIR, SANITIZER_REPORT, check_socket_path, free_port, parse_metrics, wait_for
 from redis_server import REDIS_SERVER, command, kill_pidfile, write_conf
 from test_etcd import EtcdCluster
 
@@ -236,7 +236,7 @@ class Cluster:
         (d / "agent.yaml").write_text(self.agent_conf(n))
         self.agents[n] = self.procs.start(
             self.wrap(n, [AGENT, "--config", str(d / "agent.yaml"), "--admin-socket",
-                          str(d / "admin.sock")]), d / "agent.log")
+                          str(check_socket_path(d / "admin.sock"))]), d / "agent.log")
 
     def agent_log(self, n):
         p = self.run / f"agent{n}" / "agent.log"

@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 
@@ -38,6 +39,29 @@ def wait_for(cond, timeout=10.0, interval=0.05, what="condition"):
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+# sockaddr_un.sun_path holds 108 bytes with the terminating NUL.
+SUN_PATH_MAX = 107
+
+
+def check_socket_path(path):
+    """Fail clearly on a unix socket path the kernel cannot take; a server
+    given one only fails later, in its own log (mariadbd: no socket, so
+    the harness waits for a bootstrap that never comes)."""
+    n = len(os.fsencode(str(path)))
+    if n > SUN_PATH_MAX:
+        raise AssertionError(f"unix socket path {path} is {n} bytes; sun_path "
+                             f"takes {SUN_PATH_MAX}: use short_socket_dir()")
+    return path
+
+
+def short_socket_dir(tag):
+    """A fresh directory under /tmp for unix sockets; the caller removes it.
+    Paths below the build tree are long (a checkout in /check/work/main,
+    then build-asan/pytest-<file>/<test name>/...) and passed sun_path's
+    limit in CI."""
+    return tempfile.mkdtemp(prefix=f"troika-{tag}-")
 
 
 def free_port(host=NODE1):
@@ -208,7 +232,7 @@ class Agent:
 
     @property
     def admin_socket(self):
-        return str(self.dir / "admin.sock")
+        return str(check_socket_path(self.dir / "admin.sock"))
 
     def start(self, wait=True, args=(), env=None):
         self.proc = self.procs.start([AGENT, "--config", str(self.config),

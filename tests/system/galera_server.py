@@ -16,13 +16,15 @@ killed by PID at the end; PID 1 reaps late here, so "alive" means "not a
 zombie".
 """
 import os
+import pathlib
 import pwd
+import shutil
 import signal
 import stat
 import subprocess
 import time
 
-from conftest import _alive, wait_for
+from conftest import _alive, check_socket_path, short_socket_dir, wait_for
 
 MARIADBD = "/usr/sbin/mariadbd"
 CLIENT = "/usr/bin/mariadb"
@@ -39,7 +41,7 @@ EVS = ("evs.keepalive_period=PT0.5S;evs.suspect_timeout=PT2S;"
 CNF = """[mariadbd]
 user=mysql
 datadir={dir}/data
-socket={dir}/mysqld.sock
+socket={sock}
 pid-file={dir}/mysqld.pid
 log-error={dir}/error.log
 bind-address={ip}
@@ -109,7 +111,7 @@ class Node:
         self.dir = cluster.dir / f"n{n}"
         self.datadir = self.dir / "data"
         self.cnf = self.dir / "my.cnf"
-        self.sock = self.dir / "mysqld.sock"
+        self.sock = check_socket_path(cluster.sockdir / f"n{n}.sock")
         self.pidfile = self.dir / "mysqld.pid"
         self.errlog = self.dir / "error.log"
         self.proc = None      # started by the harness
@@ -118,8 +120,8 @@ class Node:
     def write_config(self):
         self.dir.mkdir(parents=True, exist_ok=True)
         self.datadir.mkdir(exist_ok=True)
-        self.cnf.write_text(CNF.format(dir=self.dir, ip=self.ip, port=self.port, n=self.n,
-                                       galera=GALERA, evs=EVS))
+        self.cnf.write_text(CNF.format(dir=self.dir, sock=self.sock, ip=self.ip,
+                                       port=self.port, n=self.n, galera=GALERA, evs=EVS))
         mysql = pwd.getpwnam("mysql")
         for root, dirs, files in os.walk(self.dir):
             os.chown(root, mysql.pw_uid, mysql.pw_gid)
@@ -227,6 +229,12 @@ class Cluster:
     def __init__(self, procs, workdir):
         self.procs = procs
         self.dir = workdir
+        # The sockets live apart from the node directories: those can be
+        # too long for sun_path. mariadbd (user mysql) creates them.
+        self.sockdir = pathlib.Path(short_socket_dir("galera"))
+        mysql = pwd.getpwnam("mysql")
+        os.chown(self.sockdir, mysql.pw_uid, mysql.pw_gid)
+        os.chmod(self.sockdir, 0o755)
         self.nodes = [Node(self, n) for n in (1, 2, 3)]
 
     def start(self):
@@ -261,3 +269,4 @@ class Cluster:
                 except ProcessLookupError:
                     pass
         self.procs.stop_all()
+        shutil.rmtree(self.sockdir, ignore_errors=True)
