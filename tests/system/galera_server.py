@@ -163,6 +163,24 @@ class Node:
         self.adopted = wait_for(pid, timeout, what=f"n{self.n}'s pid file")
         return self.adopted
 
+    def find(self):
+        """PIDs of live mariadbd processes started with this node's my.cnf,
+        found by command line: one that is still joining a cluster has
+        not written its pid file yet, and would outlive the test."""
+        want = f"--defaults-file={self.cnf}".encode()
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if want in argv and argv[0].endswith(b"mariadbd") and _alive(int(entry)):
+                found.append(int(entry))
+        return found
+
     def kill(self, sig=signal.SIGKILL, timeout=30):
         """Signal the server and wait until it is gone (not a zombie)."""
         p = self.pid()
@@ -263,10 +281,15 @@ class Cluster:
 
     def stop(self):
         for node in self.nodes:
+            pids = set(node.find())
             if node.adopted is not None and _alive(node.adopted):
+                pids.add(node.adopted)
+            for pid in pids:
                 try:
-                    os.kill(node.adopted, signal.SIGKILL)
+                    os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
         self.procs.stop_all()
+        for node in self.nodes:
+            wait_for(lambda: not node.find(), 30, what=f"n{node.n}'s mariadbd gone")
         shutil.rmtree(self.sockdir, ignore_errors=True)
