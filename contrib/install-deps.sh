@@ -11,7 +11,7 @@ libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
 valgrind python3 python3-pytest python3-grpcio python3-protobuf
 nginx-light monitoring-plugins-basic monitoring-plugins-standard
 prometheus
-redis-server mariadb-server galera-4 rsync rabbitmq-server php-fpm socat
+redis-server redis-sentinel mariadb-server galera-4 rsync rabbitmq-server php-fpm socat
 etcd-server etcd-client iptables monit
 collectd-core libcurl3-gnutls libyajl2 dbus-daemon python3-dbus python3-gi
 curl openssl procps iproute2 psmisc

@@ -62,6 +62,8 @@ coord_admin_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 	Troika__V1__NodeStatus *ns = NULL, **pns = NULL;
 	Troika__V1__CheckResult **results = NULL;
 	Troika__V1__Maintenance *maint[64];
+	Troika__V1__ClusterStatus clusters[COORD_CONF_MAX_CLUSTERS];
+	Troika__V1__ClusterStatus *pclusters[COORD_CONF_MAX_CLUSTERS];
 	size_t n = 0, nres = 0, maxres = 0;
 
 	c->stats.status_requests++;
@@ -117,6 +119,11 @@ coord_admin_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 	rep.tilt_until_unix_nano = coord_tilt_until(c->tilt);
 	rep.n_maintenance = coord_admin_maint(c, maint);
 	rep.maintenance = maint;
+	rep.n_clusters = coord_recovery_clusters(c->recovery, clusters,
+	    COORD_CONF_MAX_CLUSTERS);
+	for (size_t i = 0; i < rep.n_clusters; i++)
+		pclusters[i] = &clusters[i];
+	rep.clusters = pclusters;
 	rep.nodes = pns;
 	rep.n_nodes = n;
 	rep.time_unix_nano = coord_now_ns();

@@ -42,6 +42,9 @@
 #define COORD_CONF_TILT_STALL_MS 2000
 #define COORD_CONF_TILT_JUMP_MS 5000
 #define COORD_CONF_TILT_GRACE_MS (30 * 1000)
+#define COORD_CONF_CLUSTER_TIMEOUT_MS (10 * 60 * 1000)
+#define COORD_CONF_CLUSTER_RETRY_MS (10 * 1000)
+#define COORD_CONF_FAILOVER_AFTER_MS (10 * 1000)
 
 #define COORD_CONF_SECOND 1000
 #define COORD_CONF_MINUTE (60 * COORD_CONF_SECOND)
@@ -621,12 +624,197 @@ coord_conf_policies(struct coord_conf_loader *ld,
 	}
 }
 
+/* A scalar with no control characters, not empty (node and check names). */
+static int
+coord_conf_plain_name(const struct yaml_tree_node *it)
+{
+	if (it->kind != YAML_TREE_SCALAR || yaml_tree_is_null(it) ||
+	    it->str[0] == '\0')
+		return 0;
+	for (const char *s = it->str; *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return 0;
+	return 1;
+}
+
+/* A cluster's nodes: 2 to 16 distinct node names. */
+static void
+coord_conf_members(struct coord_conf_loader *ld,
+    const struct yaml_tree_pair *p, struct coord_cluster *cl)
+{
+	const struct yaml_tree_node *seq = p->value;
+	char ex[COORD_CONF_EXCERPT + 2];
+
+	if (seq->kind != YAML_TREE_SEQUENCE || seq->nitems < 2 ||
+	    seq->nitems > COORD_CONF_MAX_MEMBERS) {
+		coord_conf_err(ld, seq,
+		    "nodes: expected a list of 2 to %d node names, got %s",
+		    COORD_CONF_MAX_MEMBERS, coord_conf_got(seq, ex, sizeof(ex)));
+		return;
+	}
+	if ((cl->nodes = calloc(seq->nitems, sizeof(char *))) == NULL) {
+		coord_conf_err(ld, NULL, "out of memory");
+		return;
+	}
+	for (size_t i = 0; i < seq->nitems; i++) {
+		const struct yaml_tree_node *it = seq->items[i];
+		size_t k;
+
+		if (!coord_conf_plain_name(it)) {
+			coord_conf_err(ld, it, "nodes: expected a node name, "
+			    "got %s", coord_conf_got(it, ex, sizeof(ex)));
+			continue;
+		}
+		for (k = 0; k < cl->nnodes; k++)
+			if (strcmp(cl->nodes[k], it->str) == 0)
+				break;
+		if (k < cl->nnodes) {
+			coord_conf_err(ld, it, "nodes: %s is listed twice",
+			    it->str);
+			continue;
+		}
+		if ((cl->nodes[cl->nnodes] = strdup(it->str)) == NULL) {
+			coord_conf_err(ld, NULL, "out of memory");
+			return;
+		}
+		cl->nnodes++;
+	}
+}
+
+/* One entry of recovery.clusters. */
+static void
+coord_conf_cluster_item(struct coord_conf_loader *ld,
+    const struct yaml_tree_node *m, struct coord_conf *c,
+    struct coord_cluster *cl)
+{
+	static const char *const cluster_keys[] = {"name", "kind", "check",
+	    "nodes", "timeout", "retry", "failover_after", NULL};
+	static const char *const required[] = {"name", "kind", "check",
+	    "nodes", NULL};
+	const struct yaml_tree_node *failover_at = NULL;
+	char ex[COORD_CONF_EXCERPT + 2];
+
+	if (coord_conf_section(ld, m, "cluster") < 0)
+		return;
+	for (size_t i = 0; i < m->npairs; i++) {
+		const struct yaml_tree_pair *q = &m->pairs[i];
+		const char *k = q->key->str;
+
+		if (!coord_conf_key_in(k, cluster_keys)) {
+			coord_conf_unknown(ld, q->key, "cluster");
+		} else if (strcmp(k, "name") == 0) {
+			if (coord_conf_line(ld, q, &cl->name) < 0)
+				continue;
+			if (!coord_conf_action_name(cl->name)) {
+				coord_conf_err(ld, q->value, "name: expected "
+				    "[a-z0-9_-], at most %d characters, got %s",
+				    COORD_CONF_MAX_ACTION_NAME,
+				    coord_conf_got(q->value, ex, sizeof(ex)));
+				continue;
+			}
+			for (size_t j = 0; j + 1 < c->nclusters; j++)
+				if (c->clusters[j].name != NULL &&
+				    strcmp(c->clusters[j].name, cl->name) == 0)
+					coord_conf_err(ld, q->value, "name: "
+					    "cluster %s is defined twice",
+					    cl->name);
+		} else if (strcmp(k, "kind") == 0) {
+			int ok = q->value->kind == YAML_TREE_SCALAR &&
+			    !yaml_tree_is_null(q->value);
+
+			if (ok && strcmp(q->value->str, "galera") == 0)
+				cl->kind = COORD_CLUSTER_GALERA;
+			else if (ok && strcmp(q->value->str, "redis") == 0)
+				cl->kind = COORD_CLUSTER_REDIS;
+			else
+				coord_conf_err(ld, q->value, "kind: expected "
+				    "galera or redis, got %s", coord_conf_got(
+				    q->value, ex, sizeof(ex)));
+		} else if (strcmp(k, "check") == 0) {
+			if (!coord_conf_plain_name(q->value)) {
+				coord_conf_err(ld, q->value, "check: expected "
+				    "a check name, got %s", coord_conf_got(
+				    q->value, ex, sizeof(ex)));
+				continue;
+			}
+			if ((cl->check = strdup(q->value->str)) == NULL)
+				coord_conf_err(ld, NULL, "out of memory");
+		} else if (strcmp(k, "nodes") == 0) {
+			coord_conf_members(ld, q, cl);
+		} else if (strcmp(k, "timeout") == 0) {
+			coord_conf_duration_in(ld, q, COORD_CONF_MINUTE,
+			    COORD_CONF_DAY, &cl->timeout_ms);
+		} else if (strcmp(k, "failover_after") == 0) {
+			failover_at = q->key;
+			coord_conf_duration_in(ld, q, 0, COORD_CONF_HOUR,
+			    &cl->failover_after_ms);
+		} else {
+			coord_conf_duration_in(ld, q, COORD_CONF_SECOND,
+			    COORD_CONF_HOUR, &cl->retry_ms);
+		}
+	}
+	for (size_t i = 0; required[i] != NULL; i++)
+		if (yaml_tree_find(m, required[i]) == NULL)
+			coord_conf_err(ld, m, "cluster: '%s' is required",
+			    required[i]);
+	if (failover_at != NULL && cl->kind == COORD_CLUSTER_GALERA)
+		coord_conf_err(ld, failover_at, "failover_after: only a redis "
+		    "cluster fails over");
+	/* A member of two clusters would have two procedures at once. */
+	if (cl->check == NULL)
+		return;
+	for (size_t j = 0; j + 1 < c->nclusters; j++) {
+		const struct coord_cluster *o = &c->clusters[j];
+
+		if (o->check == NULL || strcmp(o->check, cl->check) != 0)
+			continue;
+		for (size_t a = 0; a < cl->nnodes; a++)
+			for (size_t b = 0; b < o->nnodes; b++)
+				if (strcmp(cl->nodes[a], o->nodes[b]) == 0)
+					coord_conf_err(ld, m, "cluster: %s/%s "
+					    "is already a member of cluster %s",
+					    cl->nodes[a], cl->check,
+					    o->name != NULL ? o->name : "?");
+	}
+}
+
+static void
+coord_conf_clusters(struct coord_conf_loader *ld,
+    const struct yaml_tree_pair *p, struct coord_conf *c)
+{
+	const struct yaml_tree_node *seq = p->value;
+	char ex[COORD_CONF_EXCERPT + 2];
+
+	if (seq->kind != YAML_TREE_SEQUENCE ||
+	    seq->nitems > COORD_CONF_MAX_CLUSTERS) {
+		coord_conf_err(ld, seq, "clusters: expected a list of at most "
+		    "%d clusters, got %s", COORD_CONF_MAX_CLUSTERS,
+		    coord_conf_got(seq, ex, sizeof(ex)));
+		return;
+	}
+	if (seq->nitems == 0)
+		return;
+	if ((c->clusters = calloc(seq->nitems, sizeof(*c->clusters))) == NULL) {
+		coord_conf_err(ld, NULL, "out of memory");
+		return;
+	}
+	for (size_t i = 0; i < seq->nitems; i++) {
+		struct coord_cluster *cl = &c->clusters[c->nclusters++];
+
+		cl->timeout_ms = COORD_CONF_CLUSTER_TIMEOUT_MS;
+		cl->retry_ms = COORD_CONF_CLUSTER_RETRY_MS;
+		cl->failover_after_ms = COORD_CONF_FAILOVER_AFTER_MS;
+		coord_conf_cluster_item(ld, seq->items[i], c, cl);
+	}
+}
+
 static void
 coord_conf_recovery(struct coord_conf_loader *ld,
     const struct yaml_tree_pair *p, struct coord_conf *c)
 {
 	static const char *const recovery_keys[] = {
-	    "max_concurrent", "max_per_hour", "nodes", "policies", NULL};
+	    "max_concurrent", "max_per_hour", "nodes", "policies", "clusters",
+	    NULL};
 	static const char *const nodes_keys[] = {"down_after", NULL};
 	const struct yaml_tree_node *m = p->value;
 
@@ -658,6 +846,8 @@ coord_conf_recovery(struct coord_conf_loader *ld,
 					    COORD_CONF_SECOND, COORD_CONF_DAY,
 					    &c->node_down_after_ms);
 			}
+		} else if (strcmp(k, "clusters") == 0) {
+			coord_conf_clusters(ld, q, c);
 		} else {
 			coord_conf_policies(ld, q, c);
 		}
@@ -1155,6 +1345,25 @@ coord_conf_print_recovery(const struct coord_conf *c, FILE *out)
 	fputs(
 	    "    # implicit, last: every check no policy above matches\n", out);
 	coord_conf_print_policy(out, &c->policies[c->npolicies - 1], "    #");
+	if (c->nclusters > 0)
+		fputs("  clusters:\n", out);
+	for (size_t i = 0; i < c->nclusters; i++) {
+		const struct coord_cluster *cl = &c->clusters[i];
+
+		/* name and kind are [a-z0-9_-]: nothing to quote. */
+		fprintf(out, "    - name: %s\n      kind: %s\n      check: ",
+		    cl->name, coord_cluster_kind_str(cl->kind));
+		coord_conf_print_str(out, cl->check);
+		fputs("\n      nodes: ", out);
+		coord_conf_print_strv(out, cl->nodes, cl->nnodes, 1);
+		fprintf(out, "\n      timeout: %s\n      retry: %s\n",
+		    format_duration_ms(cl->timeout_ms, d1, sizeof(d1)),
+		    format_duration_ms(cl->retry_ms, d2, sizeof(d2)));
+		if (cl->kind == COORD_CLUSTER_REDIS)
+			fprintf(out, "      failover_after: %s\n",
+			    format_duration_ms(cl->failover_after_ms, d1,
+			    sizeof(d1)));
+	}
 	fprintf(out, "tilt:\n  stall: %s\n  clock_jump: %s\n  grace: %s\n",
 	    format_duration_ms(c->tilt_stall_ms, d1, sizeof(d1)),
 	    format_duration_ms(c->tilt_jump_ms, d2, sizeof(d2)),
@@ -1203,6 +1412,31 @@ coord_store_kind_str(enum coord_store_kind kind)
 	return kind == COORD_STORE_ETCD ? "etcd" : "local";
 }
 
+const char *
+coord_cluster_kind_str(enum coord_cluster_kind kind)
+{
+	return kind == COORD_CLUSTER_GALERA ? "galera" :
+	    kind == COORD_CLUSTER_REDIS ? "redis" : "?";
+}
+
+const struct coord_cluster *
+coord_conf_cluster_of(const struct coord_conf *c, const char *node,
+    const char *check)
+{
+	if (node == NULL || check == NULL)
+		return NULL;
+	for (size_t i = 0; i < c->nclusters; i++) {
+		const struct coord_cluster *cl = &c->clusters[i];
+
+		if (strcmp(cl->check, check) != 0)
+			continue;
+		for (size_t j = 0; j < cl->nnodes; j++)
+			if (strcmp(cl->nodes[j], node) == 0)
+				return cl;
+	}
+	return NULL;
+}
+
 const struct coord_policy *
 coord_conf_policy(const struct coord_conf *c, const char *check)
 {
@@ -1224,6 +1458,12 @@ coord_conf_free(struct coord_conf *c)
 	for (size_t i = 0; i < c->npolicies; i++)
 		coord_conf_policy_clear(&c->policies[i]);
 	free(c->policies);
+	for (size_t i = 0; i < c->nclusters; i++) {
+		free(c->clusters[i].name);
+		free(c->clusters[i].check);
+		conf_strv_free(c->clusters[i].nodes, c->clusters[i].nnodes);
+	}
+	free(c->clusters);
 	free(c->name);
 	free(c->listen);
 	free(c->listen_host);

@@ -17,7 +17,8 @@
  *   state_file: FILE                    store local only; default: memory
  *   quorum:  2                          opinions that must agree
  *   recovery: { max_concurrent: 1, max_per_hour: 10,
- *               nodes: { down_after: 10s }, policies: [ ... ] }
+ *               nodes: { down_after: 10s }, policies: [ ... ],
+ *               clusters: [ ... ] }
  *   tilt:    { stall: 2s, clock_jump: 5s, grace: 30s }
  * The fields below say each key's default and range.
  * Unknown keys and bad values are errors "file:line:col: what"; every
@@ -43,6 +44,8 @@
 #define COORD_CONF_MAX_LADDER 32
 #define COORD_CONF_MAX_ACTION_NAME 64
 #define COORD_CONF_MAX_ENDPOINTS 16
+#define COORD_CONF_MAX_CLUSTERS 64
+#define COORD_CONF_MAX_MEMBERS 16
 
 enum coord_store_kind { COORD_STORE_LOCAL = 0, COORD_STORE_ETCD = 1 };
 
@@ -71,6 +74,35 @@ struct coord_policy {
 	int64_t cooldown_ms; /* after a success, nothing this long; 5m; 0..1d */
 	/* Then the record stays locked until acknowledged; 2m; 1s..1h. */
 	int64_t action_timeout_ms;
+};
+
+/*
+ * recovery.clusters: services whose recovery is a cluster's, not one
+ * node's (issue 6). A cluster's members are the check `check` on each of
+ * `nodes`. galera: when every member has failed (no Primary anywhere),
+ * the leader bootstraps it (coord_galera.c) instead of restarting
+ * members. redis: when the primary has failed for failover_after, the
+ * leader promotes the replica with the highest offset (coord_redis.c).
+ */
+enum coord_cluster_kind { COORD_CLUSTER_GALERA = 1, COORD_CLUSTER_REDIS };
+
+/* "galera", "redis". */
+const char *coord_cluster_kind_str(enum coord_cluster_kind kind);
+
+struct coord_cluster {
+	char *name;                 /* [a-z0-9_-]+, unique (required) */
+	enum coord_cluster_kind kind; /* kind: galera (required) */
+	char *check;                /* the members' check (required) */
+	char **nodes;               /* 2..16 distinct node names (required) */
+	size_t nnodes;
+	/* The whole procedure; then its record locks. 10m; 1m..1d. */
+	int64_t timeout_ms;
+	/* A member whose facts could not be had is asked again after this
+	 * long. 10s; 1s..1h. */
+	int64_t retry_ms;
+	/* redis only: the primary failed by quorum this long (its own
+	 * recovery had that long) before a failover. 10s; 0..1h. */
+	int64_t failover_after_ms;
 };
 
 struct coord_conf {
@@ -114,6 +146,9 @@ struct coord_conf {
 	int64_t node_down_after_ms;
 	int max_concurrent;    /* recovery.max_concurrent: default 1; 1..100 */
 	int max_per_hour;      /* recovery.max_per_hour: default 10; 0..10000 */
+	/* recovery.clusters in file order; no (node, check) in two. */
+	struct coord_cluster *clusters;
+	size_t nclusters;
 	int64_t tilt_stall_ms; /* tilt.stall: default 2s; 100ms..1m */
 	int64_t tilt_jump_ms;  /* tilt.clock_jump: default 5s; 100ms..1h */
 	int64_t tilt_grace_ms; /* tilt.grace: default 30s; 0..1h */
@@ -139,5 +174,9 @@ void coord_conf_free(struct coord_conf *conf);
 /* The policy for a check: the first whose match fits (never NULL). */
 const struct coord_policy *coord_conf_policy(
     const struct coord_conf *c, const char *check);
+
+/* The cluster whose member (node, check) is; NULL: none. */
+const struct coord_cluster *coord_conf_cluster_of(
+    const struct coord_conf *c, const char *node, const char *check);
 
 #endif

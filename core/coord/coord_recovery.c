@@ -29,6 +29,8 @@
 #include "coord.h"
 #include "coord_conf.h"
 #include "coord_events.h"
+#include "coord_galera.h"
+#include "coord_redis.h"
 #include "coord_leader.h"
 #include "coord_mirror.h"
 #include "coord_quorum.h"
@@ -51,6 +53,7 @@ enum recovery_hold {
 	HOLD_CONCURRENT,
 	HOLD_HOURLY,
 	HOLD_AGENT,         /* the node's agent has no stream to the leader */
+	HOLD_CLUSTER,       /* its cluster's procedure decides */
 	HOLD_MAX,
 };
 
@@ -59,6 +62,7 @@ static const char *const recovery_hold_names[HOLD_MAX] = {
 	[HOLD_MAINTENANCE] = "maintenance", [HOLD_COOLDOWN] = "cooldown",
 	[HOLD_BACKOFF] = "backoff", [HOLD_CONCURRENT] = "max_concurrent",
 	[HOLD_HOURLY] = "max_per_hour", [HOLD_AGENT] = "agent_unreachable",
+	[HOLD_CLUSTER] = "cluster",
 };
 
 struct recovery_rec {
@@ -82,6 +86,13 @@ struct recovery_key {
 	int starting;           /* a new record is being written */
 	enum recovery_hold held;
 	struct event *wake;
+};
+
+/* A cluster's procedure: one of the two, by the cluster's kind. */
+struct recovery_proc {
+	const struct coord_cluster *cl;
+	struct coord_galera *galera;
+	struct coord_redis *redis;
 };
 
 struct recovery_flight {
@@ -112,6 +123,11 @@ struct coord_recovery {
 	struct recovery_flight **flights;
 	size_t nflights;
 
+	/* One per recovery.clusters entry, in its order. */
+	struct recovery_proc *procs;
+	size_t nprocs;
+	const Troika__V1__ActionRecord **pbs; /* coord_recovery_records() */
+
 	uint64_t started;
 	uint64_t escalations;
 	uint64_t held[HOLD_MAX];
@@ -134,6 +150,37 @@ recovery_str_eq(const char *a, const char *b)
 	if (a == NULL || b == NULL)
 		return a == b;
 	return strcmp(a, b) == 0;
+}
+
+/* The cluster procedure (node, check) is a member of; NULL: none. */
+static struct recovery_proc *
+recovery_proc_of(const struct coord_recovery *r, const char *node,
+    const char *check)
+{
+	const struct coord_cluster *cl = coord_conf_cluster_of(r->c->conf,
+	    node, check);
+
+	for (size_t i = 0; cl != NULL && i < r->nprocs; i++)
+		if (r->procs[i].cl == cl)
+			return &r->procs[i];
+	return NULL;
+}
+
+static void
+recovery_proc_evaluate(struct recovery_proc *p)
+{
+	if (p->galera != NULL)
+		coord_galera_evaluate(p->galera);
+	else
+		coord_redis_evaluate(p->redis);
+}
+
+static int
+recovery_proc_holds(struct recovery_proc *p, const char *node, char *why,
+    size_t len)
+{
+	return p->galera != NULL ? coord_galera_holds(p->galera, node, why,
+	    len) : coord_redis_holds(p->redis, node, why, len);
 }
 
 /* ---- records ---- */
@@ -268,7 +315,9 @@ recovery_history(const struct coord_recovery *r, const char *node,
 		uint64_t end = pb->ended_unix_nano != 0 ? pb->ended_unix_nano :
 		    pb->started_unix_nano;
 
-		if (strcmp(pb->node, node) != 0 || strcmp(pb->check, check) != 0)
+		/* A procedure's steps are its own, not the service's. */
+		if (strcmp(pb->node, node) != 0 ||
+		    strcmp(pb->check, check) != 0 || pb->procedure[0] != '\0')
 			continue;
 		if (recovery_rec_open(pb))
 			h->open = 1;
@@ -294,6 +343,9 @@ recovery_cluster(const struct coord_recovery *r, uint64_t now,
 	for (size_t i = 0; i < r->nrecs; i++) {
 		const Troika__V1__ActionRecord *pb = r->recs[i].pb;
 
+		/* A procedure counts once, not each of its steps. */
+		if (pb->procedure[0] != '\0')
+			continue;
 		if (pb->state == TROIKA__V1__ACTION_STATE__ACTION_STATE_RUNNING)
 			(*running)++;
 		if (pb->started_unix_nano + hour >= now) {
@@ -491,6 +543,12 @@ recovery_drop_leadership(struct coord_recovery *r)
 	free(r->keys);
 	r->keys = NULL;
 	r->nkeys = 0;
+	for (size_t i = 0; i < r->nprocs; i++) {
+		if (r->procs[i].galera != NULL)
+			coord_galera_reset(r->procs[i].galera);
+		else
+			coord_redis_reset(r->procs[i].redis);
+	}
 }
 
 /* ---- writing records (leader) ---- */
@@ -736,8 +794,10 @@ recovery_updated(struct recovery_write *w, int ok, const char *message)
 		    TROIKA__V1__SEVERITY__SEVERITY_CRITICAL : pb->state ==
 		    TROIKA__V1__ACTION_STATE__ACTION_STATE_SUCCEEDED || acked ?
 		    TROIKA__V1__SEVERITY__SEVERITY_INFO :
-		    TROIKA__V1__SEVERITY__SEVERITY_WARNING, pb->node, pb->check,
-		    f, 4, "%s %s on %s: %s%s%s", pb->action, pb->id, pb->node,
+		    TROIKA__V1__SEVERITY__SEVERITY_WARNING,
+		    pb->node[0] != '\0' ? pb->node : NULL, pb->check, f, 4,
+		    "%s %s on %s: %s%s%s", pb->action, pb->id,
+		    pb->node[0] != '\0' ? pb->node : pb->cluster,
 		    recovery_state_str(pb->state), pb->message[0] != '\0' ?
 		    ": " : "", pb->message);
 	}
@@ -797,26 +857,14 @@ struct recovery_start {
 	uint64_t timeout_ns;
 };
 
+/* The record is written: say so, arm its deadline, send its command. */
 static void
-recovery_started(struct recovery_write *w, int ok, const char *message)
+recovery_launch(struct coord_recovery *r, struct recovery_rec *e,
+    uint64_t timeout_ns)
 {
-	struct coord_recovery *r = w->r;
-	struct recovery_start *s = w->arg;
-	struct recovery_key *k = s->k;
-	struct recovery_rec *e;
-	uint64_t timeout_ns = s->timeout_ns;
 	int rc;
 
-	free(s);
-	k->starting = 0;
-	if (!ok) {
-		log_warnx("action %s not started: %s", w->id, message);
-		return;
-	}
-	if ((e = recovery_rec_find(r, w->id)) == NULL)
-		return;
 	r->started++;
-	k->held = HOLD_NONE;
 	{
 		char tok[24], att[12];
 
@@ -828,16 +876,41 @@ recovery_started(struct recovery_write *w, int ok, const char *message)
 			"fencing_token", tok, "attempt", att,
 		};
 		coord_events_emit(r->c, "action_started",
-		    TROIKA__V1__SEVERITY__SEVERITY_WARNING, e->pb->node,
+		    TROIKA__V1__SEVERITY__SEVERITY_WARNING,
+		    e->pb->node[0] != '\0' ? e->pb->node : NULL,
 		    e->pb->check, f, 4, "%s of %s on %s (attempt %u, token "
-		    "%s): %s", e->pb->action, e->pb->check, e->pb->node,
+		    "%s): %s", e->pb->action, e->pb->check,
+		    e->pb->node[0] != '\0' ? e->pb->node : e->pb->cluster,
 		    e->pb->attempt, tok, e->pb->reason);
 	}
 	recovery_flight_start(r, e->pb->id, e->pb->deadline_unix_nano);
+	if (e->pb->node[0] == '\0')
+		return; /* a procedure: its steps are the commands */
 	if ((rc = recovery_send_command(r, e->pb, timeout_ns)) < 0)
 		log_warnx("action %s: command not sent (%s); the record "
 		    "locks at its deadline unless the agent answers a "
 		    "repeat", e->pb->id, strerror(-rc));
+}
+
+static void
+recovery_started(struct recovery_write *w, int ok, const char *message)
+{
+	struct coord_recovery *r = w->r;
+	struct recovery_start *s = w->arg;
+	struct recovery_key *k = s->k;
+	struct recovery_rec *e;
+	uint64_t timeout_ns = s->timeout_ns;
+
+	free(s);
+	k->starting = 0;
+	if (!ok) {
+		log_warnx("action %s not started: %s", w->id, message);
+		return;
+	}
+	if ((e = recovery_rec_find(r, w->id)) == NULL)
+		return;
+	k->held = HOLD_NONE;
+	recovery_launch(r, e, timeout_ns);
 }
 
 static void
@@ -911,6 +984,8 @@ recovery_evaluate(struct coord_recovery *r, const char *node,
 	struct recovery_key *k;
 	unsigned running, hourly;
 	uint64_t now = recovery_now(), oldest;
+	struct recovery_proc *cp;
+	char why[512];
 	size_t n;
 	int certain;
 
@@ -961,6 +1036,11 @@ recovery_evaluate(struct coord_recovery *r, const char *node,
 		    "nothing automated", m->node[0] != '\0' ? m->node :
 		    "cluster", m->check[0] != '\0' ? "/" : "", m->check);
 		recovery_key_wake_at(k, m->until_unix_nano);
+		return;
+	}
+	if ((cp = recovery_proc_of(r, node, check)) != NULL &&
+	    recovery_proc_holds(cp, node, why, sizeof(why))) {
+		recovery_hold(k, HOLD_CLUSTER, "%s", why);
 		return;
 	}
 	if (k->starting)
@@ -1036,8 +1116,11 @@ recovery_evaluate_one(const char *node, const char *check, void *arg)
 static void
 recovery_evaluate_all(struct coord_recovery *r)
 {
-	if (r->leader && r->quorum)
-		coord_quorum_foreach(r->c->quorum, recovery_evaluate_one, r);
+	if (!r->leader || !r->quorum)
+		return;
+	coord_quorum_foreach(r->c->quorum, recovery_evaluate_one, r);
+	for (size_t i = 0; i < r->nprocs; i++)
+		recovery_proc_evaluate(&r->procs[i]);
 }
 
 /* ---- inputs ---- */
@@ -1046,7 +1129,12 @@ void
 coord_recovery_opinions(struct coord_recovery *r, const char *node,
     const char *check)
 {
+	struct recovery_proc *p = recovery_proc_of(r, node, check);
+
 	recovery_evaluate(r, node, check);
+	/* A member's verdict may start, advance or end its procedure. */
+	if (p != NULL)
+		recovery_proc_evaluate(p);
 }
 
 /* A new leader picks up what the old one left running. */
@@ -1083,9 +1171,11 @@ recovery_take_over(struct coord_recovery *r)
 		 * Same id, our token: an agent that ran it answers with the
 		 * outcome it kept, one that never got it runs it now.
 		 */
+		recovery_flight_start(r, ids[i], e->pb->deadline_unix_nano);
+		if (e->pb->node[0] == '\0')
+			continue; /* a procedure: its steps are asked again */
 		log_info("action %s: taken over from %s; asking its agent "
 		    "again", ids[i], e->pb->coordinator);
-		recovery_flight_start(r, ids[i], e->pb->deadline_unix_nano);
 		(void)recovery_send_command(r, e->pb,
 		    e->pb->deadline_unix_nano - now);
 	}
@@ -1216,6 +1306,171 @@ coord_recovery_node_connected(struct coord_recovery *r, const char *node)
 		    r->keys[i]->held == HOLD_AGENT)
 			r->keys[i]->held = HOLD_NONE;
 	recovery_evaluate_all(r);
+}
+
+/* ---- for cluster procedures ---- */
+
+int
+coord_recovery_deciding(const struct coord_recovery *r)
+{
+	return r->leader && r->quorum;
+}
+
+int
+coord_recovery_busy(const struct coord_recovery *r, const char *node,
+    const char *check)
+{
+	struct recovery_history h;
+
+	for (size_t i = 0; i < r->nkeys; i++)
+		if (r->keys[i]->starting && strcmp(r->keys[i]->node, node) == 0 &&
+		    recovery_str_eq(r->keys[i]->check, check))
+			return 1;
+	recovery_history(r, node, check, 0, recovery_now(), &h);
+	return h.open;
+}
+
+size_t
+coord_recovery_clusters(struct coord_recovery *r,
+    Troika__V1__ClusterStatus *out, size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < r->nprocs && n < max; i++, n++) {
+		troika__v1__cluster_status__init(&out[n]);
+		if (r->procs[i].redis != NULL) {
+			coord_redis_status(r->procs[i].redis, &out[n]);
+			continue;
+		}
+		coord_galera_status(r->procs[i].galera, &out[n]);
+	}
+	return n;
+}
+
+int
+coord_recovery_in_maintenance(const struct coord_recovery *r,
+    const char *node, const char *check)
+{
+	return recovery_in_maintenance(r, node, check, recovery_now()) != NULL;
+}
+
+size_t
+coord_recovery_records(struct coord_recovery *r,
+    const Troika__V1__ActionRecord ***out)
+{
+	const Troika__V1__ActionRecord **p;
+
+	if (r->nrecs == 0 || (p = realloc(r->pbs, r->nrecs *
+	    sizeof(*p))) == NULL) {
+		*out = NULL;
+		return 0;
+	}
+	r->pbs = p;
+	for (size_t i = 0; i < r->nrecs; i++)
+		p[i] = r->recs[i].pb;
+	*out = p;
+	return r->nrecs;
+}
+
+struct recovery_begin {
+	coord_recovery_begun_fn done;
+	void *arg;
+	uint64_t timeout_ns;
+};
+
+static void
+recovery_begun(struct recovery_write *w, int ok, const char *message)
+{
+	struct recovery_begin *b = w->arg;
+	struct recovery_rec *e = ok ? recovery_rec_find(w->r, w->id) : NULL;
+
+	if (!ok)
+		log_warnx("record %s not written: %s", w->id, message);
+	b->done(e != NULL, b->arg);
+	if (e != NULL)
+		recovery_launch(w->r, e, b->timeout_ns);
+	free(b);
+}
+
+int
+coord_recovery_begin(struct coord_recovery *r,
+    const struct coord_recovery_step *s, coord_recovery_begun_fn done,
+    void *arg)
+{
+	Troika__V1__ActionRecord rec = TROIKA__V1__ACTION_RECORD__INIT;
+	struct recovery_begin *b;
+	uint64_t now = recovery_now();
+	char id[64];
+	int rc;
+
+	if (!r->leader || !r->quorum)
+		return -EPERM;
+	if ((b = calloc(1, sizeof(*b))) == NULL)
+		return -ENOMEM;
+	b->done = done;
+	b->arg = arg;
+	b->timeout_ns = s->timeout_ns;
+	snprintf(id, sizeof(id), "%012lld-%06llu", (long long)r->token,
+	    (unsigned long long)++r->seq);
+	rec.id = id;
+	rec.node = (char *)(uintptr_t)s->node;
+	rec.check = (char *)(uintptr_t)s->check;
+	rec.action = (char *)(uintptr_t)s->action;
+	rec.args = (char **)(uintptr_t)s->args;
+	rec.n_args = s->nargs;
+	rec.procedure = (char *)(uintptr_t)s->procedure;
+	rec.cluster = (char *)(uintptr_t)s->cluster;
+	rec.reason = (char *)(uintptr_t)s->reason;
+	rec.state = TROIKA__V1__ACTION_STATE__ACTION_STATE_RUNNING;
+	rec.fencing_token = (uint64_t)r->token;
+	rec.coordinator = (char *)(uintptr_t)r->c->conf->name;
+	rec.started_unix_nano = now;
+	rec.attempt = 1;
+	rec.deadline_unix_nano = now + s->timeout_ns;
+	if ((rc = recovery_write(r, &rec, recovery_begun, b, NULL, NULL)) < 0)
+		free(b);
+	return rc;
+}
+
+struct recovery_finish {
+	coord_recovery_begun_fn done;
+	void *arg;
+};
+
+static void
+recovery_finished(int status, const char *message,
+    const Troika__V1__ActionRecord *rec, void *arg)
+{
+	struct recovery_finish *f = arg;
+
+	(void)message;
+	(void)rec;
+	f->done(status == 0, f->arg);
+	free(f);
+}
+
+int
+coord_recovery_finish(struct coord_recovery *r, const char *id, int state,
+    const char *message, Troika__V1__Label **fields, size_t nfields,
+    coord_recovery_begun_fn done, void *arg)
+{
+	Troika__V1__CommandResult cr = TROIKA__V1__COMMAND_RESULT__INIT;
+	struct recovery_update u = { .state = state, .message = message,
+	    .cr = &cr };
+	struct recovery_finish *f;
+	int rc;
+
+	if (!r->leader || !r->quorum)
+		return -EPERM;
+	if ((f = calloc(1, sizeof(*f))) == NULL)
+		return -ENOMEM;
+	f->done = done;
+	f->arg = arg;
+	cr.fields = fields;
+	cr.n_fields = nfields;
+	if ((rc = recovery_update(r, id, &u, recovery_finished, f)) < 0)
+		free(f);
+	return rc;
 }
 
 /* ---- Admin ---- */
@@ -1425,6 +1680,26 @@ coord_recovery_new(struct coord *c)
 	if ((r = calloc(1, sizeof(*r))) == NULL)
 		return NULL;
 	r->c = c;
+	if (c->conf->nclusters > 0 && (r->procs = calloc(c->conf->nclusters,
+	    sizeof(*r->procs))) == NULL) {
+		free(r);
+		return NULL;
+	}
+	for (size_t i = 0; i < c->conf->nclusters; i++) {
+		const struct coord_cluster *cl = &c->conf->clusters[i];
+		struct recovery_proc *p = &r->procs[r->nprocs];
+
+		p->cl = cl;
+		if (cl->kind == COORD_CLUSTER_GALERA)
+			p->galera = coord_galera_new(c, r, cl);
+		else
+			p->redis = coord_redis_new(c, r, cl);
+		if (p->galera == NULL && p->redis == NULL) {
+			coord_recovery_free(r);
+			return NULL;
+		}
+		r->nprocs++;
+	}
 	if (ec == NULL)
 		return r;
 	if ((r->recs_prefix = coord_quorum_key(c->quorum, "actions/", NULL,
@@ -1447,6 +1722,12 @@ coord_recovery_free(struct coord_recovery *r)
 	if (r == NULL)
 		return;
 	recovery_drop_leadership(r);
+	for (size_t i = 0; i < r->nprocs; i++) {
+		coord_galera_free(r->procs[i].galera);
+		coord_redis_free(r->procs[i].redis);
+	}
+	free(r->procs);
+	free(r->pbs);
 	coord_mirror_free(r->recs_mirror);
 	coord_mirror_free(r->maint_mirror);
 	recovery_recs_reset(r);

@@ -85,6 +85,64 @@ size_t coord_recovery_maintenance(const struct coord_recovery *r,
     const struct Troika__V1__Maintenance **out, size_t max);
 
 /*
+ * For cluster procedures (coord_galera.c). A procedure is a record with
+ * no node (its cluster's name in `cluster`); its steps are records of one
+ * node each, naming the procedure's id in `procedure`. Steps do not count
+ * in the per-service history, nor in max_concurrent and max_per_hour: the
+ * procedure counts once, and its steps run one at a time.
+ */
+struct coord_recovery_step {
+	const char *node;       /* "" for a procedure */
+	const char *check;
+	const char *action;
+	char *const *args;      /* the action's arguments */
+	size_t nargs;
+	const char *procedure;  /* the parent's id; "" for a procedure */
+	const char *cluster;
+	const char *reason;
+	uint64_t timeout_ns;    /* then the record locks */
+};
+
+/* Leader with quorum: the only state in which anything may start. */
+int coord_recovery_deciding(const struct coord_recovery *r);
+
+/* An action of (node, check)'s own is running, locked or being written. */
+int coord_recovery_busy(const struct coord_recovery *r, const char *node,
+    const char *check);
+
+/* Every recovery.clusters entry as GetStatus shows it, up to max. */
+struct Troika__V1__ClusterStatus;
+size_t coord_recovery_clusters(struct coord_recovery *r,
+    struct Troika__V1__ClusterStatus *out, size_t max);
+
+/* Is (node, check) in maintenance now (cluster, node or check scope)? */
+int coord_recovery_in_maintenance(const struct coord_recovery *r,
+    const char *node, const char *check);
+
+/* Every record, oldest first (valid until the loop runs again). */
+size_t coord_recovery_records(struct coord_recovery *r,
+    const struct Troika__V1__ActionRecord ***out);
+
+/*
+ * Write a RUNNING record, then (a step) send its command. done() runs
+ * once, after the write: ok 0 when it did not happen. Returns 0 or a
+ * negative errno (then done() is not called).
+ */
+typedef void (*coord_recovery_begun_fn)(int ok, void *arg);
+int coord_recovery_begin(struct coord_recovery *r,
+    const struct coord_recovery_step *s, coord_recovery_begun_fn done,
+    void *arg);
+
+/*
+ * End a procedure's record: state SUCCEEDED, FAILED or LOCKED, with a
+ * message and facts. Returns 0 or a negative errno.
+ */
+struct Troika__V1__Label;
+int coord_recovery_finish(struct coord_recovery *r, const char *id,
+    int state, const char *message, struct Troika__V1__Label **fields,
+    size_t nfields, coord_recovery_begun_fn done, void *arg);
+
+/*
  * troika_coord_actions{state}, troika_coord_actions_started_total,
  * troika_coord_recovery_escalations_total,
  * troika_coord_recovery_held_total{reason}, troika_coord_maintenance.

@@ -167,6 +167,7 @@ coord_view_checks(struct coord_node *n, const Troika__V1__Hello *h,
 			if (n->checks[j].last != NULL &&
 			    strcmp(n->checks[j].name, cs[i].name) == 0) {
 				cs[i].last = n->checks[j].last;
+				cs[i].last_ns = n->checks[j].last_ns;
 				n->checks[j].last = NULL;
 				break;
 			}
@@ -270,6 +271,7 @@ coord_view_result(struct coord_view *v, uint64_t stream, const char *node,
 	if (c->last != NULL)
 		troika__v1__check_result__free_unpacked(c->last, NULL);
 	c->last = res;
+	c->last_ns = now_ns;
 	n->last_seen_ns = now_ns;
 	return 0;
 }

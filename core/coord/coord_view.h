@@ -36,6 +36,7 @@ struct coord_check {
 	char *name;
 	char *plugin;
 	Troika__V1__CheckResult *last; /* NULL until the first result */
+	uint64_t last_ns;              /* when it came (our clock) */
 };
 
 struct coord_sample {

@@ -93,7 +93,12 @@ ctl_actions_write(Troika__V1__ActionRecord *const *recs, size_t n, int color,
 		        ? "-"
 		        : ctl_fmt_rfc3339(
 		              a->started_unix_nano, 0, when, sizeof(when)));
-		ctl_table_cell(t, CTL_COLOR_NONE, a->node);
+		/* A cluster's procedure has no node: its cluster instead. */
+		if (a->node[0] == '\0' && a->cluster[0] != '\0')
+			ctl_table_cellf(t, CTL_COLOR_NONE, "cluster %s",
+			    a->cluster);
+		else
+			ctl_table_cell(t, CTL_COLOR_NONE, a->node);
 		ctl_table_cell(t, CTL_COLOR_NONE, a->check);
 		ctl_table_cell(
 		    t, CTL_COLOR_NONE, (const char *)evbuffer_pullup(act, -1));

@@ -718,6 +718,8 @@ redis_defer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (have_info)
 		redis_info_fields(&info, job, &o);
+	/* Always, up or down: a failover repoints replicas to it. */
+	redis_field(&o, "address", r->peer);
 	res.message = msg;
 	res.samples = o.samples;
 	res.nsamples = o.nsamples;

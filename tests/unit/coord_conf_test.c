@@ -728,6 +728,96 @@ test_load_file(void **state)
 	coord_conf_free(NULL);
 }
 
+/* recovery.clusters: what loads, what prints back, what is refused. */
+static void
+test_clusters(void **state)
+{
+	struct coord_conf *c, *c2;
+	char *out, *out2;
+
+	(void)state;
+	c = parse_ok("listen: h:1\nrecovery:\n  clusters:\n"
+	             "    - name: shop-db\n      kind: galera\n"
+	             "      check: db\n"
+	             "      nodes: [node-1, node-2, \"node 3\"]\n"
+	             "      timeout: 5m\n"
+	             "    - {name: other, kind: galera, check: db, "
+	             "nodes: [node-4, node-5], retry: 1s}\n"
+	             "    - {name: cache, kind: redis, check: redis, "
+	             "nodes: [node-1, node-2], failover_after: 0s}\n");
+	assert_int_equal(c->nclusters, 3);
+	assert_int_equal(c->clusters[2].kind, COORD_CLUSTER_REDIS);
+	assert_int_equal(c->clusters[2].failover_after_ms, 0);
+	assert_int_equal(c->clusters[0].failover_after_ms, 10 * 1000);
+	assert_string_equal(c->clusters[0].name, "shop-db");
+	assert_int_equal(c->clusters[0].kind, COORD_CLUSTER_GALERA);
+	assert_string_equal(c->clusters[0].check, "db");
+	assert_int_equal(c->clusters[0].nnodes, 3);
+	assert_string_equal(c->clusters[0].nodes[2], "node 3");
+	assert_int_equal(c->clusters[0].timeout_ms, 5 * 60 * 1000);
+	assert_int_equal(c->clusters[0].retry_ms, 10 * 1000);
+	assert_int_equal(c->clusters[1].timeout_ms, 10 * 60 * 1000);
+	assert_int_equal(c->clusters[1].retry_ms, 1000);
+	assert_ptr_equal(coord_conf_cluster_of(c, "node 3", "db"),
+	    &c->clusters[0]);
+	assert_ptr_equal(coord_conf_cluster_of(c, "node-5", "db"),
+	    &c->clusters[1]);
+	assert_ptr_equal(coord_conf_cluster_of(c, "node-1", "redis"),
+	    &c->clusters[2]);
+	assert_null(coord_conf_cluster_of(c, "node-1", "nginx"));
+	assert_null(coord_conf_cluster_of(c, "node-9", "db"));
+	assert_null(coord_conf_cluster_of(c, "node-1", NULL));
+	out = print_conf(c);
+	assert_non_null(strstr(out,
+	    "  clusters:\n"
+	    "    - name: shop-db\n      kind: galera\n      check: \"db\"\n"
+	    "      nodes: [\"node-1\", \"node-2\", \"node 3\"]\n"
+	    "      timeout: 5m\n      retry: 10s\n"
+	    "    - name: other\n"));
+	assert_non_null(strstr(out,
+	    "    - name: cache\n      kind: redis\n      check: \"redis\"\n"
+	    "      nodes: [\"node-1\", \"node-2\"]\n"
+	    "      timeout: 10m\n      retry: 10s\n      failover_after: 0s\n"));
+	c2 = parse_ok(out);
+	out2 = print_conf(c2);
+	assert_string_equal(out, out2);
+	free(out);
+	free(out2);
+	coord_conf_free(c2);
+	coord_conf_free(c);
+
+	parse_err_after_listen("recovery: {clusters: {name: x}}\n",
+	    "t.yaml:2:22: clusters: expected a list of at most 64 clusters, "
+	    "got a mapping\n");
+	parse_err_after_listen("recovery:\n  clusters:\n    - {name: x}\n",
+	    "t.yaml:4:7: cluster: 'kind' is required\n"
+	    "t.yaml:4:7: cluster: 'check' is required\n"
+	    "t.yaml:4:7: cluster: 'nodes' is required\n");
+	parse_err_after_listen("recovery:\n  clusters:\n"
+	    "    - {name: X, kind: mongo, check: \"\", nodes: [a], "
+	    "timeout: 1s, retry: 2h, size: 3}\n",
+	    "t.yaml:4:14: name: expected [a-z0-9_-], at most 64 characters, "
+	    "got 'X'\n"
+	    "t.yaml:4:23: kind: expected galera or redis, got 'mongo'\n"
+	    "t.yaml:4:37: check: expected a check name, got ''\n"
+	    "t.yaml:4:48: nodes: expected a list of 2 to 16 node names, got "
+	    "a sequence\n"
+	    "t.yaml:4:62: timeout: 1s is out of range (1m to 1d)\n"
+	    "t.yaml:4:73: retry: 2h is out of range (1s to 1h)\n"
+	    "t.yaml:4:77: unknown key 'size' in cluster\n");
+	parse_err_after_listen("recovery:\n  clusters:\n"
+	    "    - {name: a, kind: galera, check: db, nodes: [n1, n2], "
+	    "failover_after: 2h}\n",
+	    "t.yaml:4:75: failover_after: 2h is out of range (0s to 1h)\n"
+	    "t.yaml:4:59: failover_after: only a redis cluster fails over\n");
+	parse_err_after_listen("recovery:\n  clusters:\n"
+	    "    - {name: a, kind: galera, check: db, nodes: [n1, n2, n1]}\n"
+	    "    - {name: a, kind: galera, check: db, nodes: [n3, n2]}\n",
+	    "t.yaml:4:58: nodes: n1 is listed twice\n"
+	    "t.yaml:5:14: name: cluster a is defined twice\n"
+	    "t.yaml:5:7: cluster: n2/db is already a member of cluster a\n");
+}
+
 int
 main(void)
 {
@@ -740,6 +830,7 @@ main(void)
 	    cmocka_unit_test(test_policies),
 	    cmocka_unit_test(test_recovery_errors),
 	    cmocka_unit_test(test_load_file),
+	    cmocka_unit_test(test_clusters),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

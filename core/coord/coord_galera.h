@@ -1,0 +1,66 @@
+/*
+ * coord_galera: the leader's procedure for a Galera cluster with no
+ * Primary anywhere (issue 6, "Galera full outage"). A recovery.clusters
+ * entry of kind galera names the members: check `check` on each node.
+ *
+ * When every member's check has failed by quorum, per-service recovery
+ * of the members is held (a member started alone has nothing to join) and
+ * the leader runs one procedure, each move an action record written
+ * before its command goes out:
+ *   1. position: asked of every member, one at a time. A member whose
+ *      agent is unreachable, or whose answer fails or times out, has no
+ *      position: an alert-level event, and it is asked again after
+ *      `retry`. Nothing is bootstrapped until every member has answered
+ *      (a timeout is never "peer absent").
+ *   2. the positions must name one cluster uuid and a known seqno (>= 0);
+ *      otherwise the procedure locks: an operator decides.
+ *   3. bootstrap: exactly one member, the most advanced (highest seqno;
+ *      on a tie the one grastate.dat marks safe_to_bootstrap, then the
+ *      first in the cluster's list).
+ *   4. start: every other member, one at a time; the mysql plugin writes
+ *      its recovered position into grastate.dat first, so it joins by
+ *      IST.
+ *   5. done when no member is failed any more and every one answers OK.
+ * The procedure and its steps are records in etcd, and the state of the
+ * procedure is a function of them alone, so a new leader continues where
+ * the old one stopped (a step in flight is asked again under its id; the
+ * agent runs an id once). A member answering again before the bootstrap
+ * ends the procedure: no bootstrap is needed.
+ */
+#ifndef TROIKA_COORD_GALERA_H
+#define TROIKA_COORD_GALERA_H
+
+#include <stddef.h>
+
+struct coord;
+struct coord_cluster;
+struct coord_galera;
+struct coord_recovery;
+
+/* The action of a procedure record. */
+#define COORD_GALERA_PROCEDURE "bootstrap_cluster"
+
+struct coord_galera *coord_galera_new(struct coord *c,
+    struct coord_recovery *r, const struct coord_cluster *cl);
+void coord_galera_free(struct coord_galera *g);
+
+/* Look again (records, opinions, the view or leadership changed). */
+void coord_galera_evaluate(struct coord_galera *g);
+
+/*
+ * Whether per-service recovery of member `node` must wait: a procedure
+ * is open, or no other member answers (then the member has nothing to
+ * join). why gets one line.
+ */
+int coord_galera_holds(const struct coord_galera *g, const char *node,
+    char *why, size_t len);
+
+/* Leadership lost: forget timers and what was said. */
+void coord_galera_reset(struct coord_galera *g);
+
+/* The cluster as GetStatus shows it (strings valid until the loop runs). */
+struct Troika__V1__ClusterStatus;
+void coord_galera_status(struct coord_galera *g,
+    struct Troika__V1__ClusterStatus *cs);
+
+#endif

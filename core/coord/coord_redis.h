@@ -1,0 +1,65 @@
+/*
+ * coord_redis: the leader's failover of a Redis primary (issue 6). A
+ * recovery.clusters entry of kind redis names the members: check `check`
+ * (the redis plugin) on each node; one is the primary, the others its
+ * replicas.
+ *
+ * The primary is the member the last failover promoted, as the action
+ * records say (so every coordinator names the same one); before any
+ * failover, the member whose results say role master, or else the member
+ * whose address the replicas name as their master.
+ *
+ * While the primary has failed by quorum, its replicas' own recovery is
+ * held (their link to it is down: restarting them helps nothing). Its own
+ * recovery (restart) has `failover_after` to bring it back; then, with no
+ * member in maintenance, the leader writes a failover record (its args:
+ * the failed primary) and its steps, one at a time, each written before
+ * its command:
+ *   1. role of every other member, in list order: fresh offsets. A
+ *      member that cannot answer (agent unreachable, action failed) is an
+ *      alert-level event and is asked again after `retry`: nothing is
+ *      promoted until every one has answered.
+ *   2. a replica whose link to the primary is still up means the primary
+ *      lives: the failover ends, not needed.
+ *   3. promote the replica with the highest slave_repl_offset (on a tie
+ *      the first in the list); an event primary_changed.
+ *   4. replicate: every other replica follows the new primary.
+ * The failover SUCCEEDS with the new primary and its address as fields.
+ * A member other than the primary that answers as a master (the old
+ * primary, restarted) is made a replica of the primary (a replicate
+ * record of its own). Steps and procedure are records; the state is a
+ * function of them, so a new leader continues where the old one stopped.
+ */
+#ifndef TROIKA_COORD_REDIS_H
+#define TROIKA_COORD_REDIS_H
+
+#include <stddef.h>
+
+struct coord;
+struct coord_cluster;
+struct coord_redis;
+struct coord_recovery;
+struct Troika__V1__ClusterStatus;
+
+/* The action of a failover record. */
+#define COORD_REDIS_PROCEDURE "failover"
+
+struct coord_redis *coord_redis_new(struct coord *c,
+    struct coord_recovery *r, const struct coord_cluster *cl);
+void coord_redis_free(struct coord_redis *g);
+
+/* Look again (records, opinions, results or leadership changed). */
+void coord_redis_evaluate(struct coord_redis *g);
+
+/* Whether per-service recovery of member `node` must wait; why. */
+int coord_redis_holds(struct coord_redis *g, const char *node, char *why,
+    size_t len);
+
+/* Leadership lost: forget timers and what was said. */
+void coord_redis_reset(struct coord_redis *g);
+
+/* The cluster as GetStatus shows it (strings valid until the loop runs). */
+void coord_redis_status(struct coord_redis *g,
+    struct Troika__V1__ClusterStatus *cs);
+
+#endif
