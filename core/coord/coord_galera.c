@@ -6,39 +6,25 @@
  */
 #include "coord_galera.h"
 
-#include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <event2/event.h>
-
 #include "coord.h"
 #include "coord_conf.h"
-#include "coord_events.h"
 #include "coord_member.h"
+#include "coord_procedure.h"
 #include "coord_recovery.h"
-#include "log.h"
 #include "troika/v1/admin.pb-c.h"
 
 #define GALERA_NS_PER_MS 1000000ULL
 
 struct coord_galera {
-	struct coord *c;
-	struct coord_recovery *r;
-	const struct coord_cluster *cl;
-	struct event *wake;
-	int starting;           /* a record is being written */
-	/* Alerts given for the procedure alerted_for (one per member). */
-	char alerted_for[64];
-	unsigned alerted;       /* bit per member */
-	int escalated;          /* max_attempts reached, said once */
+	struct coord_procedure p;
 };
 
-/* What the records say about the cluster's procedure. */
 struct galera_position {
 	const Troika__V1__ActionRecord *rec; /* the latest position step */
 	const char *uuid;
@@ -46,100 +32,48 @@ struct galera_position {
 	int safe;               /* safe_to_bootstrap: 1 */
 };
 
+/* What the records say about the cluster's procedure. */
 struct galera_state {
-	const Troika__V1__ActionRecord *proc;   /* latest procedure, or NULL */
-	const Troika__V1__ActionRecord *running; /* a step in flight */
-	const Troika__V1__ActionRecord *locked;  /* a step locked */
-	const Troika__V1__ActionRecord *bootstrap; /* the bootstrap step */
+	struct coord_procedure_state ps;
+	const Troika__V1__ActionRecord *asked[COORD_CONF_MAX_MEMBERS];
 	struct galera_position pos[COORD_CONF_MAX_MEMBERS];
+	const Troika__V1__ActionRecord *bootstrap;
 	const Troika__V1__ActionRecord *start[COORD_CONF_MAX_MEMBERS];
-	unsigned procs_in_window;
-	uint64_t last_proc_end;
 };
 
-static uint64_t
-galera_ns(int64_t ms)
-{
-	return (uint64_t)ms * GALERA_NS_PER_MS;
-}
-
-static int
-galera_member(const struct coord_cluster *cl, const char *node)
-{
-	for (size_t i = 0; i < cl->nnodes; i++)
-		if (strcmp(cl->nodes[i], node) == 0)
-			return (int)i;
-	return -1;
-}
-
-/* The member answers OK to this coordinator now. */
 static int
 galera_member_ok(const struct coord_galera *g, const char *node)
 {
-	return coord_member_ok(g->c, node, g->cl->check);
+	return coord_member_ok(g->p.c, node, g->p.cl->check);
 }
 
 static int
 galera_member_failed(const struct coord_galera *g, const char *node)
 {
-	return coord_member_failed(g->c, node, g->cl->check);
-}
-
-static int
-galera_is_proc(const struct coord_galera *g, const Troika__V1__ActionRecord *pb)
-{
-	return pb->node[0] == '\0' && strcmp(pb->cluster, g->cl->name) == 0 &&
-	    strcmp(pb->action, COORD_GALERA_PROCEDURE) == 0;
-}
-
-static int
-galera_open(const Troika__V1__ActionRecord *pb)
-{
-	return pb->state == TROIKA__V1__ACTION_STATE__ACTION_STATE_RUNNING ||
-	    pb->state == TROIKA__V1__ACTION_STATE__ACTION_STATE_LOCKED;
+	return coord_member_failed(g->p.c, node, g->p.cl->check);
 }
 
 static void
-galera_read(const struct coord_galera *g, uint64_t now, struct galera_state *st)
+galera_read(struct coord_galera *g, uint64_t now, struct galera_state *st)
 {
-	const struct coord_policy *pol = coord_conf_policy(g->c->conf,
-	    g->cl->check);
 	const Troika__V1__ActionRecord **recs;
-	size_t n = coord_recovery_records(g->r, &recs);
+	size_t n;
 
 	memset(st, 0, sizeof(*st));
-	for (size_t i = 0; i < n; i++) {
-		const Troika__V1__ActionRecord *pb = recs[i];
-		uint64_t end = pb->ended_unix_nano != 0 ? pb->ended_unix_nano :
-		    pb->started_unix_nano;
-
-		if (!galera_is_proc(g, pb))
-			continue;
-		st->proc = pb;
-		if (pb->started_unix_nano + galera_ns(pol->window_ms) >= now)
-			st->procs_in_window++;
-		if (!galera_open(pb) && end > st->last_proc_end)
-			st->last_proc_end = end;
-	}
-	if (st->proc == NULL)
-		return;
-	for (size_t i = 0; i < n; i++) {
+	n = coord_procedure_read(&g->p, now, &st->ps, &recs);
+	for (size_t i = 0; st->ps.proc != NULL && i < n; i++) {
 		const Troika__V1__ActionRecord *pb = recs[i];
 		int m;
 
-		if (strcmp(pb->procedure, st->proc->id) != 0 ||
-		    (m = galera_member(g->cl, pb->node)) < 0)
+		if (strcmp(pb->procedure, st->ps.proc->id) != 0 ||
+		    (m = coord_procedure_member(&g->p, pb->node)) < 0)
 			continue;
-		if (pb->state == TROIKA__V1__ACTION_STATE__ACTION_STATE_RUNNING)
-			st->running = pb;
-		else if (pb->state ==
-		    TROIKA__V1__ACTION_STATE__ACTION_STATE_LOCKED)
-			st->locked = pb;
 		if (strcmp(pb->action, "position") == 0) {
 			struct galera_position *p = &st->pos[m];
 			const char *seq, *safe;
 
 			/* The latest answer counts; a failed one erases. */
+			st->asked[m] = pb;
 			memset(p, 0, sizeof(*p));
 			p->rec = pb;
 			if (pb->state !=
@@ -161,72 +95,18 @@ galera_read(const struct coord_galera *g, uint64_t now, struct galera_state *st)
 	}
 }
 
-static void
-galera_wake_in(struct coord_galera *g, uint64_t ns)
-{
-	struct timeval tv;
-
-	ns += 10 * GALERA_NS_PER_MS;
-	tv.tv_sec = (time_t)(ns / 1000000000ULL);
-	tv.tv_usec = (suseconds_t)(ns % 1000000000ULL / 1000);
-	evtimer_add(g->wake, &tv);
-}
-
-static void
-galera_begun(int ok, void *arg)
-{
-	struct coord_galera *g = arg;
-
-	g->starting = 0;
-	/* Written: the next move is decided from the loop, at once. */
-	galera_wake_in(g, ok ? 0 : galera_ns(g->cl->retry_ms));
-}
-
-/* One record: the procedure (node "") or one of its steps. */
-static void
-galera_begin(struct coord_galera *g, const char *proc, const char *node,
-    const char *action, const char *reason)
-{
-	const struct coord_policy *pol = coord_conf_policy(g->c->conf,
-	    g->cl->check);
-	struct coord_recovery_step s = {
-		.node = node, .check = g->cl->check, .action = action,
-		.procedure = proc, .cluster = g->cl->name, .reason = reason,
-		.timeout_ns = node[0] == '\0' ? galera_ns(g->cl->timeout_ms) :
-		    galera_ns(pol->action_timeout_ms),
-	};
-	int rc;
-
-	g->starting = 1;
-	if ((rc = coord_recovery_begin(g->r, &s, galera_begun, g)) < 0) {
-		g->starting = 0;
-		log_warnx("cluster %s: cannot write the record of %s: %s",
-		    g->cl->name, action, strerror(-rc));
-		galera_wake_in(g, galera_ns(g->cl->retry_ms));
-	}
-}
-
-static void
-galera_finish(struct coord_galera *g, const struct galera_state *st,
-    int state, int chosen, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-
 /* End the procedure, with the positions it saw as its facts. */
 static void
 galera_finish(struct coord_galera *g, const struct galera_state *st,
-    int state, int chosen, const char *fmt, ...)
+    int state, int chosen, const char *msg)
 {
+	const struct coord_cluster *cl = g->p.cl;
 	Troika__V1__Label labels[COORD_CONF_MAX_MEMBERS + 1];
 	Troika__V1__Label *fields[COORD_CONF_MAX_MEMBERS + 1];
-	char values[COORD_CONF_MAX_MEMBERS][160], msg[512];
+	char values[COORD_CONF_MAX_MEMBERS][160];
 	size_t n = 0;
-	va_list ap;
-	int rc;
 
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	for (size_t i = 0; i < g->cl->nnodes; i++) {
+	for (size_t i = 0; i < cl->nnodes; i++) {
 		const struct galera_position *p = &st->pos[i];
 
 		if (p->uuid == NULL)
@@ -234,7 +114,7 @@ galera_finish(struct coord_galera *g, const struct galera_state *st,
 		troika__v1__label__init(&labels[n]);
 		snprintf(values[n], sizeof(values[n]), "%s:%" PRId64 "%s",
 		    p->uuid, p->seqno, p->safe ? " safe_to_bootstrap" : "");
-		labels[n].name = g->cl->nodes[i];
+		labels[n].name = cl->nodes[i];
 		labels[n].value = values[n];
 		fields[n] = &labels[n];
 		n++;
@@ -242,18 +122,12 @@ galera_finish(struct coord_galera *g, const struct galera_state *st,
 	if (chosen >= 0) {
 		troika__v1__label__init(&labels[n]);
 		labels[n].name = (char *)(uintptr_t)"bootstrapped";
-		labels[n].value = g->cl->nodes[chosen];
+		labels[n].value = cl->nodes[chosen];
 		fields[n] = &labels[n];
 		n++;
 	}
-	/* Nothing else starts until the record is written. */
-	g->starting = 1;
-	if ((rc = coord_recovery_finish(g->r, st->proc->id, state, msg, fields,
-	    n, galera_begun, g)) < 0) {
-		g->starting = 0;
-		log_warnx("cluster %s: procedure %s not ended: %s",
-		    g->cl->name, st->proc->id, strerror(-rc));
-	}
+	coord_procedure_finish(&g->p, st->ps.proc->id, state, fields, n, "%s",
+	    msg);
 }
 
 /* The member that bootstraps: the most advanced (see the header). */
@@ -262,7 +136,7 @@ galera_choose(const struct coord_galera *g, const struct galera_state *st)
 {
 	int best = -1;
 
-	for (size_t i = 0; i < g->cl->nnodes; i++) {
+	for (size_t i = 0; i < g->p.cl->nnodes; i++) {
 		const struct galera_position *p = &st->pos[i];
 
 		if (best < 0 || p->seqno > st->pos[best].seqno ||
@@ -273,145 +147,104 @@ galera_choose(const struct coord_galera *g, const struct galera_state *st)
 	return best;
 }
 
+/* Before the bootstrap: positions, then the choice. */
 static void
-galera_alert(struct coord_galera *g, const struct galera_state *st, int m,
-    const char *why)
-{
-	const char *const f[] = { "cluster", g->cl->name, "procedure",
-	    st->proc->id };
-
-	if (strcmp(g->alerted_for, st->proc->id) != 0) {
-		snprintf(g->alerted_for, sizeof(g->alerted_for), "%s",
-		    st->proc->id);
-		g->alerted = 0;
-	}
-	if (g->alerted & (1u << m))
-		return;
-	g->alerted |= 1u << m;
-	coord_events_emit(g->c, "cluster_held",
-	    TROIKA__V1__SEVERITY__SEVERITY_CRITICAL, g->cl->nodes[m],
-	    g->cl->check, f, 2, "cluster %s has no Primary and will not be "
-	    "bootstrapped until every member's position is known: %s; "
-	    "asking again in %" PRId64 " ms", g->cl->name, why,
-	    g->cl->retry_ms);
-}
-
-/* Positions: ask the next member that has none; 1 while collecting. */
-static int
-galera_collect(struct coord_galera *g, const struct galera_state *st,
+galera_decide(struct coord_galera *g, const struct galera_state *st,
     uint64_t now)
 {
-	uint64_t retry = galera_ns(g->cl->retry_ms), soonest = 0;
-	int missing = 0;
+	const struct coord_cluster *cl = g->p.cl;
+	char why[512];
+	int best;
 
-	for (size_t i = 0; i < g->cl->nnodes; i++) {
-		const struct galera_position *p = &st->pos[i];
-		const char *node = g->cl->nodes[i];
-		char why[256];
-
-		if (p->uuid != NULL)
-			continue;
-		missing = 1;
-		if (p->rec != NULL) {
-			uint64_t end = p->rec->ended_unix_nano;
-
-			snprintf(why, sizeof(why), "position of %s: %s", node,
-			    p->rec->message);
-			galera_alert(g, st, (int)i, why);
-			if (now < end + retry) {
-				if (soonest == 0 || end + retry < soonest)
-					soonest = end + retry;
-				continue;
-			}
+	/* A member answering ends it all: no bootstrap is needed. */
+	for (size_t i = 0; i < cl->nnodes; i++)
+		if (galera_member_ok(g, cl->nodes[i]) &&
+		    !galera_member_failed(g, cl->nodes[i])) {
+			snprintf(why, sizeof(why), "%s answers again: no "
+			    "bootstrap needed", cl->nodes[i]);
+			galera_finish(g, st,
+			    TROIKA__V1__ACTION_STATE__ACTION_STATE_SUCCEEDED, -1,
+			    why);
+			return;
 		}
-		if (!coord_agent_connected(g->c, node)) {
-			snprintf(why, sizeof(why), "position of %s: its agent "
-			    "has no stream to the leader", node);
-			galera_alert(g, st, (int)i, why);
-			if (soonest == 0 || now + retry < soonest)
-				soonest = now + retry;
-			continue;
+	snprintf(why, sizeof(why), "cluster %s has no Primary: the position "
+	    "of every member decides which one bootstraps", cl->name);
+	if (coord_procedure_collect(&g->p, st->ps.proc, st->asked, -1,
+	    "position", "no Primary, and no bootstrap until every member's "
+	    "position is known", why, now))
+		return;
+	for (size_t i = 0; i < cl->nnodes; i++)
+		if (st->pos[i].uuid == NULL) {
+			snprintf(why, sizeof(why), "the position of %s names "
+			    "no cluster uuid: no bootstrap; an operator "
+			    "decides", cl->nodes[i]);
+			galera_finish(g, st,
+			    TROIKA__V1__ACTION_STATE__ACTION_STATE_LOCKED, -1,
+			    why);
+			return;
 		}
-		snprintf(why, sizeof(why), "cluster %s has no Primary: the "
-		    "position of every member decides which one bootstraps",
-		    g->cl->name);
-		galera_begin(g, st->proc->id, node, "position", why);
-		return 1;
-	}
-	if (missing && soonest != 0)
-		galera_wake_in(g, soonest > now ? soonest - now : 0);
-	return missing;
+	for (size_t i = 1; i < cl->nnodes; i++)
+		if (strcmp(st->pos[i].uuid, st->pos[0].uuid) != 0) {
+			snprintf(why, sizeof(why), "the members name different "
+			    "clusters (%s: %s, %s: %s): no bootstrap; an "
+			    "operator decides", cl->nodes[0], st->pos[0].uuid,
+			    cl->nodes[i], st->pos[i].uuid);
+			galera_finish(g, st,
+			    TROIKA__V1__ACTION_STATE__ACTION_STATE_LOCKED, -1,
+			    why);
+			return;
+		}
+	for (size_t i = 0; i < cl->nnodes; i++)
+		if (st->pos[i].seqno < 0) {
+			snprintf(why, sizeof(why), "the position of %s is not "
+			    "known (seqno %" PRId64 "): no bootstrap; an "
+			    "operator decides", cl->nodes[i], st->pos[i].seqno);
+			galera_finish(g, st,
+			    TROIKA__V1__ACTION_STATE__ACTION_STATE_LOCKED, -1,
+			    why);
+			return;
+		}
+	best = galera_choose(g, st);
+	snprintf(why, sizeof(why), "the most advanced member: %s at %s:%"
+	    PRId64, cl->nodes[best], st->pos[best].uuid, st->pos[best].seqno);
+	for (size_t i = 0; i < cl->nnodes; i++)
+		if ((int)i != best)
+			snprintf(why + strlen(why), sizeof(why) - strlen(why),
+			    "; %s at %" PRId64, cl->nodes[i], st->pos[i].seqno);
+	coord_procedure_begin(&g->p, st->ps.proc->id, cl->nodes[best],
+	    "bootstrap", NULL, 0, why);
 }
 
 static void
 galera_step(struct coord_galera *g, const struct galera_state *st,
     uint64_t now)
 {
-	const struct coord_cluster *cl = g->cl;
+	const struct coord_cluster *cl = g->p.cl;
 	char why[512];
 	int best;
 
-	if (st->running != NULL)
+	if (st->ps.running != NULL)
 		return; /* its end brings us back */
-	if (st->locked != NULL) {
+	if (st->ps.locked != NULL) {
+		snprintf(why, sizeof(why), "step %s (%s on %s) has no known "
+		    "outcome: look at the cluster, then acknowledge",
+		    st->ps.locked->id, st->ps.locked->action,
+		    st->ps.locked->node);
 		galera_finish(g, st,
-		    TROIKA__V1__ACTION_STATE__ACTION_STATE_LOCKED, -1,
-		    "step %s (%s on %s) has no known outcome: look at the "
-		    "cluster, then acknowledge", st->locked->id,
-		    st->locked->action, st->locked->node);
+		    TROIKA__V1__ACTION_STATE__ACTION_STATE_LOCKED, -1, why);
 		return;
 	}
 	if (st->bootstrap == NULL) {
-		/* Before the bootstrap, a member answering ends it all. */
-		for (size_t i = 0; i < cl->nnodes; i++)
-			if (galera_member_ok(g, cl->nodes[i]) &&
-			    !galera_member_failed(g, cl->nodes[i])) {
-				galera_finish(g, st,
-				    TROIKA__V1__ACTION_STATE__ACTION_STATE_SUCCEEDED,
-				    -1, "%s answers again: no bootstrap needed",
-				    cl->nodes[i]);
-				return;
-			}
-		if (galera_collect(g, st, now))
-			return;
-		for (size_t i = 1; i < cl->nnodes; i++)
-			if (strcmp(st->pos[i].uuid, st->pos[0].uuid) != 0) {
-				galera_finish(g, st,
-				    TROIKA__V1__ACTION_STATE__ACTION_STATE_LOCKED,
-				    -1, "the members name different clusters "
-				    "(%s: %s, %s: %s): no bootstrap; an operator "
-				    "decides", cl->nodes[0], st->pos[0].uuid,
-				    cl->nodes[i], st->pos[i].uuid);
-				return;
-			}
-		for (size_t i = 0; i < cl->nnodes; i++)
-			if (st->pos[i].seqno < 0) {
-				galera_finish(g, st,
-				    TROIKA__V1__ACTION_STATE__ACTION_STATE_LOCKED,
-				    -1, "the position of %s is not known (seqno "
-				    "%" PRId64 "): no bootstrap; an operator "
-				    "decides", cl->nodes[i], st->pos[i].seqno);
-				return;
-			}
-		best = galera_choose(g, st);
-		snprintf(why, sizeof(why), "the most advanced member: %s at "
-		    "%s:%" PRId64, cl->nodes[best], st->pos[best].uuid,
-		    st->pos[best].seqno);
-		for (size_t i = 0; i < cl->nnodes; i++)
-			if ((int)i != best)
-				snprintf(why + strlen(why), sizeof(why) -
-				    strlen(why), "; %s at %" PRId64,
-				    cl->nodes[i], st->pos[i].seqno);
-		galera_begin(g, st->proc->id, cl->nodes[best], "bootstrap",
-		    why);
+		galera_decide(g, st, now);
 		return;
 	}
-	best = galera_member(cl, st->bootstrap->node);
+	best = coord_procedure_member(&g->p, st->bootstrap->node);
 	if (st->bootstrap->state !=
 	    TROIKA__V1__ACTION_STATE__ACTION_STATE_SUCCEEDED) {
-		galera_finish(g, st, TROIKA__V1__ACTION_STATE__ACTION_STATE_FAILED,
-		    best, "the bootstrap of %s failed: %s", st->bootstrap->node,
-		    st->bootstrap->message);
+		snprintf(why, sizeof(why), "the bootstrap of %s failed: %s",
+		    st->bootstrap->node, st->bootstrap->message);
+		galera_finish(g, st,
+		    TROIKA__V1__ACTION_STATE__ACTION_STATE_FAILED, best, why);
 		return;
 	}
 	for (size_t i = 0; i < cl->nnodes; i++) {
@@ -421,21 +254,25 @@ galera_step(struct coord_galera *g, const struct galera_state *st,
 		    TROIKA__V1__ACTION_STATE__ACTION_STATE_SUCCEEDED))
 			continue;
 		if (s != NULL) {
+			snprintf(why, sizeof(why), "%s was bootstrapped, but %s "
+			    "did not start: %s", cl->nodes[best], cl->nodes[i],
+			    s->message);
 			galera_finish(g, st,
 			    TROIKA__V1__ACTION_STATE__ACTION_STATE_FAILED, best,
-			    "%s was bootstrapped, but %s did not start: %s",
-			    cl->nodes[best], cl->nodes[i], s->message);
+			    why);
 			return;
 		}
 		if (galera_member_ok(g, cl->nodes[i]))
 			continue; /* it came back by itself */
-		if (!coord_agent_connected(g->c, cl->nodes[i])) {
-			galera_wake_in(g, galera_ns(cl->retry_ms));
+		if (!coord_agent_connected(g->p.c, cl->nodes[i])) {
+			coord_procedure_wake_in(&g->p,
+			    (uint64_t)cl->retry_ms * GALERA_NS_PER_MS);
 			return;
 		}
 		snprintf(why, sizeof(why), "%s was bootstrapped: %s joins it",
 		    cl->nodes[best], cl->nodes[i]);
-		galera_begin(g, st->proc->id, cl->nodes[i], "start", why);
+		coord_procedure_begin(&g->p, st->ps.proc->id, cl->nodes[i],
+		    "start", NULL, 0, why);
 		return;
 	}
 	/* Every member runs: done once every one answers. Opinions and
@@ -443,105 +280,77 @@ galera_step(struct coord_galera *g, const struct galera_state *st,
 	for (size_t i = 0; i < cl->nnodes; i++)
 		if (!galera_member_ok(g, cl->nodes[i]) ||
 		    galera_member_failed(g, cl->nodes[i])) {
-			galera_wake_in(g, 1000 * GALERA_NS_PER_MS);
+			coord_procedure_wake_in(&g->p, 1000 * GALERA_NS_PER_MS);
 			return;
 		}
+	snprintf(why, sizeof(why), "bootstrapped from %s; all %zu members "
+	    "answer", cl->nodes[best], cl->nnodes);
 	galera_finish(g, st, TROIKA__V1__ACTION_STATE__ACTION_STATE_SUCCEEDED,
-	    best, "bootstrapped from %s; all %zu members answer", cl->nodes[best],
-	    cl->nnodes);
+	    best, why);
+}
+
+static int
+galera_proc_open(const struct galera_state *st)
+{
+	return st->ps.proc != NULL && (st->ps.proc->state ==
+	    TROIKA__V1__ACTION_STATE__ACTION_STATE_RUNNING ||
+	    st->ps.proc->state == TROIKA__V1__ACTION_STATE__ACTION_STATE_LOCKED);
 }
 
 void
 coord_galera_evaluate(struct coord_galera *g)
 {
-	const struct coord_cluster *cl = g->cl;
-	const struct coord_policy *pol;
+	const struct coord_cluster *cl = g->p.cl;
 	struct galera_state st;
 	uint64_t now = coord_now_ns();
 	char why[512];
 
-	if (g->starting || !coord_recovery_deciding(g->r))
+	if (!coord_procedure_may_act(&g->p))
 		return;
 	galera_read(g, now, &st);
-	if (st.proc != NULL && st.proc->state ==
+	if (st.ps.proc != NULL && st.ps.proc->state ==
 	    TROIKA__V1__ACTION_STATE__ACTION_STATE_RUNNING) {
 		galera_step(g, &st, now);
 		return;
 	}
-	if (st.proc != NULL && galera_open(st.proc))
+	if (galera_proc_open(&st))
 		return; /* LOCKED: an operator acknowledges it first */
 	/* A procedure starts only when no member answers. */
 	for (size_t i = 0; i < cl->nnodes; i++)
 		if (!galera_member_failed(g, cl->nodes[i])) {
-			g->escalated = 0;
+			g->p.escalated = 0;
 			return;
 		}
-	/* An operator working on a member decides for the cluster too. */
-	for (size_t i = 0; i < cl->nnodes; i++)
-		if (coord_recovery_in_maintenance(g->r, cl->nodes[i],
-		    cl->check)) {
-			galera_wake_in(g, 1000 * GALERA_NS_PER_MS);
-			return;
-		}
-	/*
-	 * A member's own start, begun while another member still seemed to
-	 * answer, ends first (it fails with nothing to join, or times out):
-	 * its end brings us back. Never two moves on one member.
-	 */
-	for (size_t i = 0; i < cl->nnodes; i++)
-		if (coord_recovery_busy(g->r, cl->nodes[i], cl->check))
-			return;
-	pol = coord_conf_policy(g->c->conf, cl->check);
-	if (st.last_proc_end != 0 && now < st.last_proc_end +
-	    galera_ns(pol->backoff_ms)) {
-		galera_wake_in(g, st.last_proc_end + galera_ns(pol->backoff_ms) -
-		    now);
+	if (!coord_procedure_may_start(&g->p, &st.ps, now, "bootstrap it"))
 		return;
-	}
-	if (st.procs_in_window >= (unsigned)pol->max_attempts) {
-		const char *const f[] = { "cluster", cl->name };
-
-		if (!g->escalated)
-			coord_events_emit(g->c, "recovery_escalated",
-			    TROIKA__V1__SEVERITY__SEVERITY_CRITICAL, NULL,
-			    cl->check, f, 1, "cluster %s has no Primary and "
-			    "troika will not bootstrap it again: max_attempts "
-			    "(%d) reached in the window; an operator is needed",
-			    cl->name, pol->max_attempts);
-		g->escalated = 1;
-		return;
-	}
 	snprintf(why, sizeof(why), "no member of cluster %s answers: every "
 	    "one has failed by quorum", cl->name);
-	galera_begin(g, "", "", COORD_GALERA_PROCEDURE, why);
+	coord_procedure_begin(&g->p, "", "", COORD_GALERA_PROCEDURE, NULL, 0,
+	    why);
 }
 
 int
-coord_galera_holds(const struct coord_galera *g, const char *node, char *why,
+coord_galera_holds(struct coord_galera *g, const char *node, char *why,
     size_t len)
 {
-	const Troika__V1__ActionRecord **recs;
-	size_t n = coord_recovery_records(g->r, &recs);
+	const struct coord_cluster *cl = g->p.cl;
+	struct galera_state st;
 
-	for (size_t i = n; i > 0; i--)
-		if (galera_is_proc(g, recs[i - 1])) {
-			if (galera_open(recs[i - 1])) {
-				snprintf(why, len, "cluster %s's procedure %s "
-				    "is %s: it recovers the members",
-				    g->cl->name, recs[i - 1]->id,
-				    recs[i - 1]->state ==
-				    TROIKA__V1__ACTION_STATE__ACTION_STATE_LOCKED ?
-				    "locked" : "running");
-				return 1;
-			}
-			break;
-		}
-	for (size_t i = 0; i < g->cl->nnodes; i++)
-		if (strcmp(g->cl->nodes[i], node) != 0 &&
-		    galera_member_ok(g, g->cl->nodes[i]))
+	galera_read(g, coord_now_ns(), &st);
+	if (galera_proc_open(&st)) {
+		snprintf(why, len, "cluster %s's procedure %s is %s: it "
+		    "recovers the members", cl->name, st.ps.proc->id,
+		    st.ps.proc->state ==
+		    TROIKA__V1__ACTION_STATE__ACTION_STATE_LOCKED ? "locked" :
+		    "running");
+		return 1;
+	}
+	for (size_t i = 0; i < cl->nnodes; i++)
+		if (strcmp(cl->nodes[i], node) != 0 &&
+		    galera_member_ok(g, cl->nodes[i]))
 			return 0;
 	snprintf(why, len, "no other member of cluster %s answers: %s alone "
-	    "has nothing to join", g->cl->name, node);
+	    "has nothing to join", cl->name, node);
 	return 1;
 }
 
@@ -551,19 +360,17 @@ coord_galera_status(struct coord_galera *g, Troika__V1__ClusterStatus *cs)
 	struct galera_state st;
 
 	galera_read(g, coord_now_ns(), &st);
-	cs->name = g->cl->name;
-	cs->kind = (char *)(uintptr_t)coord_cluster_kind_str(g->cl->kind);
-	if (st.proc != NULL) {
-		cs->procedure_id = st.proc->id;
-		cs->procedure_state = st.proc->state;
+	cs->name = g->p.cl->name;
+	cs->kind = (char *)(uintptr_t)coord_cluster_kind_str(g->p.cl->kind);
+	if (st.ps.proc != NULL) {
+		cs->procedure_id = st.ps.proc->id;
+		cs->procedure_state = st.ps.proc->state;
 	}
 }
 
 static void
-galera_wake_cb(evutil_socket_t fd, short what, void *arg)
+galera_evaluate_cb(void *arg)
 {
-	(void)fd;
-	(void)what;
 	coord_galera_evaluate(arg);
 }
 
@@ -575,11 +382,9 @@ coord_galera_new(struct coord *c, struct coord_recovery *r,
 
 	if ((g = calloc(1, sizeof(*g))) == NULL)
 		return NULL;
-	g->c = c;
-	g->r = r;
-	g->cl = cl;
-	if ((g->wake = evtimer_new(c->base, galera_wake_cb, g)) == NULL) {
-		free(g);
+	if (coord_procedure_init(&g->p, c, r, cl, COORD_GALERA_PROCEDURE,
+	    galera_evaluate_cb, g) < 0) {
+		coord_galera_free(g);
 		return NULL;
 	}
 	return g;
@@ -588,11 +393,7 @@ coord_galera_new(struct coord *c, struct coord_recovery *r,
 void
 coord_galera_reset(struct coord_galera *g)
 {
-	evtimer_del(g->wake);
-	g->starting = 0;
-	g->alerted_for[0] = '\0';
-	g->alerted = 0;
-	g->escalated = 0;
+	coord_procedure_reset(&g->p);
 }
 
 void
@@ -600,6 +401,6 @@ coord_galera_free(struct coord_galera *g)
 {
 	if (g == NULL)
 		return;
-	event_free(g->wake);
+	coord_procedure_clear(&g->p);
 	free(g);
 }

@@ -52,7 +52,7 @@ void coord_galera_evaluate(struct coord_galera *g);
  * is open, or no other member answers (then the member has nothing to
  * join). why gets one line.
  */
-int coord_galera_holds(const struct coord_galera *g, const char *node,
+int coord_galera_holds(struct coord_galera *g, const char *node,
     char *why, size_t len);
 
 /* Leadership lost: forget timers and what was said. */
