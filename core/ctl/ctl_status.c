@@ -139,6 +139,29 @@ ctl_status_header(
 		ctl_status_line(
 		    out, color, CTL_COLOR_YELLOW, "maintenance", buf);
 	}
+	for (size_t i = 0; i < rep->n_clusters; i++) {
+		const Troika__V1__ClusterStatus *cs = rep->clusters[i];
+		char state[32];
+		int open = cs->procedure_state ==
+		    TROIKA__V1__ACTION_STATE__ACTION_STATE_RUNNING ||
+		    cs->procedure_state ==
+		    TROIKA__V1__ACTION_STATE__ACTION_STATE_LOCKED;
+
+		snprintf(buf, sizeof(buf), "%s (%s)", cs->name, cs->kind);
+		if (cs->primary[0] != '\0')
+			snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf),
+			    ", primary %s %s", cs->primary,
+			    cs->primary_address);
+		if (cs->procedure_id[0] != '\0') {
+			ctl_enum_short(&troika__v1__action_state__descriptor,
+			    (int)cs->procedure_state, "ACTION_STATE_", 0, state,
+			    sizeof(state));
+			snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf),
+			    ", last procedure %s %s", cs->procedure_id, state);
+		}
+		ctl_status_line(out, color, open ? CTL_COLOR_YELLOW :
+		    CTL_COLOR_NONE, "cluster", buf);
+	}
 	ctl_status_line(out, color, CTL_COLOR_NONE, "time",
 	    ctl_fmt_rfc3339(rep->time_unix_nano, 3, t, sizeof(t)));
 }

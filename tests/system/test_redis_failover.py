@@ -15,6 +15,7 @@ Needs root for its one iptables rule, which it removes however it ends.
 """
 import fcntl
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -27,6 +28,7 @@ from conftest import SANITIZED, wait_for
 from grpc_echo import generate_modules
 from redis_server import REDIS_SERVER, _encode, _read, command, parse_info, write_conf
 from test_etcd import ETCD
+from test_troikactl import ctl
 
 pytestmark = pytest.mark.skipif(not os.path.exists(ETCD),
                                 reason="etcd-server is not installed")
@@ -189,6 +191,11 @@ def run_failover(c):
         cl = {x.name: x for x in c.status(n).clusters}["cache"]
         assert cl.primary_address == f"{IPS[3]}:{REDIS_PORT}", (n, cl)
         assert cl.procedure_id == proc.id, (n, cl)
+    # troikactl says so too.
+    rc, out, _ = ctl("--coordinator", c.coord_target(1), "status")
+    assert rc == 0 and re.search(
+        rf"cluster +cache \(redis\), primary node-3 {IPS[3]}:{REDIS_PORT}, last procedure "
+        rf"{proc.id} succeeded", out), out
     events = c.events(leader)
     changed = [e for e in events if e.kind == "primary_changed"]
     assert len(changed) == 1 and changed[0].node == "node-3", changed
