@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import time
 import urllib.request
@@ -178,6 +179,13 @@ def test_haproxy_backend_loss_and_rotation(agent, lb):
                           server=f"node-{i}") == 0
     assert agent.find("haproxy_backend_up", check="lb", backend="web") == 1
     assert agent.find("haproxy_backend_active_servers", check="lb") == 3
+    # The page with the plugin's families passes promtool's lint.
+    if shutil.which("promtool"):
+        text = agent.scrape_text()
+        assert "# TYPE haproxy_server_check_failures_total counter" in text
+        r = subprocess.run(["promtool", "check", "metrics"], input=text.encode(),
+                           capture_output=True, timeout=30)
+        assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()
 
     # One backend server killed: WARNING with node-3 DOWN.
     procs = lb.procs
