@@ -221,7 +221,7 @@ def run(c, poller):
     insert_rows(n1, 20, "before")
     wait_for(lambda: count_rows(n3) == 20, 10, what="rows replicated")
     poller.start()
-    wait_for(lambda: min(poller.answers().values()) >= 3, 10,
+    wait_for(lambda: min(poller.answers().values()) >= 10, 10 * SLOW,
              what="the poller's first answers")
     uuid = n1.status("wsrep_cluster_state_uuid")
     assert uuid and uuid != "00000000-0000-0000-0000-000000000000", uuid
@@ -309,7 +309,11 @@ def run(c, poller):
     after = poller.answers(since=t_synced)
     print(f"{len(poller.rounds)} polls; answers before the kills {before}, "
           f"after the recovery {after}; in all {poller.answers()}")
-    assert min(before.values()) >= 3 and min(after.values()) >= 5, (before, after)
+    assert min(before.values()) >= 10 and min(after.values()) >= 5, (before, after)
+    # It saw the staging too: node-3 a Primary of one, before the cut.
+    alone = [r for t0, t1, r in poller.rounds if t_kills <= t0 and t1 <= t_cut and
+             r[3] is not None and r[3]["status"] == "Primary" and r[3]["size"] == 1]
+    assert alone, "the poller never saw node-3 a Primary of one"
     assert {n for _, n in poller.primaries(until=t_kills)} == {1, 2, 3}
     assert {n for _, n in poller.primaries(since=t_synced)} == {1, 2, 3}
     assert not poller.primaries(since=t_cut, until=t_heal)
@@ -328,12 +332,52 @@ def run(c, poller):
     ]
     for n in (1, 2, 3):
         got, recs = history(c, n)
-        # Failed asks of node-3 in a row would count once; but the leader
-        # knew its agent gone before the procedure began, and a member
-        # without a stream is not asked (no record, only the alert).
-        squeezed = [x for i, x in enumerate(got) if not (
-            x == ("node-3", "position", "FAILED") and i > 0 and got[i - 1] == x)]
-        assert squeezed == want, (n, got)
+        # No failed ask of node-3: the leader knew its agent gone before
+        # the procedure began, and a member without a stream is not asked
+        # (no record, only the alert; test_galera_outage.py's missing
+        # datadir is where failed asks repeat).
+        assert got == want, (n, got)
         for r in recs:
             assert r.fencing_token == token and r.cluster == "shop-db", (n, r)
             assert r.procedure == (recs[0].id if r.node else ""), (n, r)
+
+
+def test_the_poller_s_judgement():
+    """second_primaries() on made-up rounds: what a split brain looks like
+    is found; a member joining or leaving one component is not."""
+    def s(status, members, conf_id, uuid="u"):
+        ms = frozenset(f"127.0.1.{m}:3306" for m in members)
+        return {"status": status, "uuid": uuid, "conf_id": conf_id, "size": len(ms),
+                "members": ms}
+    ok = [
+        (0, 0, {1: s("Primary", [1, 2, 3], 5), 2: s("Primary", [1, 2, 3], 5),
+                3: s("Primary", [1, 2, 3], 5)}),
+        # node-2 left: node-3 already in the new view, node-1 not yet.
+        (1, 1, {1: s("Primary", [1, 3], 6), 2: None, 3: s("Primary", [1, 2, 3], 5)}),
+        # node-3 bootstrapped; node-1 joining, ahead of node-3 by a view.
+        (2, 2, {1: s("Primary", [1, 3], 8), 2: s("non-Primary", [], -1),
+                3: s("Primary", [3], 7)}),
+        (3, 3, {1: None, 2: None, 3: None}),
+    ]
+    assert second_primaries(ok, "u") == []
+    split = [
+        # node-3 bootstrapped alone while node-1 and node-2 run another.
+        (0, 0, {1: s("Primary", [1, 2], 7), 2: s("Primary", [1, 2], 7),
+                3: s("Primary", [3], 7)}),
+        # Two bootstraps, each alone: one view each, same number.
+        (1, 1, {1: s("Primary", [1], 2), 2: None, 3: s("Primary", [3], 2)}),
+        # A bootstrap without the position: a new history.
+        (2, 2, {1: None, 2: s("Primary", [2], 1, uuid="v"), 3: None}),
+    ]
+    found = second_primaries(split, "u")
+    assert [(t, why) for t, why, _ in found] == [
+        (0, "n1 and n3 Primary in disjoint components"),
+        (0, "n1 and n3: view 7 with different members"),
+        (0, "n2 and n3 Primary in disjoint components"),
+        (0, "n2 and n3: view 7 with different members"),
+        (0, "3 Primary members, components of at most 2"),
+        (1, "n1 and n3 Primary in disjoint components"),
+        (1, "n1 and n3: view 2 with different members"),
+        (1, "2 Primary members, components of at most 1"),
+        (2, "n2 Primary in history v, not u"),
+    ], found
