@@ -12,7 +12,7 @@ valgrind python3 python3-pytest python3-grpcio python3-protobuf
 nginx-light monitoring-plugins-basic monitoring-plugins-standard
 prometheus
 redis-server redis-sentinel mariadb-server galera-4 rsync rabbitmq-server php-fpm socat
-etcd-server etcd-client iptables monit
+etcd-server etcd-client iptables monit haproxy
 collectd-core libcurl3-gnutls libyajl2 dbus-daemon python3-dbus python3-gi
 curl openssl procps iproute2 psmisc
 "

@@ -637,25 +637,29 @@ coord_conf_plain_name(const struct yaml_tree_node *it)
 	return 1;
 }
 
-/* A cluster's nodes: 2 to 16 distinct node names. */
+/* nodes: min to 16 distinct node names, into *ret (*nret of them). */
 static void
 coord_conf_members(struct coord_conf_loader *ld,
-    const struct yaml_tree_pair *p, struct coord_cluster *cl)
+    const struct yaml_tree_pair *p, size_t min, char ***ret, size_t *nret)
 {
 	const struct yaml_tree_node *seq = p->value;
 	char ex[COORD_CONF_EXCERPT + 2];
+	char **nodes;
+	size_t n = 0;
 
-	if (seq->kind != YAML_TREE_SEQUENCE || seq->nitems < 2 ||
+	if (seq->kind != YAML_TREE_SEQUENCE || seq->nitems < min ||
 	    seq->nitems > COORD_CONF_MAX_MEMBERS) {
 		coord_conf_err(ld, seq,
-		    "nodes: expected a list of 2 to %d node names, got %s",
-		    COORD_CONF_MAX_MEMBERS, coord_conf_got(seq, ex, sizeof(ex)));
+		    "nodes: expected a list of %zu to %d node names, got %s",
+		    min, COORD_CONF_MAX_MEMBERS,
+		    coord_conf_got(seq, ex, sizeof(ex)));
 		return;
 	}
-	if ((cl->nodes = calloc(seq->nitems, sizeof(char *))) == NULL) {
+	if ((nodes = calloc(seq->nitems, sizeof(char *))) == NULL) {
 		coord_conf_err(ld, NULL, "out of memory");
 		return;
 	}
+	*ret = nodes;
 	for (size_t i = 0; i < seq->nitems; i++) {
 		const struct yaml_tree_node *it = seq->items[i];
 		size_t k;
@@ -665,20 +669,58 @@ coord_conf_members(struct coord_conf_loader *ld,
 			    "got %s", coord_conf_got(it, ex, sizeof(ex)));
 			continue;
 		}
-		for (k = 0; k < cl->nnodes; k++)
-			if (strcmp(cl->nodes[k], it->str) == 0)
+		for (k = 0; k < n; k++)
+			if (strcmp(nodes[k], it->str) == 0)
 				break;
-		if (k < cl->nnodes) {
+		if (k < n) {
 			coord_conf_err(ld, it, "nodes: %s is listed twice",
 			    it->str);
 			continue;
 		}
-		if ((cl->nodes[cl->nnodes] = strdup(it->str)) == NULL) {
+		if ((nodes[n] = strdup(it->str)) == NULL) {
 			coord_conf_err(ld, NULL, "out of memory");
 			return;
 		}
-		cl->nnodes++;
+		n++;
+		*nret = n;
 	}
+}
+
+/*
+ * recovery.nodes.load_balancer: {check, nodes}: the load balancer's check
+ * on each of nodes, whose disable/enable actions take a node's server
+ * (named as the node) out of rotation and back.
+ */
+static void
+coord_conf_load_balancer(struct coord_conf_loader *ld,
+    const struct yaml_tree_pair *p, struct coord_conf *c)
+{
+	static const char *const lb_keys[] = {"check", "nodes", NULL};
+	const struct yaml_tree_node *m = p->value;
+	char ex[COORD_CONF_EXCERPT + 2];
+
+	if (coord_conf_section(ld, m, "load_balancer") < 0)
+		return;
+	for (size_t i = 0; i < m->npairs; i++) {
+		const struct yaml_tree_pair *q = &m->pairs[i];
+
+		if (!coord_conf_key_in(q->key->str, lb_keys)) {
+			coord_conf_unknown(ld, q->key, "load_balancer");
+		} else if (strcmp(q->key->str, "nodes") == 0) {
+			coord_conf_members(ld, q, 1, &c->lb_nodes,
+			    &c->nlb_nodes);
+		} else if (!coord_conf_plain_name(q->value)) {
+			coord_conf_err(ld, q->value, "check: expected a check "
+			    "name, got %s", coord_conf_got(q->value, ex,
+			    sizeof(ex)));
+		} else if ((c->lb_check = strdup(q->value->str)) == NULL) {
+			coord_conf_err(ld, NULL, "out of memory");
+		}
+	}
+	if (yaml_tree_find(m, "check") == NULL)
+		coord_conf_err(ld, m, "load_balancer: 'check' is required");
+	if (yaml_tree_find(m, "nodes") == NULL)
+		coord_conf_err(ld, m, "load_balancer: 'nodes' is required");
 }
 
 /* One entry of recovery.clusters. */
@@ -740,7 +782,7 @@ coord_conf_cluster_item(struct coord_conf_loader *ld,
 			if ((cl->check = strdup(q->value->str)) == NULL)
 				coord_conf_err(ld, NULL, "out of memory");
 		} else if (strcmp(k, "nodes") == 0) {
-			coord_conf_members(ld, q, cl);
+			coord_conf_members(ld, q, 2, &cl->nodes, &cl->nnodes);
 		} else if (strcmp(k, "timeout") == 0) {
 			coord_conf_duration_in(ld, q, COORD_CONF_MINUTE,
 			    COORD_CONF_DAY, &cl->timeout_ms);
@@ -815,7 +857,8 @@ coord_conf_recovery(struct coord_conf_loader *ld,
 	static const char *const recovery_keys[] = {
 	    "max_concurrent", "max_per_hour", "nodes", "policies", "clusters",
 	    NULL};
-	static const char *const nodes_keys[] = {"down_after", NULL};
+	static const char *const nodes_keys[] = {"down_after", "load_balancer",
+	    NULL};
 	const struct yaml_tree_node *m = p->value;
 
 	if (coord_conf_section(ld, p->value, "recovery") < 0)
@@ -841,6 +884,9 @@ coord_conf_recovery(struct coord_conf_loader *ld,
 
 				if (!coord_conf_key_in(n->key->str, nodes_keys))
 					coord_conf_unknown(ld, n->key, "nodes");
+				else if (strcmp(n->key->str,
+				    "load_balancer") == 0)
+					coord_conf_load_balancer(ld, n, c);
 				else
 					coord_conf_duration_in(ld, n,
 					    COORD_CONF_SECOND, COORD_CONF_DAY,
@@ -1335,6 +1381,13 @@ coord_conf_print_recovery(const struct coord_conf *c, FILE *out)
 	    "  nodes:\n    down_after: %s\n",
 	    c->max_concurrent, c->max_per_hour,
 	    format_duration_ms(c->node_down_after_ms, d1, sizeof(d1)));
+	if (c->lb_check != NULL) {
+		fputs("    load_balancer:\n      check: ", out);
+		coord_conf_print_str(out, c->lb_check);
+		fputs("\n      nodes: ", out);
+		coord_conf_print_strv(out, c->lb_nodes, c->nlb_nodes, 1);
+		fputc('\n', out);
+	}
 	fputs(c->npolicies > 1 ? "  policies:\n" : "  policies: []\n", out);
 	for (size_t i = 0; i + 1 < c->npolicies; i++)
 		coord_conf_print_policy(out, &c->policies[i], "    ");
@@ -1464,6 +1517,8 @@ coord_conf_free(struct coord_conf *c)
 		conf_strv_free(c->clusters[i].nodes, c->clusters[i].nnodes);
 	}
 	free(c->clusters);
+	free(c->lb_check);
+	conf_strv_free(c->lb_nodes, c->nlb_nodes);
 	free(c->name);
 	free(c->listen);
 	free(c->listen_host);

@@ -144,6 +144,14 @@ struct coord_conf {
 	size_t npolicies;
 	/* recovery.nodes.down_after: default 10s; 1s..1d. */
 	int64_t node_down_after_ms;
+	/*
+	 * recovery.nodes.load_balancer: the check (NULL: none) on each of
+	 * lb_nodes (1..16) whose actions `disable <node>` and `enable
+	 * <node>` take a lost node out of rotation and put it back.
+	 */
+	char *lb_check;
+	char **lb_nodes;
+	size_t nlb_nodes;
 	int max_concurrent;    /* recovery.max_concurrent: default 1; 1..100 */
 	int max_per_hour;      /* recovery.max_per_hour: default 10; 0..10000 */
 	/* recovery.clusters in file order; no (node, check) in two. */

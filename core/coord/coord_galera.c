@@ -169,7 +169,9 @@ galera_decide(struct coord_galera *g, const struct galera_state *st,
 		}
 	snprintf(why, sizeof(why), "cluster %s has no Primary: the position "
 	    "of every member decides which one bootstraps", cl->name);
-	if (coord_procedure_collect(&g->p, st->ps.proc, st->asked, -1,
+	/* A lost member is not counted out: its position may be the
+	 * most advanced. */
+	if (coord_procedure_collect(&g->p, st->ps.proc, st->asked, -1, 0,
 	    "position", "no Primary, and no bootstrap until every member's "
 	    "position is known", why, now))
 		return;

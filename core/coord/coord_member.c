@@ -8,17 +8,19 @@
 
 #include "coord.h"
 #include "coord_conf.h"
+#include "coord_nodeloss.h"
 #include "coord_quorum.h"
 #include "coord_view.h"
 
 #define MEMBER_MAX_COORDS 16
 
+/* The check as the view keeps it, connected or not. */
 static const struct coord_check *
 member_check(const struct coord *c, const char *node, const char *check)
 {
 	const struct coord_node *n = coord_view_node(c->view, node);
 
-	if (n == NULL || n->stream == 0)
+	if (n == NULL)
 		return NULL;
 	for (size_t i = 0; i < n->nchecks; i++)
 		if (strcmp(n->checks[i].name, check) == 0)
@@ -45,12 +47,20 @@ coord_member_result_at(const struct coord *c, const char *node,
 }
 
 int
+coord_member_connected(const struct coord *c, const char *node)
+{
+	const struct coord_node *n = coord_view_node(c->view, node);
+
+	return n != NULL && n->stream != 0;
+}
+
+int
 coord_member_ok(const struct coord *c, const char *node, const char *check)
 {
 	const Troika__V1__CheckResult *res = coord_member_result(c, node,
 	    check);
 
-	return res != NULL &&
+	return res != NULL && coord_member_connected(c, node) &&
 	    res->status == TROIKA__V1__CHECK_STATUS__CHECK_STATUS_OK;
 }
 
@@ -60,8 +70,11 @@ coord_member_failed(const struct coord *c, const char *node,
 {
 	const char *coords[MEMBER_MAX_COORDS];
 
+	/* A lost node's services are counted out, whatever their checks
+	 * said last. */
 	return coord_quorum_failed(c->quorum, node, check, coords,
-	    MEMBER_MAX_COORDS, NULL) >= (size_t)c->conf->quorum;
+	    MEMBER_MAX_COORDS, NULL) >= (size_t)c->conf->quorum ||
+	    coord_nodeloss_lost(c, node);
 }
 
 const char *

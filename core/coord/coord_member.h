@@ -13,7 +13,10 @@
 
 struct coord;
 
-/* The latest result of the check on node; NULL: none, or not connected. */
+/*
+ * The latest result of the check on node, connected or not (its facts,
+ * e.g. an address, outlive the stream); NULL: none.
+ */
 const Troika__V1__CheckResult *coord_member_result(const struct coord *c,
     const char *node, const char *check);
 
@@ -21,11 +24,14 @@ const Troika__V1__CheckResult *coord_member_result(const struct coord *c,
 uint64_t coord_member_result_at(const struct coord *c, const char *node,
     const char *check);
 
+/* The node's agent has a stream to this coordinator. */
+int coord_member_connected(const struct coord *c, const char *node);
+
 /* Its agent is connected and its latest result is OK. */
 int coord_member_ok(const struct coord *c, const char *node,
     const char *check);
 
-/* At least `quorum` coordinators hold it FAILED. */
+/* At least `quorum` coordinators hold it FAILED, or its node lost. */
 int coord_member_failed(const struct coord *c, const char *node,
     const char *check);
 

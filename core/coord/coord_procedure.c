@@ -16,6 +16,7 @@
 #include "coord.h"
 #include "coord_conf.h"
 #include "coord_events.h"
+#include "coord_nodeloss.h"
 #include "coord_recovery.h"
 #include "log.h"
 
@@ -223,7 +224,7 @@ procedure_alert(struct coord_procedure *p, const char *proc, int m,
 int
 coord_procedure_collect(struct coord_procedure *p,
     const Troika__V1__ActionRecord *proc,
-    const Troika__V1__ActionRecord *const *answers, int skip,
+    const Troika__V1__ActionRecord *const *answers, int skip, int skip_lost,
     const char *action, const char *waiting, const char *reason,
     uint64_t now)
 {
@@ -236,7 +237,8 @@ coord_procedure_collect(struct coord_procedure *p,
 		char why[256];
 
 		if ((int)i == skip || (a != NULL && a->state ==
-		    TROIKA__V1__ACTION_STATE__ACTION_STATE_SUCCEEDED))
+		    TROIKA__V1__ACTION_STATE__ACTION_STATE_SUCCEEDED) ||
+		    (skip_lost && coord_nodeloss_lost(p->c, node)))
 			continue;
 		missing = 1;
 		if (a != NULL) {

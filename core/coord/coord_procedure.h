@@ -83,11 +83,13 @@ void coord_procedure_finish(struct coord_procedure *p, const char *proc,
  * by member, NULL: none) did not succeed, one at a time, in list order: a
  * member whose answer failed, or whose agent has no stream, gets one
  * alert-level event `cluster_held` (waiting says what waits) and is asked
- * again after the cluster's retry. Returns 1 while an answer is missing.
+ * again after the cluster's retry. With skip_lost, a member on a lost
+ * node (coord_nodeloss.h) is not asked: it is counted out. Returns 1
+ * while an answer is missing.
  */
 int coord_procedure_collect(struct coord_procedure *p,
     const Troika__V1__ActionRecord *proc,
-    const Troika__V1__ActionRecord *const *answers, int skip,
+    const Troika__V1__ActionRecord *const *answers, int skip, int skip_lost,
     const char *action, const char *waiting, const char *reason,
     uint64_t now);
 

@@ -33,6 +33,7 @@
 #include "coord_redis.h"
 #include "coord_leader.h"
 #include "coord_mirror.h"
+#include "coord_nodeloss.h"
 #include "coord_quorum.h"
 #include "etcd_client.h"
 #include "log.h"
@@ -126,6 +127,7 @@ struct coord_recovery {
 	/* One per recovery.clusters entry, in its order. */
 	struct recovery_proc *procs;
 	size_t nprocs;
+	struct coord_nodeloss *nodeloss;
 	const Troika__V1__ActionRecord **pbs; /* coord_recovery_records() */
 
 	uint64_t started;
@@ -549,6 +551,8 @@ recovery_drop_leadership(struct coord_recovery *r)
 		else
 			coord_redis_reset(r->procs[i].redis);
 	}
+	if (r->nodeloss != NULL)
+		coord_nodeloss_reset(r->nodeloss);
 }
 
 /* ---- writing records (leader) ---- */
@@ -1000,6 +1004,12 @@ recovery_evaluate(struct coord_recovery *r, const char *node,
 			if (strcmp(k->node, node) != 0 ||
 			    !recovery_str_eq(k->check, check))
 				continue;
+			if (check == NULL && k->verdict)
+				coord_events_emit(r->c, "node_returned",
+				    TROIKA__V1__SEVERITY__SEVERITY_INFO, node,
+				    NULL, NULL, 0, "node %s is back: no quorum "
+				    "of coordinators holds it down any more",
+				    node);
 			k->verdict = k->escalated = 0;
 			k->held = HOLD_NONE;
 			evtimer_del(k->wake);
@@ -1027,6 +1037,15 @@ recovery_evaluate(struct coord_recovery *r, const char *node,
 		    node, check));
 	}
 	if (check == NULL) {
+		if (k->held != HOLD_NODE)
+			coord_events_emit(r->c, "node_lost",
+			    TROIKA__V1__SEVERITY__SEVERITY_CRITICAL, node, NULL,
+			    NULL, 0, "node %s is lost: its agent has had no "
+			    "stream to %zu coordinators for %lld ms; its "
+			    "services are counted out%s", node, n,
+			    (long long)conf->node_down_after_ms,
+			    conf->lb_check != NULL ? " and it leaves the load "
+			    "balancer's rotation" : "");
 		recovery_hold(k, HOLD_NODE, "node %s is down: its services "
 		    "are counted out; no per-service recovery", node);
 		return;
@@ -1121,6 +1140,7 @@ recovery_evaluate_all(struct coord_recovery *r)
 	coord_quorum_foreach(r->c->quorum, recovery_evaluate_one, r);
 	for (size_t i = 0; i < r->nprocs; i++)
 		recovery_proc_evaluate(&r->procs[i]);
+	coord_nodeloss_evaluate(r->nodeloss);
 }
 
 /* ---- inputs ---- */
@@ -1131,6 +1151,12 @@ coord_recovery_opinions(struct coord_recovery *r, const char *node,
 {
 	struct recovery_proc *p = recovery_proc_of(r, node, check);
 
+	/* A node's verdict concerns every procedure (its members are
+	 * counted out) and the load balancer. */
+	if (check == NULL) {
+		recovery_evaluate_all(r);
+		return;
+	}
 	recovery_evaluate(r, node, check);
 	/* A member's verdict may start, advance or end its procedure. */
 	if (p != NULL)
@@ -1314,6 +1340,20 @@ int
 coord_recovery_deciding(const struct coord_recovery *r)
 {
 	return r->leader && r->quorum;
+}
+
+int
+coord_recovery_node_settled(struct coord_recovery *r, const char *node)
+{
+	for (size_t i = 0; i < r->nrecs; i++)
+		if (strcmp(r->recs[i].pb->node, node) == 0 &&
+		    recovery_rec_open(r->recs[i].pb))
+			return 0;
+	for (size_t i = 0; i < r->nprocs; i++)
+		if (r->procs[i].redis != NULL &&
+		    !coord_redis_settled(r->procs[i].redis, node))
+			return 0;
+	return 1;
 }
 
 int
@@ -1700,6 +1740,10 @@ coord_recovery_new(struct coord *c)
 		}
 		r->nprocs++;
 	}
+	if ((r->nodeloss = coord_nodeloss_new(c, r)) == NULL) {
+		coord_recovery_free(r);
+		return NULL;
+	}
 	if (ec == NULL)
 		return r;
 	if ((r->recs_prefix = coord_quorum_key(c->quorum, "actions/", NULL,
@@ -1727,6 +1771,7 @@ coord_recovery_free(struct coord_recovery *r)
 		coord_redis_free(r->procs[i].redis);
 	}
 	free(r->procs);
+	coord_nodeloss_free(r->nodeloss);
 	free(r->pbs);
 	coord_mirror_free(r->recs_mirror);
 	coord_mirror_free(r->maint_mirror);

@@ -106,6 +106,12 @@ struct coord_recovery_step {
 /* Leader with quorum: the only state in which anything may start. */
 int coord_recovery_deciding(const struct coord_recovery *r);
 
+/*
+ * The node's services are where their clusters want them (coord_redis:
+ * no member astray or rejoining), and no record of it is open.
+ */
+int coord_recovery_node_settled(struct coord_recovery *r, const char *node);
+
 /* An action of (node, check)'s own is running, locked or being written. */
 int coord_recovery_busy(const struct coord_recovery *r, const char *node,
     const char *check);

@@ -145,10 +145,10 @@ redis_primary(const struct coord_redis *g, const struct redis_state *st)
 }
 
 /*
- * The primary is down for its replicas' sake: failed by quorum, or its
- * latest result here says CRITICAL or UNKNOWN (a replica notices a dead
- * primary at its next run, the primary's own check at once, from its pid:
- * its verdict may come after the replica's).
+ * The primary is down for its replicas' sake: failed by quorum, its node
+ * out of reach, or its latest result here says CRITICAL or UNKNOWN (a
+ * replica notices a dead primary at its next run, the primary's own check
+ * at once, from its pid: its verdict may come after the replica's).
  */
 static int
 redis_primary_down(const struct coord_redis *g, int p)
@@ -157,7 +157,8 @@ redis_primary_down(const struct coord_redis *g, int p)
 	    g->p.cl->nodes[p], g->p.cl->check);
 
 	return coord_member_failed(g->p.c, g->p.cl->nodes[p],
-	    g->p.cl->check) || res == NULL || res->status ==
+	    g->p.cl->check) || !coord_member_connected(g->p.c,
+	    g->p.cl->nodes[p]) || res == NULL || res->status ==
 	    TROIKA__V1__CHECK_STATUS__CHECK_STATUS_CRITICAL || res->status ==
 	    TROIKA__V1__CHECK_STATUS__CHECK_STATUS_UNKNOWN;
 }
@@ -252,7 +253,10 @@ redis_decide(struct coord_redis *g, const struct redis_state *st, int old,
 	}
 	snprintf(why, sizeof(why), "the primary %s has failed: the replicas' "
 	    "offsets decide which one is promoted", cl->nodes[old]);
-	if (coord_procedure_collect(&g->p, st->ps.proc, st->role, old, "role",
+	/* A replica on a lost node is counted out: it cannot be promoted,
+	 * and it follows the new primary when it is back (rejoin). */
+	if (coord_procedure_collect(&g->p, st->ps.proc, st->role, old, 1,
+	    "role",
 	    "no replica is promoted until every member's offset is known",
 	    why, now))
 		return;
@@ -260,8 +264,9 @@ redis_decide(struct coord_redis *g, const struct redis_state *st, int old,
 		const Troika__V1__ActionRecord *p = st->role[i];
 		const char *role, *link, *off;
 
-		if ((int)i == old)
-			continue;
+		if ((int)i == old || p == NULL ||
+		    p->state != TROIKA__V1__ACTION_STATE__ACTION_STATE_SUCCEEDED)
+			continue; /* counted out (lost) */
 		role = redis_rec_field(p, "role");
 		link = redis_rec_field(p, "master_link_status");
 		off = redis_rec_field(p, "slave_repl_offset");
@@ -291,7 +296,7 @@ redis_decide(struct coord_redis *g, const struct redis_state *st, int old,
 	for (size_t i = 0; i < cl->nnodes; i++) {
 		const char *off;
 
-		if ((int)i == best || (int)i == old)
+		if ((int)i == best || (int)i == old || st->role[i] == NULL)
 			continue;
 		off = redis_rec_field(st->role[i], "slave_repl_offset");
 		snprintf(why + strlen(why), sizeof(why) - strlen(why),
@@ -381,31 +386,64 @@ redis_step(struct coord_redis *g, const struct redis_state *st, uint64_t now)
 	    best, why);
 }
 
-/* A member other than the primary that answers as a master rejoins. */
+/*
+ * Member m (not the primary, whose address is host, port) answers as a
+ * master, or as the replica of another server (it was away during the
+ * failover): it must rejoin. A result from before the last failover or
+ * the member's last rejoin ended is old news: it says nothing.
+ */
+static int
+redis_astray(const struct coord_redis *g, const struct redis_state *st, int m,
+    const char *host, const char *port)
+{
+	const struct coord_cluster *cl = g->p.cl;
+	const char *role = redis_fact(g, m, "role");
+	const char *mh = redis_fact(g, m, "master_host");
+	const char *mp = redis_fact(g, m, "master_port");
+	uint64_t at = coord_member_result_at(g->p.c, cl->nodes[m], cl->check);
+
+	if (role == NULL || (st->ps.proc != NULL &&
+	    at < st->ps.proc->ended_unix_nano) || (st->rejoin[m] != NULL &&
+	    at < st->rejoin[m]->ended_unix_nano))
+		return 0;
+	if (strcmp(role, "master") == 0)
+		return 1;
+	return strcmp(role, "replica") == 0 && mh != NULL && mp != NULL &&
+	    (strcmp(mh, host) != 0 || strcmp(mp, port) != 0);
+}
+
+/* The primary's address as the replicate action's two arguments. */
+static int
+redis_primary_args(const struct coord_redis *g, int primary, char *host,
+    size_t hlen, char *port, size_t plen)
+{
+	const char *addr = redis_fact(g, primary, "address");
+
+	return addr != NULL ? redis_split_address(addr, host, hlen, port,
+	    plen) : -ENOENT;
+}
+
+/* Every member astray rejoins, one record at a time. */
 static void
 redis_rejoin(struct coord_redis *g, const struct redis_state *st, int primary,
     uint64_t now)
 {
 	const struct coord_cluster *cl = g->p.cl;
-	const char *addr = redis_fact(g, primary, "address");
 	char why[512], host[256], port[16];
 	char *args[2] = { host, port };
 
-	if (addr == NULL || redis_split_address(addr, host, sizeof(host), port,
+	if (redis_primary_args(g, primary, host, sizeof(host), port,
 	    sizeof(port)) < 0)
 		return;
 	for (size_t i = 0; i < cl->nnodes; i++) {
 		const Troika__V1__ActionRecord *last = st->rejoin[i];
 		const char *role = redis_fact(g, (int)i, "role");
 
-		if ((int)i == primary || role == NULL ||
-		    strcmp(role, "master") != 0)
+		if ((int)i == primary)
 			continue;
 		if (last != NULL && redis_open(last))
 			return;
-		/* "master" from before the last rejoin ended is old news. */
-		if (last != NULL && coord_member_result_at(g->p.c, cl->nodes[i],
-		    cl->check) < last->ended_unix_nano)
+		if (!redis_astray(g, st, (int)i, host, port))
 			continue;
 		if (last != NULL && last->state !=
 		    TROIKA__V1__ACTION_STATE__ACTION_STATE_SUCCEEDED &&
@@ -419,8 +457,10 @@ redis_rejoin(struct coord_redis *g, const struct redis_state *st, int primary,
 		    cl->check))
 			continue;
 		snprintf(why, sizeof(why), "%s is the primary of cluster %s, "
-		    "but %s answers as a master: it rejoins as a replica",
-		    cl->nodes[primary], cl->name, cl->nodes[i]);
+		    "but %s answers as %s: it rejoins as its replica",
+		    cl->nodes[primary], cl->name, cl->nodes[i],
+		    strcmp(role, "master") == 0 ? "a master" :
+		    "another server's replica");
 		coord_procedure_begin(&g->p, "", cl->nodes[i], "replicate", args,
 		    2, why);
 		return;
@@ -476,6 +516,31 @@ coord_redis_evaluate(struct coord_redis *g)
 }
 
 int
+coord_redis_settled(struct coord_redis *g, const char *node)
+{
+	struct redis_state st;
+	char host[256], port[16];
+	int p, m = coord_procedure_member(&g->p, node);
+
+	if (m < 0 || g->p.starting)
+		return m < 0;
+	redis_read(g, coord_now_ns(), &st);
+	if ((st.ps.proc != NULL && redis_open(st.ps.proc)) ||
+	    (st.rejoin[m] != NULL && redis_open(st.rejoin[m])))
+		return 0;
+	if ((p = redis_primary(g, &st)) < 0 || p == m || st.last_promote ==
+	    NULL)
+		return 1;
+	if (redis_primary_args(g, p, host, sizeof(host), port,
+	    sizeof(port)) < 0)
+		return 1;
+	/* Astray, or a result too old to say: not yet. */
+	return !redis_astray(g, &st, m, host, port) &&
+	    coord_member_result_at(g->p.c, node, g->p.cl->check) >=
+	    (st.ps.proc != NULL ? st.ps.proc->ended_unix_nano : 0);
+}
+
+int
 coord_redis_holds(struct coord_redis *g, const char *node, char *why,
     size_t len)
 {
@@ -498,6 +563,24 @@ coord_redis_holds(struct coord_redis *g, const char *node, char *why,
 		    "its replica %s waits for the failover", cl->nodes[p],
 		    cl->name, node);
 		return 1;
+	}
+	/*
+	 * A replica that answers but has lost its link to the primary has
+	 * the primary's problem, not its own (its own agent may see that
+	 * before any coordinator sees the primary's node go): restarting it
+	 * helps nothing.
+	 */
+	if (p >= 0 && strcmp(cl->nodes[p], node) != 0) {
+		int m = coord_procedure_member(&g->p, node);
+		const char *link = m >= 0 ? redis_fact(g, m,
+		    "master_link_status") : NULL;
+
+		if (link != NULL && strcmp(link, "up") != 0) {
+			snprintf(why, len, "%s's link to the primary %s is "
+			    "%s: the primary's recovery decides", node,
+			    cl->nodes[p], link);
+			return 1;
+		}
 	}
 	/*
 	 * A failover changes what every member reports: a verdict made of

@@ -55,6 +55,13 @@ void coord_redis_evaluate(struct coord_redis *g);
 int coord_redis_holds(struct coord_redis *g, const char *node, char *why,
     size_t len);
 
+/*
+ * Whether member `node` is where the cluster wants it: not astray (a
+ * master, or another server's replica, after a failover), no rejoin or
+ * failover of it running. 1 for a node that is no member.
+ */
+int coord_redis_settled(struct coord_redis *g, const char *node);
+
 /* Leadership lost: forget timers and what was said. */
 void coord_redis_reset(struct coord_redis *g);
 

@@ -195,7 +195,7 @@ def run_failover(c):
     rc, out, _ = ctl("--coordinator", c.coord_target(1), "status")
     assert rc == 0 and re.search(
         rf"cluster +cache \(redis\), primary node-3 {IPS[3]}:{REDIS_PORT}, last procedure "
-        rf"{proc.id} succeeded", out), out
+        rf"{proc.id} SUCCEEDED", out), out
     events = c.events(leader)
     changed = [e for e in events if e.kind == "primary_changed"]
     assert len(changed) == 1 and changed[0].node == "node-3", changed

@@ -786,6 +786,33 @@ test_clusters(void **state)
 	coord_conf_free(c2);
 	coord_conf_free(c);
 
+	/* The load balancer a lost node is taken out of. */
+	c = parse_ok("listen: h:1\nrecovery:\n  nodes:\n    load_balancer: "
+	             "{check: lb, nodes: [node-1]}\n");
+	assert_string_equal(c->lb_check, "lb");
+	assert_int_equal(c->nlb_nodes, 1);
+	assert_string_equal(c->lb_nodes[0], "node-1");
+	out = print_conf(c);
+	assert_non_null(strstr(out, "  nodes:\n    down_after: 10s\n"
+	    "    load_balancer:\n      check: \"lb\"\n"
+	    "      nodes: [\"node-1\"]\n"));
+	c2 = parse_ok(out);
+	out2 = print_conf(c2);
+	assert_string_equal(out, out2);
+	free(out);
+	free(out2);
+	coord_conf_free(c2);
+	coord_conf_free(c);
+	parse_err_after_listen("recovery:\n  nodes:\n    load_balancer: "
+	    "{check: [], nodes: [], x: 1}\n",
+	    "t.yaml:4:28: check: expected a check name, got a sequence\n"
+	    "t.yaml:4:39: nodes: expected a list of 1 to 16 node names, got "
+	    "a sequence\n"
+	    "t.yaml:4:43: unknown key 'x' in load_balancer\n");
+	parse_err_after_listen("recovery:\n  nodes:\n    load_balancer: {}\n",
+	    "t.yaml:4:20: load_balancer: 'check' is required\n"
+	    "t.yaml:4:20: load_balancer: 'nodes' is required\n");
+
 	parse_err_after_listen("recovery: {clusters: {name: x}}\n",
 	    "t.yaml:2:22: clusters: expected a list of at most 64 clusters, "
 	    "got a mapping\n");
