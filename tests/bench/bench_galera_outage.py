@@ -157,14 +157,22 @@ class Bench:
             attempts=args.trials + 2))
         self.admin = pb[1]
         self.last_proc_end = 0
+        self.stopped = False
+        self.warnings = []
 
     def start(self):
         self.c.start()
 
     def stop(self):
+        """Stop everything (once); what stopping found (an exit code, a
+        sanitizer report in a log) is kept in self.warnings."""
+        if self.stopped:
+            return
+        self.stopped = True
         try:
             self.c.stop()
         except AssertionError as e:
+            self.warnings.append(str(e)[:2000])
             print(f"warning: {str(e)[:400]}", file=sys.stderr)
 
     def leader(self):
@@ -431,8 +439,11 @@ def main():
             print(f"  trial {i}: three Synced {r['from_kill'] / 1e3:6.2f} s after the "
                   f"last kill{clear}; "
                   f"bootstrapped {r['bootstrapped']}, load {r['load']:.2f}", flush=True)
+        bench.stop()
         report(args, rs, failed)
-        return 0 if len(rs) == args.trials else 1
+        for w in bench.warnings:
+            print(f"\nstopping the cluster found: {w}")
+        return 0 if len(rs) == args.trials and not bench.warnings else 1
     except KeyboardInterrupt:
         print("interrupted; stopping every process started", file=sys.stderr)
         return 130

@@ -113,6 +113,7 @@ DOWN_AFTER_MS = 1000
 FAILOVER_TIMEOUT_MS = 10000
 QUORUM = 2
 POLL = 0.005                # seconds between polls, after the kill
+WARNINGS = []               # what stopping found (exit codes, sanitizer reports)
 AFTER_KILL = 60.0           # a failover that has not happened by then failed
 
 
@@ -693,7 +694,8 @@ class Troika(Contender):
             self.cluster.stop()
         except AssertionError as e:
             # Everything is stopped by then; the complaint (an exit code,
-            # a sanitizer report) is worth a line.
+            # a sanitizer report) makes the run fail at its end.
+            WARNINGS.append(f"{self.run.name}: {str(e)[:2000]}")
             print(f"warning: troika: {str(e)[:400]}", file=sys.stderr)
 
     def path(self):
@@ -814,7 +816,9 @@ def trial(args, contender_cls, run):
         t_writable = t_agree = None
         deadline = t_kill + AFTER_KILL
         next_poll = t_kill
+        rounds = 0
         while t_writable is None or t_agree is None:
+            rounds += 1
             now = time.monotonic()
             if now > deadline:
                 missing = [what for what, t in (("no replica writable", t_writable),
@@ -832,6 +836,8 @@ def trial(args, contender_cls, run):
             time.sleep(max(0.0, next_poll - time.monotonic()))
         r = {"writable": ms(t_writable - t_kill), "agree": ms(t_agree - t_kill),
              "promoted": writable, "agreed": agreed, "load": load,
+             # A round polls both; one slower than POLL delays the next.
+             "round_ms": ms(max(t_writable, t_agree) - t_kill) / rounds,
              "both_writable": c.redis.both_writable,
              "writable_seen": sorted(c.redis.writable_seen)}
         r["path"] = c.path()
@@ -878,6 +884,13 @@ def report(args, results, failed):
           f"  clusters) name the new primary, polled every {POLL * 1e3:.0f} ms each.")
     for key, rs in results.items():
         c = CONTENDERS[key]
+        rounds = stats(r.get("round_ms") for r in rs)
+        if rounds:
+            print(f"{c.name}: one round of polls (SET on each replica, then each "
+                  f"coordinator) every {rounds[0]:.1f} ms on average (median of trials; "
+                  f"{rounds[1]:.1f}-{rounds[2]:.1f})")
+    for key, rs in results.items():
+        c = CONTENDERS[key]
         steps = {k: stats(r["path"].get(k) for r in rs) for r in rs for k in r["path"]}
         print(f"\n{c.name}: the path, from the logs, records and events and this "
               f"script's polls,\n  median (min-max) ms after the kill")
@@ -906,6 +919,8 @@ def report(args, results, failed):
     for key, why in failed.items():
         for w in why:
             print(f"\n{CONTENDERS[key].name}: a trial FAILED: {w}")
+    for w in WARNINGS:
+        print(f"\nstopping troika's processes found: {w}")
     verdict = None
     w = stats(r["writable"] for r in results.get("sentinel", []))
     a = stats(r["agree"] for r in results.get("sentinel", []))
@@ -1036,7 +1051,8 @@ def main():
                 fcntl.flock(lock, fcntl.LOCK_EX)
                 run_contender(args, key, run, results, failed)
         report(args, results, failed)
-        return 1 if any(len(rs) < args.trials for rs in results.values()) else 0
+        return 1 if WARNINGS or any(len(rs) < args.trials for rs in results.values()) \
+            else 0
     except Busy as e:
         raise SystemExit(f"{e}: stopped (is another run of this benchmark going on?)")
     except KeyboardInterrupt:
