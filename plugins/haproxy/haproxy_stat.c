@@ -242,7 +242,7 @@ stat_row(struct stat_parser *p, const char *line, size_t n)
 	double v[COL_N];
 	size_t pos = 0;
 	int idx = 0, r;
-	struct haproxy_server *s;
+	struct haproxy_server *s = NULL;
 
 	for (int c = 0; c < COL_N; c++)
 		cells[c][0] = '\0';
