@@ -245,7 +245,8 @@ class Bench:
                 break
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no three Synced members {AFTER_CLEAR:.0f} s after the "
-                                   f"{'clear' if staged else 'kills'}")
+                                   f"{'clear' if staged else 'kills'}; the leader's records "
+                                   f"and holds since the kills:\n{self.story(leader, t_first)}")
             time.sleep(POLL)
 
         def done():
@@ -280,6 +281,24 @@ class Bench:
              "positions": {k: v for k, v in facts.items() if k.startswith("node-")},
              "path": self.path(leader, proc, t_first, t_last, t_clear, t_synced)}
         return r
+
+    def story(self, leader, since):
+        """The leader's records and recovery_held events since `since`, one
+        line each, for a trial that did not end: what troika did instead."""
+        c, admin = self.c, self.admin
+        lines = []
+        try:
+            for r in c.actions(leader):
+                if r.started_unix_nano >= since:
+                    lines.append((r.started_unix_nano, f"record {r.node or r.cluster} "
+                                  f"{r.action} {admin.ActionState.Name(r.state)[13:]}: "
+                                  f"{r.message[:160]}"))
+            for e in events_since(c, leader, since):
+                if e.kind in ("recovery_held", "cluster_held", "action_locked"):
+                    lines.append((e.time_unix_nano, f"{e.kind} {e.node}: {e.message[:160]}"))
+        except Exception as e:      # the coordinator may be the trouble
+            lines.append((since, f"(could not ask coord-{leader}: {e})"))
+        return "\n".join(f"  +{ms(t - since):9.1f} ms  {text}" for t, text in sorted(lines))
 
     def path(self, leader, proc, t_first, t_last, t_clear, t_synced):
         """{step: ms after the last kill}, from the leader's records and
