@@ -332,8 +332,8 @@ coord_galera_evaluate(struct coord_galera *g)
 }
 
 int
-coord_galera_holds(struct coord_galera *g, const char *node, char *why,
-    size_t len)
+coord_galera_holds(struct coord_galera *g, const char *node,
+    uint64_t verdict_ns, char *why, size_t len)
 {
 	const struct coord_cluster *cl = g->p.cl;
 	struct galera_state st;
@@ -349,10 +349,12 @@ coord_galera_holds(struct coord_galera *g, const char *node, char *why,
 	}
 	for (size_t i = 0; i < cl->nnodes; i++)
 		if (strcmp(cl->nodes[i], node) != 0 &&
-		    galera_member_ok(g, cl->nodes[i]))
+		    galera_member_ok(g, cl->nodes[i]) &&
+		    coord_member_result_at(g->p.c, cl->nodes[i], cl->check) >
+		    verdict_ns)
 			return 0;
-	snprintf(why, len, "no other member of cluster %s answers: %s alone "
-	    "has nothing to join", cl->name, node);
+	snprintf(why, len, "no other member of cluster %s has answered since "
+	    "%s failed: alone it has nothing to join", cl->name, node);
 	return 1;
 }
 

@@ -31,6 +31,7 @@
 #define TROIKA_COORD_GALERA_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct coord;
 struct coord_cluster;
@@ -48,12 +49,16 @@ void coord_galera_free(struct coord_galera *g);
 void coord_galera_evaluate(struct coord_galera *g);
 
 /*
- * Whether per-service recovery of member `node` must wait: a procedure
- * is open, or no other member answers (then the member has nothing to
- * join). why gets one line.
+ * Whether per-service recovery of member `node`, failed by quorum since
+ * verdict_ns, must wait: a procedure is open, or no other member has
+ * answered OK since then (then the member has nothing to join, or the
+ * others are failing too and their verdicts are on the way: when the
+ * whole cluster goes down at once, the failures reach the leader a few
+ * milliseconds apart, and a member started alone in between would stay
+ * non-Primary and hold up the bootstrap). why gets one line.
  */
 int coord_galera_holds(struct coord_galera *g, const char *node,
-    char *why, size_t len);
+    uint64_t verdict_ns, char *why, size_t len);
 
 /* Leadership lost: forget timers and what was said. */
 void coord_galera_reset(struct coord_galera *g);

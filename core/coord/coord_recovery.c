@@ -83,6 +83,7 @@ struct recovery_key {
 	char *node;
 	char *check;            /* NULL: the node */
 	int verdict;            /* the quorum's verdict was announced */
+	uint64_t verdict_ns;    /* when (our clock) */
 	int escalated;
 	int starting;           /* a new record is being written */
 	enum recovery_hold held;
@@ -178,11 +179,12 @@ recovery_proc_evaluate(struct recovery_proc *p)
 }
 
 static int
-recovery_proc_holds(struct recovery_proc *p, const char *node, char *why,
-    size_t len)
+recovery_proc_holds(struct recovery_proc *p, const char *node,
+    uint64_t verdict_ns, char *why, size_t len)
 {
-	return p->galera != NULL ? coord_galera_holds(p->galera, node, why,
-	    len) : coord_redis_holds(p->redis, node, why, len);
+	return p->galera != NULL ? coord_galera_holds(p->galera, node,
+	    verdict_ns, why, len) : coord_redis_holds(p->redis, node, why,
+	    len);
 }
 
 /* ---- records ---- */
@@ -1029,6 +1031,7 @@ recovery_evaluate(struct coord_recovery *r, const char *node,
 			snprintf(list + strlen(list), sizeof(list) -
 			    strlen(list), "%s%s", i > 0 ? "," : "", coords[i]);
 		k->verdict = 1;
+		k->verdict_ns = now;
 		coord_events_emit(r->c, "verdict",
 		    TROIKA__V1__SEVERITY__SEVERITY_CRITICAL, node, check, f, 2,
 		    "%s on %s failed, confirmed by %zu coordinators (quorum %d) "
@@ -1058,8 +1061,11 @@ recovery_evaluate(struct coord_recovery *r, const char *node,
 		return;
 	}
 	if ((cp = recovery_proc_of(r, node, check)) != NULL &&
-	    recovery_proc_holds(cp, node, why, sizeof(why))) {
+	    recovery_proc_holds(cp, node, k->verdict_ns, why, sizeof(why))) {
 		recovery_hold(k, HOLD_CLUSTER, "%s", why);
+		/* What holds it (another member's next result) brings no
+		 * opinion change: look again. */
+		recovery_key_wake_at(k, now + 1000 * NS_PER_MS);
 		return;
 	}
 	if (k->starting)

@@ -128,10 +128,9 @@ def run_full_outage(c):
     wait_for(lambda: n2.synced(2), 30, interval=0.2, what="a Primary of two")
     insert_rows(n2, 10, "n1-down")
     wait_for(lambda: count_rows(n3) == 30, 10, what="rows on n3")
-    # The other two die together: while the first one's verdict could
-    # come before the second is seen failing, the whole cluster is in
-    # maintenance (tested alone: a member started then only delays the
-    # procedure until its start has failed).
+    # The other two die together, under maintenance so that the test
+    # controls when the procedure may start (the unstaged case is
+    # test_sudden_full_outage_without_staging).
     set_maintenance(c, leader, "")
     n2.kill()
     n3.kill()
@@ -231,3 +230,43 @@ def run_missing_position(c):
     time.sleep(2)
     for n in (1, 2, 3):
         assert history(c, n)[0] == got, n
+
+
+def test_sudden_full_outage_without_staging(procs, tmp_path, pb):  # noqa: F811
+    """The three killed at once with nothing staged: their failures reach
+    the leader milliseconds apart, and no member may be started alone in
+    between (it would stay non-Primary and hold up the bootstrap)."""
+    with open(ETCD_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        c = OutageCluster(procs, tmp_path, pb, policy=POLICY)
+        try:
+            c.start()
+            run_sudden_outage(c)
+        finally:
+            c.stop()
+
+
+def run_sudden_outage(c):
+    n1 = c.galera.nodes[0]
+    insert_rows(n1, 15, "before")
+    wait_for(lambda: all(count_rows(n) == 15 for n in c.galera.nodes), 10,
+             what="rows everywhere")
+    offsets = [n.log_size() for n in c.galera.nodes]
+    for node in c.galera.nodes:
+        node.kill()
+    t0 = time.monotonic()
+    leader, _ = c.leader()
+    proc = finish_and_check(c, leader, offsets, 15)
+    print(f"sudden outage, last kill to three Synced members: "
+          f"{time.monotonic() - t0:.1f} s")
+    assert c.admin_pb2.ActionState.Name(proc.state) == "ACTION_STATE_SUCCEEDED", proc.message
+    # Equal positions: the first in the list bootstraps.
+    same_everywhere(c, [
+        ("", "bootstrap_cluster", "SUCCEEDED"),
+        ("node-1", "position", "SUCCEEDED"),
+        ("node-2", "position", "SUCCEEDED"),
+        ("node-3", "position", "SUCCEEDED"),
+        ("node-1", "bootstrap", "SUCCEEDED"),
+        ("node-2", "start", "SUCCEEDED"),
+        ("node-3", "start", "SUCCEEDED"),
+    ])
