@@ -6,6 +6,7 @@ test ends, whether it passed or not. Tests poll with `wait_for` instead of
 sleeping.
 """
 import os
+import random
 import re
 import shutil
 import signal
@@ -64,10 +65,26 @@ def short_socket_dir(tag):
     return tempfile.mkdtemp(prefix=f"troika-{tag}-")
 
 
+# Ports free_port() picks from: clear of the fixed ports the tests and
+# benchmarks use (RabbitMQ 25672, Sentinel 26391...) and below the
+# kernel's ephemeral range
+# (32768-60999 here), where no outgoing connection takes a port between
+# the check and the server's own bind (seen: a coordinator's listen port
+# taken by a client's connection, "Address already in use").
+FREE_PORTS = (28000, 32000)
+
+
 def free_port(host=NODE1):
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A port nothing is bound to on host now, outside the ephemeral range."""
+    for _ in range(1000):
+        port = random.randrange(*FREE_PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError(f"no free port in {FREE_PORTS} on {host}")
 
 
 def _alive(pid):
