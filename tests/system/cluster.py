@@ -7,13 +7,15 @@ watches and may restart. Everything is started here and stopped by PID
 Ports: etcd 2379/2380 (fixed, as in test_etcd.py), the rest picked free.
 """
 import os
+import shutil
 import signal
 import time
 import urllib.request
 
 import grpc
 
-from conftest import AGENT, BUILD_DIR, SANITIZER_REPORT, check_socket_path, free_port, parse_metrics, wait_for
+from conftest import (AGENT, BUILD_DIR, SANITIZER_REPORT, check_socket_path, free_port,
+                      parse_metrics, short_socket_dir, wait_for)
 from redis_server import REDIS_SERVER, command, kill_pidfile, write_conf
 from test_etcd import EtcdCluster
 
@@ -56,6 +58,9 @@ class Cluster:
         self.metric_ports = {n: free_port(IPS[n]) for n in (1, 2, 3)}
         self.agent_ports = {n: free_port(IPS[n]) for n in (1, 2, 3)}
         self.channels = {}
+        # The agents' admin sockets: a path below the test's directory
+        # can pass sun_path's limit (a long checkout path and test name).
+        self.sockdir = short_socket_dir("cluster")
 
     def wrap(self, n, argv):
         """The command line that starts argv as one of node n's processes
@@ -236,7 +241,10 @@ class Cluster:
         (d / "agent.yaml").write_text(self.agent_conf(n))
         self.agents[n] = self.procs.start(
             self.wrap(n, [AGENT, "--config", str(d / "agent.yaml"), "--admin-socket",
-                          str(check_socket_path(d / "admin.sock"))]), d / "agent.log")
+                          self.admin_socket(n)]), d / "agent.log")
+
+    def admin_socket(self, n):
+        return check_socket_path(os.path.join(self.sockdir, f"agent{n}.sock"))
 
     def agent_log(self, n):
         p = self.run / f"agent{n}" / "agent.log"
@@ -283,6 +291,7 @@ class Cluster:
                 errors.append(f"process {n} exited {rc}")
         self.procs.stop_all()
         self.stop_services()
+        shutil.rmtree(self.sockdir, ignore_errors=True)
         logs = [self.coord_log(n) for n in (1, 2, 3)] + [self.agent_log(n) for n in (1, 2, 3)]
         for log in logs:
             for marker in SANITIZER_REPORT:

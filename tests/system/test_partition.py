@@ -540,10 +540,10 @@ def test_isolated_node_is_down_for_the_majority_and_its_coordinator_never_acts(
     for n in (1, 2, 3):
         assert not forbidden & {k for k, _, _ in hist[n]}, (n, hist[n])
     # What the etcd election may add on the majority side: quorum lost and
-    # regained, leadership lost and won, and a verdict (held) by each new
-    # leader while node 2 was down.
+    # regained, leadership lost and won, and a verdict (held, the node
+    # lost) by each new leader while node 2 was down, and its return.
     churn = {"quorum_lost", "quorum_regained", "leader_changed", "verdict",
-             "recovery_held"}
+             "recovery_held", "node_lost", "node_returned"}
     for n in majority:
         h = collections.Counter(e for e in hist[n]
                                 if e[0] != "check_status" and e[0] not in churn)
@@ -554,7 +554,8 @@ def test_isolated_node_is_down_for_the_majority_and_its_coordinator_never_acts(
         }), (n, hist[n])
         c_ = collections.Counter(k for k, _, _ in hist[n])
         assert c_["quorum_lost"] == c_["quorum_regained"], (n, hist[n])
-        assert c_["verdict"] == c_["recovery_held"], (n, hist[n])
+        assert c_["verdict"] == c_["recovery_held"] == c_["node_lost"], (n, hist[n])
+        assert c_["node_returned"] <= c_["node_lost"], (n, hist[n])
         if calm:
             assert c_["quorum_lost"] == c_["leader_changed"] == 0, (n, hist[n])
             assert c_["verdict"] == (n == leader), (n, hist[n])
@@ -563,6 +564,8 @@ def test_isolated_node_is_down_for_the_majority_and_its_coordinator_never_acts(
                 assert (e.node, e.check) == ("node-2", ""), e
             if e.kind == "recovery_held":
                 assert (e.node, e.check, field(e, "reason")) == ("node-2", "", "node_down"), e
+            if e.kind in ("node_lost", "node_returned"):
+                assert (e.node, e.check) == ("node-2", ""), e
     # The isolated coordinator: quorum lost and regained, nodes 1 and 3 down
     # and back, and its own view of node 2's Redis: FAILED, then OK.
     h2 = collections.Counter(e for e in hist[2] if e[0] != "check_status")
@@ -778,6 +781,8 @@ def test_leader_cut_off_cannot_write_and_a_new_leader_acts_once(cluster, pb):
         ("action_done", F, "redis", None): 1,
         ("verdict", L, "", None): 1,
         ("recovery_held", L, "", "node_down"): 1,
+        ("node_lost", L, "", None): 1,
+        ("node_returned", L, "", None): 1,
     })
     got = {n: collections.Counter(hist[n]) for n in (1, 2, 3)}
     # Right after the restart the Redis may still be FAILED for a moment

@@ -3,11 +3,12 @@ with a fake systemd Manager (tests/system/fake_systemd.py): this machine
 runs without systemd, so the unit jobs are simulated. What is real: the
 bus, the wire protocol, sd-bus in the agent and its event-loop driving."""
 import os
+import pathlib
 import shutil
 
 import pytest
 
-from conftest import wait_for
+from conftest import short_socket_dir, wait_for
 
 BUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
@@ -27,7 +28,18 @@ BUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configur
 
 @pytest.fixture
 def fake_systemd(procs, tmp_path):
-    sock = tmp_path / "bus.sock"
+    # dbus-daemon refuses a long socket path ("Socket name too long", seen
+    # at 102 bytes below a deep checkout): the bus lives in a short one.
+    sockdir = pathlib.Path(short_socket_dir("dbus"))
+    try:
+        yield from start_fake_systemd(procs, tmp_path, sockdir)
+    finally:
+        # The daemon itself is stopped with the test's other processes.
+        shutil.rmtree(sockdir, ignore_errors=True)
+
+
+def start_fake_systemd(procs, tmp_path, sockdir):
+    sock = sockdir / "bus.sock"
     conf = tmp_path / "bus.conf"
     conf.write_text(BUS_CONF.format(sock=sock))
     procs.start([shutil.which("dbus-daemon") or "/usr/bin/dbus-daemon",
@@ -41,7 +53,7 @@ def fake_systemd(procs, tmp_path):
                  address, str(calls)], out)
     wait_for(lambda: "ready" in out.read_text() if out.exists() else False, 10,
              what="the fake systemd manager")
-    return address, calls
+    yield address, calls
 
 
 def test_systemd_backend_over_dbus(agent, fake_systemd):
