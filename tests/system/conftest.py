@@ -72,18 +72,25 @@ def short_socket_dir(tag):
 # the check and the server's own bind (seen: a coordinator's listen port
 # taken by a client's connection, "Address already in use").
 FREE_PORTS = (28000, 32000)
+# Handed out already in this process: two calls in a row (a listen port
+# and a metrics port) must not get the same one before either is bound.
+_ports_given = set()
 
 
 def free_port(host=NODE1):
-    """A port nothing is bound to on host now, outside the ephemeral range."""
+    """A port nothing is bound to on host now, outside the ephemeral range,
+    and not given out before by this process."""
     for _ in range(1000):
         port = random.randrange(*FREE_PORTS)
+        if port in _ports_given:
+            continue
         with socket.socket() as s:
             try:
                 s.bind((host, port))
             except OSError:
                 continue
-            return port
+        _ports_given.add(port)
+        return port
     raise AssertionError(f"no free port in {FREE_PORTS} on {host}")
 
 
