@@ -496,7 +496,11 @@ def test_two_members_down_every_call_fails_fast(etcd, probes):
         wall = time.monotonic() - t0
         i += 1
         results.append(r)
-        assert r["code"] in ("UNAVAILABLE", "DEADLINE_EXCEEDED"), r
+        # etcd 3.4 answers a read whose deadline passed inside the server
+        # (waiting for a read index no leader will give) with its own
+        # status: Unknown, "context deadline exceeded" (seen once).
+        assert r["code"] in ("UNAVAILABLE", "DEADLINE_EXCEEDED") or (
+            r["code"] == "UNKNOWN" and "context deadline exceeded" in r["message"]), r
         assert wall < 1.5 * SLOW, (wall, r)
         assert r["elapsed_ms"] < 1500, r
         key = (r["code"], r["message"][:60])
