@@ -59,9 +59,9 @@ def check_socket_path(path):
 
 def short_socket_dir(tag):
     """A fresh directory under /tmp for unix sockets; the caller removes it.
-    Paths below the build tree are long (a checkout in /check/work/main,
-    then build-asan/pytest-<file>/<test name>/...) and passed sun_path's
-    limit in CI."""
+    Paths below the build tree are long (the checkout's own path, then
+    build-asan/pytest-<file>/<test name>/...) and passed sun_path's limit
+    in CI."""
     return tempfile.mkdtemp(prefix=f"troika-{tag}-")
 
 
