@@ -294,9 +294,7 @@ galera_step(struct coord_galera *g, const struct galera_state *st,
 static int
 galera_proc_open(const struct galera_state *st)
 {
-	return st->ps.proc != NULL && (st->ps.proc->state ==
-	    TROIKA__V1__ACTION_STATE__ACTION_STATE_RUNNING ||
-	    st->ps.proc->state == TROIKA__V1__ACTION_STATE__ACTION_STATE_LOCKED);
+	return st->ps.proc != NULL && coord_recovery_record_open(st->ps.proc);
 }
 
 void

@@ -143,9 +143,7 @@ nodeloss_node(struct coord_nodeloss *nl, const char *lb, const char *node,
 	int out = last != NULL && strcmp(last->action, "disable") == 0;
 	char why[256];
 
-	if (last != NULL && (last->state ==
-	    TROIKA__V1__ACTION_STATE__ACTION_STATE_RUNNING || last->state ==
-	    TROIKA__V1__ACTION_STATE__ACTION_STATE_LOCKED))
+	if (last != NULL && coord_recovery_record_open(last))
 		return 0; /* its end brings us back; locked: an operator */
 	if (last != NULL && last->state !=
 	    TROIKA__V1__ACTION_STATE__ACTION_STATE_SUCCEEDED && now <

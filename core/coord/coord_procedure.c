@@ -28,13 +28,6 @@ procedure_ns(int64_t ms)
 	return (uint64_t)ms * PROCEDURE_NS_PER_MS;
 }
 
-static int
-procedure_open(const Troika__V1__ActionRecord *pb)
-{
-	return pb->state == TROIKA__V1__ACTION_STATE__ACTION_STATE_RUNNING ||
-	    pb->state == TROIKA__V1__ACTION_STATE__ACTION_STATE_LOCKED;
-}
-
 static void
 procedure_wake_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -128,7 +121,7 @@ coord_procedure_read(struct coord_procedure *p, uint64_t now,
 		st->proc = pb;
 		if (pb->started_unix_nano + procedure_ns(pol->window_ms) >= now)
 			st->procs_in_window++;
-		if (!procedure_open(pb) && end > st->last_proc_end)
+		if (!coord_recovery_record_open(pb) && end > st->last_proc_end)
 			st->last_proc_end = end;
 	}
 	for (size_t i = 0; st->proc != NULL && i < n; i++) {

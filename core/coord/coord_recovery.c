@@ -1343,6 +1343,12 @@ coord_recovery_node_connected(struct coord_recovery *r, const char *node)
 /* ---- for cluster procedures ---- */
 
 int
+coord_recovery_record_open(const Troika__V1__ActionRecord *pb)
+{
+	return recovery_rec_open(pb);
+}
+
+int
 coord_recovery_deciding(const struct coord_recovery *r)
 {
 	return r->leader && r->quorum;

@@ -103,6 +103,9 @@ struct coord_recovery_step {
 	uint64_t timeout_ns;    /* then the record locks */
 };
 
+/* RUNNING or LOCKED: the record's action has no final outcome yet. */
+int coord_recovery_record_open(const struct Troika__V1__ActionRecord *pb);
+
 /* Leader with quorum: the only state in which anything may start. */
 int coord_recovery_deciding(const struct coord_recovery *r);
 

@@ -48,13 +48,6 @@ redis_ns(int64_t ms)
 	return (uint64_t)ms * REDIS_NS_PER_MS;
 }
 
-static int
-redis_open(const Troika__V1__ActionRecord *pb)
-{
-	return pb->state == TROIKA__V1__ACTION_STATE__ACTION_STATE_RUNNING ||
-	    pb->state == TROIKA__V1__ACTION_STATE__ACTION_STATE_LOCKED;
-}
-
 static const char *
 redis_rec_field(const Troika__V1__ActionRecord *pb, const char *name)
 {
@@ -441,7 +434,7 @@ redis_rejoin(struct coord_redis *g, const struct redis_state *st, int primary,
 
 		if ((int)i == primary)
 			continue;
-		if (last != NULL && redis_open(last))
+		if (last != NULL && coord_recovery_record_open(last))
 			return;
 		if (!redis_astray(g, st, (int)i, host, port))
 			continue;
@@ -485,7 +478,7 @@ coord_redis_evaluate(struct coord_redis *g)
 		redis_step(g, &st, now);
 		return;
 	}
-	if (st.ps.proc != NULL && redis_open(st.ps.proc))
+	if (st.ps.proc != NULL && coord_recovery_record_open(st.ps.proc))
 		return; /* LOCKED: an operator acknowledges it first */
 	if ((p = redis_primary(g, &st)) < 0)
 		return;
@@ -525,8 +518,8 @@ coord_redis_settled(struct coord_redis *g, const char *node)
 	if (m < 0 || g->p.starting)
 		return m < 0;
 	redis_read(g, coord_now_ns(), &st);
-	if ((st.ps.proc != NULL && redis_open(st.ps.proc)) ||
-	    (st.rejoin[m] != NULL && redis_open(st.rejoin[m])))
+	if ((st.ps.proc != NULL && coord_recovery_record_open(st.ps.proc)) ||
+	    (st.rejoin[m] != NULL && coord_recovery_record_open(st.rejoin[m])))
 		return 0;
 	if ((p = redis_primary(g, &st)) < 0 || p == m || st.last_promote ==
 	    NULL)
@@ -549,7 +542,7 @@ coord_redis_holds(struct coord_redis *g, const char *node, char *why,
 	int p;
 
 	redis_read(g, coord_now_ns(), &st);
-	if (st.ps.proc != NULL && redis_open(st.ps.proc)) {
+	if (st.ps.proc != NULL && coord_recovery_record_open(st.ps.proc)) {
 		snprintf(why, len, "cluster %s's failover %s is %s",
 		    cl->name, st.ps.proc->id, st.ps.proc->state ==
 		    TROIKA__V1__ACTION_STATE__ACTION_STATE_LOCKED ? "locked" :
