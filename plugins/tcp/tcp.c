@@ -16,6 +16,7 @@
 #include <netdb.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <poll.h>
 
 #include <errno.h>
 #include <stdarg.h>
@@ -633,9 +634,28 @@ tcp_timer_cb(evutil_socket_t fd, short what, void *arg)
 static void
 tcp_defer_cb(evutil_socket_t fd, short what, void *arg)
 {
+	struct tcp_check *t = arg;
+
 	(void)fd;
-	(void)what;
-	tcp_report(arg);
+	if (what & EV_WRITE)
+		tcp_send_some(t);
+	else
+		tcp_report(t);
+}
+
+/*
+ * Whether the connection is up the moment connect() returns: to a local
+ * address the kernel often runs the whole handshake inside connect().
+ * Such a run needs no socket event. A failed connection shows POLLERR
+ * and takes the ordinary path, where SO_ERROR says why.
+ */
+static int
+tcp_connected_already(const struct tcp_check *t)
+{
+	struct pollfd pfd = { .fd = t->fd, .events = POLLOUT };
+
+	return poll(&pfd, 1, 0) == 1 &&
+	    (pfd.revents & (POLLOUT | POLLERR | POLLHUP)) == POLLOUT;
 }
 
 /*
@@ -698,6 +718,13 @@ tcp_check(void *state, struct troika_task *task)
 		/* Loopback often refuses at once, before any event. */
 		tcp_connect_error(t, errno);
 		tcp_defer(t);
+		return;
+	}
+	if (tcp_connected_already(t)) {
+		/* The rest of the run goes on from the loop, like a result. */
+		t->phase = TCP_SENDING;
+		t->connect_s = tcp_elapsed_s(t);
+		event_active(t->defer, EV_WRITE, 1);
 		return;
 	}
 	t->io = event_new(t->base, t->fd, EV_WRITE, tcp_io_cb, t);

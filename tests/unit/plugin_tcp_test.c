@@ -629,6 +629,31 @@ test_cancel_before_deferred_report(void **state)
 }
 
 static void
+test_cancel_after_instant_connect(void **state)
+{
+	struct fixture *f = *state;
+	struct troika_task *task;
+	int port;
+
+	/*
+	 * A loopback connect is mostly complete when connect() returns; the
+	 * run then goes on from the loop without a socket event. A cancel
+	 * in between must leave nothing pending and report nothing. The
+	 * listener has no event of its own: the kernel completes the
+	 * handshake without accept().
+	 */
+	f->extra_fd[0] = bound_socket(AF_INET, 8, &port);
+	set_target(f, "127.0.0.1", port);
+	assert_int_equal(fake_host_instance_new(f->fh, f->p, &f->state), 0);
+	task = fake_host_task(f->fh, 2000);
+	fake_host_check(f->fh, f->p, f->state, task);
+	fake_host_cancel(f->fh, f->p, f->state, task);
+	assert_int_equal(fake_host_events_pending(f->fh), 0);
+	fake_host_run_for(f->fh, 50);
+	assert_int_equal(fake_host_done_count(f->fh), 0);
+}
+
+static void
 test_cancel_other_task_ignored(void **state)
 {
 	struct fixture *f = *state;
@@ -852,6 +877,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_cancel_before_deferred_report, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_after_instant_connect,
+		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_other_task_ignored,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deadline_already_past, setup,
