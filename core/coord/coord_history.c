@@ -38,7 +38,8 @@ static const char *const history_kinds[] = {
 	"action_done", "action_locked", "action_acknowledged",
 	"recovery_held", "recovery_escalated", "leader_changed",
 	"quorum_lost", "quorum_regained", "maintenance_on",
-	"maintenance_off", "tilt", "tilt_ended", NULL,
+	"maintenance_off", "tilt", "tilt_ended", "node_lost",
+	"node_returned", "cluster_held", "primary_changed", NULL,
 };
 
 int

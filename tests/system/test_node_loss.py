@@ -183,6 +183,19 @@ def run_node_loss(c, stopped):
     for n in (1, 2, 3):
         cl = {x.name: x for x in c.status(n).clusters}["cache"]
         assert (cl.primary, cl.primary_address) == (primary, f"{IPS[p]}:{REDIS_PORT}"), (n, cl)
+    # The node's loss, its return and the new primary are history in
+    # etcd: every coordinator lists the leader's events (ListEvents).
+    a = c.admin_pb2
+    for n in (1, 2, 3):
+        evs = c.rpc(n, "ListEvents", a.ListEventsRequest(
+            kinds=["node_lost", "node_returned", "primary_changed"], limit=100),
+            a.ListEventsResponse).events
+        got = {(e.kind, e.node) for e in evs}
+        assert got == {("node_lost", "node-1"), ("node_returned", "node-1"),
+                       ("primary_changed", primary)}, (n, got)
+        assert {(e.kind, e.coordinator) for e in evs} >= {
+            ("node_lost", f"coord-{new_leader}"),
+            ("primary_changed", f"coord-{new_leader}")}, (n, evs)
     # Nothing was done on node-1 while it was lost: held as a node.
     held = [e for e in c.events(new_leader) if e.kind == "recovery_held" and
             {f.name: f.value for f in e.fields}.get("reason") == "node_down"]
