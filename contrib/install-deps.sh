@@ -10,7 +10,7 @@ libhiredis-dev libmariadb-dev librabbitmq-dev libjansson-dev libsystemd-dev
 libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
 valgrind python3 python3-pytest python3-grpcio python3-protobuf
 nginx-light monitoring-plugins-basic monitoring-plugins-standard
-prometheus
+prometheus prometheus-alertmanager
 redis-server redis-sentinel mariadb-server galera-4 rsync rabbitmq-server php-fpm socat
 etcd-server etcd-client iptables monit haproxy
 collectd-core libcurl3-gnutls libyajl2 dbus-daemon python3-dbus python3-gi
