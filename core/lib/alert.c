@@ -512,10 +512,12 @@ static void
 alert_resend_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct alert_hook *h = arg;
+	int was = h->ah->was_sending;
 
 	(void)fd;
 	(void)what;
-	if (alert_hooks_sending(h->ah))
+	/* Having just become the sender resent every hook's already. */
+	if (alert_hooks_sending(h->ah) && was)
 		alert_hook_resend(h);
 }
 
