@@ -8,6 +8,7 @@ OK, then CRITICAL, then OK again; each sink must get the right payload,
 Alertmanager must show the alert firing and then resolved, the dead
 endpoint must be retried, dropped and counted, and the hung one must not
 stall the coordinator (GetStatus answers at once) or the other hooks."""
+import fcntl
 import http.server
 import json
 import os
@@ -21,10 +22,12 @@ import urllib.request
 
 import pytest
 
-from conftest import NODE1, free_port, parse_metrics, wait_for
+from cluster import DEFAULT_POLICY, ETCD_LOCK, Cluster
+from conftest import NODE1, SANITIZED, free_port, wait_for
 from test_coord import Coord, Stream, hello, pb, result  # noqa: F401 (pb: fixture)
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager")
+SLOW = 3 if SANITIZED else 1
 
 pytestmark = pytest.mark.skipif(ALERTMANAGER is None,
                                 reason="prometheus-alertmanager is not installed")
@@ -284,3 +287,66 @@ def test_alerts_to_every_sink(procs, tmp_path, pb, receiver):  # noqa: F811
     finally:
         coord.stop()
         hung.close()
+
+
+def test_the_leader_sends_and_a_minority_too(procs, tmp_path, pb, receiver):  # noqa: F811
+    """Three coordinators on etcd see the same events: only the leader
+    sends them (one POST per event, not three). Then etcd loses its
+    quorum: no coordinator can tell who leads, and every one sends its
+    quorum_lost."""
+    hooks = (f"alerts:\n  hooks:\n    - name: web\n      kind: webhook\n"
+             f'      url: "http://{NODE1}:{receiver.port}/troika"\n')
+    # etcd's fixed ports: one cluster on this machine at a time.
+    with open(ETCD_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        c = Cluster(procs, tmp_path, pb, policy=DEFAULT_POLICY + hooks)
+        stopped = []
+        try:
+            c.start()
+            leader, _ = c.leader()
+            n0 = len(receiver.bodies("/troika"))
+            c.kill_redis(2)
+
+            def restarted():
+                posts = receiver.bodies("/troika")[n0:]
+                return posts if any(p["kind"] == "action_started" for p in posts) else None
+            wait_for(restarted, 20 * SLOW, what="the leader's action_started")
+            wait_for(lambda: c.redis_ping(2), 10 * SLOW, what="redis on node 2 again")
+            time.sleep(2)
+            posts = receiver.bodies("/troika")[n0:]
+            # Every one from the leader, each event once.
+            assert {p["coordinator"] for p in posts} == {f"coord-{leader}"}, posts
+            assert len({p["seq"] for p in posts}) == len(posts)
+            crit = [p for p in posts if p["kind"] == "check_status" and
+                    (p["node"], p["check"], p["severity"]) == ("node-2", "redis", "critical")]
+            assert len(crit) == 1, posts
+            kinds = [p["kind"] for p in posts]
+            assert kinds.count("verdict") == 1 and kinds.count("action_started") == 1
+            # The coordinators that did not send counted nothing either.
+            for n in (1, 2, 3):
+                m = c.coord_metrics(n)
+                sent = m.get(("troika_alert_deliveries_total", frozenset(
+                    {"hook": "web", "kind": "webhook", "result": "ok"}.items())))
+                sending = m.get(("troika_alert_sending", frozenset()))
+                if n == leader:
+                    assert sent >= len(posts) and sending == 1
+                else:
+                    assert sending == 0 and sent <= n0, (n, sent)
+
+            # etcd minority: nobody knows the leader, everybody alerts.
+            n1 = len(receiver.bodies("/troika"))
+            stopped = [n for n in (1, 2, 3) if n != 3]
+            for n in stopped:
+                c.etcd.kill(n)
+
+            def everyone():
+                who = {p["coordinator"] for p in receiver.bodies("/troika")[n1:]
+                       if p["kind"] == "quorum_lost"}
+                return who == {"coord-1", "coord-2", "coord-3"}
+            wait_for(everyone, 30 * SLOW, what="quorum_lost from every coordinator")
+            for n in (1, 2, 3):
+                assert c.coord_metrics(n)[("troika_alert_sending", frozenset())] == 1
+        finally:
+            for n in stopped:
+                c.etcd.start(n)
+            c.stop()
