@@ -174,6 +174,18 @@ alert_hook_pop(struct alert_hook *h)
 	alert_item_free(it);
 }
 
+/*
+ * The next payload from the loop, not from here: a long run of payloads
+ * that fail at once (no memory, a refused exec) must not recurse.
+ */
+static void
+alert_hook_next(struct alert_hook *h)
+{
+	struct timeval now = {0, 0};
+
+	evtimer_add(h->retry, &now);
+}
+
 /* The outcome of one attempt at the head of the queue. */
 static void
 alert_hook_done(struct alert_hook *h, int ok, const char *why)
@@ -189,7 +201,7 @@ alert_hook_done(struct alert_hook *h, int ok, const char *why)
 			log_info("alert hook %s: delivering again", h->conf.name);
 		h->failing = 0;
 		alert_hook_pop(h);
-		alert_hook_kick(h);
+		alert_hook_next(h);
 		return;
 	}
 	h->failed++;
@@ -204,7 +216,7 @@ alert_hook_done(struct alert_hook *h, int ok, const char *why)
 		log_msg(LOG_WARNING, "alert hook %s: dropped a payload after "
 		    "%d attempts", h->conf.name, it->attempts);
 		alert_hook_pop(h);
-		alert_hook_kick(h);
+		alert_hook_next(h);
 		return;
 	}
 	ms = h->conf.backoff_ms;
@@ -701,7 +713,7 @@ alert_hooks_write_metrics(const struct alert_hooks *ah, struct evbuffer *out)
 	    "1 when this coordinator sends alerts (it leads, or knows of no "
 	    "leader).");
 	metrics_sample(out, "troika_alert_sending", NULL, 0, NULL,
-	    ah->was_sending ? 1 : 0);
+	    ah->sending == NULL || ah->sending(ah->arg) ? 1 : 0);
 	metrics_family(out, "troika_alert_deliveries_total", "counter",
 	    "Delivery attempts of alert hooks, by result.");
 	for (size_t i = 0; i < ah->n; i++) {

@@ -156,7 +156,8 @@ size_t alert_am_active(const struct alert_am *am);
 
 /* ---- the hooks (alert.c) ---- */
 
-/* Whether this coordinator sends now (asked at each event and resend). */
+/* Whether this coordinator sends now (asked at each event, each resend
+ * and for the metrics; it must have no side effects). */
 typedef int (*alert_sending_fn)(void *arg);
 
 /*

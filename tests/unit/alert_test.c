@@ -772,6 +772,48 @@ test_exec_timeout(void **state)
 	alert_hooks_free(NULL);
 }
 
+/* A program that cannot run: each payload fails and is dropped in turn;
+ * a hook without argv or url is refused at the start. */
+static void
+test_exec_missing_and_bad_conf(void **state)
+{
+	struct event_base *base = event_base_new();
+	char *argv[] = {"/nonexistent/troika-hook"};
+	struct alert_hook_conf hc;
+	struct alert_hooks *ah;
+	char *m;
+
+	(void)state;
+	alert_hook_conf_default(&hc);
+	hc.name = "missing";
+	hc.kind = ALERT_EXEC;
+	hc.argv = argv;
+	hc.nargv = 1;
+	hc.retries = 0;
+	sending_flag = 1;
+	assert_non_null(ah = alert_hooks_new(base, &hc, 1, sending_cb, NULL));
+	for (int i = 0; i < 5; i++)
+		alert_hooks_emit(ah, &test_event);
+	assert_int_equal(alert_hooks_pending(ah), 5);
+	run_until_idle(base, ah);
+	m = metrics_text(ah);
+	assert_contains(m, "troika_alert_deliveries_total{hook=\"missing\","
+	    "kind=\"exec\",result=\"failed\"} 5\n");
+	assert_contains(m, "troika_alert_dropped_total{hook=\"missing\","
+	    "reason=\"retries\"} 5\n");
+	free(m);
+	alert_hooks_free(ah);
+
+	hc.nargv = 0;
+	errno = 0;
+	assert_null(alert_hooks_new(base, &hc, 1, sending_cb, NULL));
+	assert_int_equal(errno, EINVAL);
+	hc.kind = ALERT_WEBHOOK;
+	assert_null(alert_hooks_new(base, &hc, 1, sending_cb, NULL));
+	assert_int_equal(errno, EINVAL);
+	base_finish(base);
+}
+
 int
 main(void)
 {
@@ -785,6 +827,7 @@ main(void)
 		cmocka_unit_test(test_webhook_retries_then_drops),
 		cmocka_unit_test(test_exec_hook),
 		cmocka_unit_test(test_exec_timeout),
+		cmocka_unit_test(test_exec_missing_and_bad_conf),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
