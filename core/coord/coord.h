@@ -28,6 +28,7 @@ struct coord_quorum;
 struct coord_recovery;
 struct coord_tilt;
 struct coord_history;
+struct alert_hooks;
 struct Troika__V1__Command;
 
 /* Kinds of AgentMessage, for counters. */
@@ -67,6 +68,7 @@ struct coord {
 	struct coord_recovery *recovery; /* what the leader does about it */
 	struct coord_tilt *tilt;
 	struct coord_history *history;   /* recovery events in etcd */
+	struct alert_hooks *alerts;      /* alert sinks (alerts.hooks) */
 	/* The highest fencing token known, told to agents in Welcome. */
 	uint64_t fencing_token;
 	uint64_t next_stream; /* ids of Connect streams, from 1 */

@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -930,6 +931,255 @@ coord_conf_tilt(struct coord_conf_loader *ld, const struct yaml_tree_pair *p,
 	}
 }
 
+/* A list of 1 to max non-empty one-line strings, into *ret (*nret). */
+static int
+coord_conf_strlist(struct coord_conf_loader *ld,
+    const struct yaml_tree_pair *p, size_t max, char ***ret, size_t *nret)
+{
+	const struct yaml_tree_node *seq = p->value;
+	char ex[COORD_CONF_EXCERPT + 2];
+
+	if (seq->kind != YAML_TREE_SEQUENCE || seq->nitems == 0 ||
+	    seq->nitems > max) {
+		coord_conf_err(ld, seq, "%s: expected a list of 1 to %zu "
+		    "strings, got %s", p->key->str, max,
+		    coord_conf_got(seq, ex, sizeof(ex)));
+		return -EINVAL;
+	}
+	if ((*ret = calloc(seq->nitems + 1, sizeof(char *))) == NULL) {
+		coord_conf_err(ld, NULL, "out of memory");
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < seq->nitems; i++) {
+		const struct yaml_tree_node *it = seq->items[i];
+
+		if (!coord_conf_plain_name(it)) {
+			coord_conf_err(ld, it, "%s: expected a non-empty "
+			    "string without control characters, got %s",
+			    p->key->str, coord_conf_got(it, ex, sizeof(ex)));
+			return -EINVAL;
+		}
+		if (((*ret)[i] = strdup(it->str)) == NULL) {
+			coord_conf_err(ld, NULL, "out of memory");
+			return -ENOMEM;
+		}
+		*nret = i + 1;
+	}
+	return 0;
+}
+
+/* headers: {Name: value}, as "Name: value" lines. */
+static void
+coord_conf_headers(struct coord_conf_loader *ld,
+    const struct yaml_tree_pair *p, struct alert_hook_conf *hc)
+{
+	const struct yaml_tree_node *m = p->value;
+	char ex[COORD_CONF_EXCERPT + 2];
+
+	if (coord_conf_section(ld, m, "headers") < 0 || m->npairs == 0)
+		return;
+	if ((hc->headers = calloc(m->npairs, sizeof(char *))) == NULL) {
+		coord_conf_err(ld, NULL, "out of memory");
+		return;
+	}
+	for (size_t i = 0; i < m->npairs; i++) {
+		const struct yaml_tree_node *k = m->pairs[i].key;
+		const struct yaml_tree_node *v = m->pairs[i].value;
+		size_t n;
+
+		/* RFC 9110 token characters: no ':', no space, no control. */
+		if (k->len == 0 || strspn(k->str, "abcdefghijklmnopqrstuvwxyz"
+		    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-.^_`|~") !=
+		    k->len || strcasecmp(k->str, "Content-Type") == 0 ||
+		    strcasecmp(k->str, "Content-Length") == 0) {
+			coord_conf_err(ld, k, "headers: '%s' is not a header "
+			    "name one may set", yaml_tree_excerpt(k->str, ex,
+			    sizeof(ex)));
+			continue;
+		}
+		if (v->kind != YAML_TREE_SCALAR || !coord_conf_plain_name(v)) {
+			coord_conf_err(ld, v, "headers: %s: expected a "
+			    "one-line value, got %s", k->str,
+			    coord_conf_got(v, ex, sizeof(ex)));
+			continue;
+		}
+		n = k->len + v->len + 3;
+		if ((hc->headers[hc->nheaders] = malloc(n)) == NULL) {
+			coord_conf_err(ld, NULL, "out of memory");
+			return;
+		}
+		snprintf(hc->headers[hc->nheaders++], n, "%s: %s", k->str,
+		    v->str);
+	}
+}
+
+/* One entry of alerts.hooks. */
+static void
+coord_conf_hook_item(struct coord_conf_loader *ld,
+    const struct yaml_tree_node *m, struct coord_conf *c,
+    struct alert_hook_conf *hc)
+{
+	static const char *const hook_keys[] = {"name", "kind", "url", "argv",
+	    "min_severity", "kinds", "headers", "timeout", "resend", "queue",
+	    "retries", "backoff", NULL};
+	const struct yaml_tree_node *url_at = NULL, *argv_at = NULL;
+	const struct yaml_tree_node *headers_at = NULL, *resend_at = NULL;
+	char ex[COORD_CONF_EXCERPT + 2];
+
+	if (coord_conf_section(ld, m, "hook") < 0)
+		return;
+	for (size_t i = 0; i < m->npairs; i++) {
+		const struct yaml_tree_pair *q = &m->pairs[i];
+		const char *k = q->key->str;
+
+		if (!coord_conf_key_in(k, hook_keys)) {
+			coord_conf_unknown(ld, q->key, "hook");
+		} else if (strcmp(k, "name") == 0) {
+			if (coord_conf_line(ld, q, &hc->name) < 0)
+				continue;
+			if (!coord_conf_action_name(hc->name)) {
+				coord_conf_err(ld, q->value, "name: expected "
+				    "[a-z0-9_-], at most %d characters, got %s",
+				    COORD_CONF_MAX_ACTION_NAME,
+				    coord_conf_got(q->value, ex, sizeof(ex)));
+				continue;
+			}
+			for (size_t j = 0; j + 1 < c->nalert_hooks; j++)
+				if (c->alert_hooks[j].name != NULL &&
+				    strcmp(c->alert_hooks[j].name,
+				    hc->name) == 0)
+					coord_conf_err(ld, q->value, "name: "
+					    "hook %s is defined twice",
+					    hc->name);
+		} else if (strcmp(k, "kind") == 0) {
+			const char *v = q->value->kind == YAML_TREE_SCALAR ?
+			    q->value->str : "";
+
+			if (strcmp(v, "webhook") == 0)
+				hc->kind = ALERT_WEBHOOK;
+			else if (strcmp(v, "alertmanager") == 0)
+				hc->kind = ALERT_ALERTMANAGER;
+			else if (strcmp(v, "exec") == 0)
+				hc->kind = ALERT_EXEC;
+			else
+				coord_conf_err(ld, q->value, "kind: expected "
+				    "webhook, alertmanager or exec, got %s",
+				    coord_conf_got(q->value, ex, sizeof(ex)));
+		} else if (strcmp(k, "url") == 0) {
+			url_at = q->key;
+			if (coord_conf_line(ld, q, &hc->url) < 0)
+				continue;
+			if (strncmp(hc->url, "http://", 7) != 0 &&
+			    strncmp(hc->url, "https://", 8) != 0)
+				coord_conf_err(ld, q->value, "url: expected "
+				    "http:// or https://, got %s",
+				    coord_conf_got(q->value, ex, sizeof(ex)));
+		} else if (strcmp(k, "argv") == 0) {
+			argv_at = q->key;
+			coord_conf_strlist(ld, q, 256, &hc->argv, &hc->nargv);
+		} else if (strcmp(k, "min_severity") == 0) {
+			int sev = q->value->kind == YAML_TREE_SCALAR ?
+			    alert_severity_from_str(q->value->str) : -1;
+
+			if (sev < 0)
+				coord_conf_err(ld, q->value, "min_severity: "
+				    "expected info, warning or critical, got %s",
+				    coord_conf_got(q->value, ex, sizeof(ex)));
+			else
+				hc->min_severity = sev;
+		} else if (strcmp(k, "kinds") == 0) {
+			if (coord_conf_strlist(ld, q, 64, &hc->kinds,
+			    &hc->nkinds) < 0)
+				continue;
+			for (size_t j = 0; j < hc->nkinds; j++)
+				if (strspn(hc->kinds[j],
+				    "abcdefghijklmnopqrstuvwxyz_") !=
+				    strlen(hc->kinds[j]))
+					coord_conf_err(ld, q->value->items[j],
+					    "kinds: expected an event kind "
+					    "([a-z_]), got '%s'", yaml_tree_excerpt(
+					    hc->kinds[j], ex, sizeof(ex)));
+		} else if (strcmp(k, "headers") == 0) {
+			headers_at = q->key;
+			coord_conf_headers(ld, q, hc);
+		} else if (strcmp(k, "timeout") == 0) {
+			coord_conf_duration_in(ld, q, 100, 5 * COORD_CONF_MINUTE,
+			    &hc->timeout_ms);
+		} else if (strcmp(k, "resend") == 0) {
+			resend_at = q->key;
+			coord_conf_duration_in(ld, q, COORD_CONF_SECOND,
+			    COORD_CONF_HOUR, &hc->resend_ms);
+		} else if (strcmp(k, "queue") == 0) {
+			coord_conf_int(ld, q, 1, 100000, &hc->queue);
+		} else if (strcmp(k, "retries") == 0) {
+			coord_conf_int(ld, q, 0, 100, &hc->retries);
+		} else {
+			coord_conf_duration_in(ld, q, 10, 5 * COORD_CONF_MINUTE,
+			    &hc->backoff_ms);
+		}
+	}
+	if (yaml_tree_find(m, "name") == NULL)
+		coord_conf_err(ld, m, "hook: 'name' is required");
+	if (yaml_tree_find(m, "kind") == NULL) {
+		coord_conf_err(ld, m, "hook: 'kind' is required");
+		return;
+	}
+	if (hc->kind == ALERT_EXEC) {
+		if (argv_at == NULL)
+			coord_conf_err(ld, m, "hook: exec needs 'argv'");
+		if (url_at != NULL)
+			coord_conf_err(ld, url_at, "url: only for webhook and "
+			    "alertmanager hooks");
+		if (headers_at != NULL)
+			coord_conf_err(ld, headers_at, "headers: only for "
+			    "webhook and alertmanager hooks");
+	} else if (hc->kind != 0) {
+		if (url_at == NULL)
+			coord_conf_err(ld, m, "hook: %s needs 'url'",
+			    alert_kind_str(hc->kind));
+		if (argv_at != NULL)
+			coord_conf_err(ld, argv_at, "argv: only for exec hooks");
+	}
+	if (resend_at != NULL && hc->kind != 0 && hc->kind != ALERT_ALERTMANAGER)
+		coord_conf_err(ld, resend_at, "resend: only for alertmanager "
+		    "hooks");
+}
+
+static void
+coord_conf_alerts(struct coord_conf_loader *ld, const struct yaml_tree_pair *p,
+    struct coord_conf *c)
+{
+	static const char *const alerts_keys[] = {"hooks", NULL};
+	const struct yaml_tree_node *m = p->value, *seq;
+	char ex[COORD_CONF_EXCERPT + 2];
+
+	if (coord_conf_mapping(ld, p, alerts_keys) < 0)
+		return;
+	if (m->npairs == 0)
+		return;
+	seq = m->pairs[0].value;
+	if (seq->kind != YAML_TREE_SEQUENCE ||
+	    seq->nitems > COORD_CONF_MAX_HOOKS) {
+		coord_conf_err(ld, seq, "hooks: expected a list of at most %d "
+		    "hooks, got %s", COORD_CONF_MAX_HOOKS,
+		    coord_conf_got(seq, ex, sizeof(ex)));
+		return;
+	}
+	if (seq->nitems == 0)
+		return;
+	if ((c->alert_hooks = calloc(seq->nitems,
+	    sizeof(*c->alert_hooks))) == NULL) {
+		coord_conf_err(ld, NULL, "out of memory");
+		return;
+	}
+	for (size_t i = 0; i < seq->nitems; i++) {
+		struct alert_hook_conf *hc = &c->alert_hooks[c->nalert_hooks++];
+
+		alert_hook_conf_default(hc);
+		coord_conf_hook_item(ld, seq->items[i], c, hc);
+	}
+}
+
 /* The checks that concern several keys, after the walk. */
 static void
 coord_conf_cross(struct coord_conf_loader *ld, struct coord_conf *c)
@@ -1128,6 +1378,8 @@ coord_conf_walk(struct coord_conf_loader *ld, const struct yaml_tree_node *root,
 			coord_conf_recovery(ld, p, c);
 		} else if (strcmp(key, "tilt") == 0) {
 			coord_conf_tilt(ld, p, c);
+		} else if (strcmp(key, "alerts") == 0) {
+			coord_conf_alerts(ld, p, c);
 		} else {
 			coord_conf_err(ld, p->key, "unknown key '%s'",
 			    yaml_tree_excerpt(key, ex, sizeof(ex)));
@@ -1423,6 +1675,63 @@ coord_conf_print_recovery(const struct coord_conf *c, FILE *out)
 	    format_duration_ms(c->tilt_grace_ms, d3, sizeof(d3)));
 }
 
+static void
+coord_conf_print_alerts(const struct coord_conf *c, FILE *out)
+{
+	char d[32];
+
+	if (c->nalert_hooks == 0)
+		return;
+	fputs("alerts:\n  hooks:\n", out);
+	for (size_t i = 0; i < c->nalert_hooks; i++) {
+		const struct alert_hook_conf *hc = &c->alert_hooks[i];
+
+		/* name and kinds are [a-z0-9_-]: nothing to quote. */
+		fprintf(out, "    - name: %s\n      kind: %s\n", hc->name,
+		    alert_kind_str(hc->kind));
+		if (hc->url != NULL) {
+			fputs("      url: ", out);
+			coord_conf_print_str(out, hc->url);
+			fputc('\n', out);
+		}
+		if (hc->nargv > 0) {
+			fputs("      argv: ", out);
+			coord_conf_print_strv(out, hc->argv, hc->nargv, 1);
+			fputc('\n', out);
+		}
+		fprintf(out, "      min_severity: %s\n",
+		    alert_severity_str(hc->min_severity));
+		if (hc->nkinds > 0) {
+			fputs("      kinds: ", out);
+			coord_conf_print_strv(out, hc->kinds, hc->nkinds, 0);
+			fputc('\n', out);
+		}
+		if (hc->nheaders > 0)
+			fputs("      headers:\n", out);
+		for (size_t j = 0; j < hc->nheaders; j++) {
+			const char *colon = strchr(hc->headers[j], ':');
+
+			char *name = strndup(hc->headers[j],
+			    (size_t)(colon - hc->headers[j]));
+
+			fputs("        ", out);
+			coord_conf_print_str(out, name != NULL ? name : "?");
+			fputs(": ", out);
+			free(name);
+			coord_conf_print_str(out, colon + 2);
+			fputc('\n', out);
+		}
+		fprintf(out, "      timeout: %s\n",
+		    format_duration_ms(hc->timeout_ms, d, sizeof(d)));
+		if (hc->kind == ALERT_ALERTMANAGER)
+			fprintf(out, "      resend: %s\n",
+			    format_duration_ms(hc->resend_ms, d, sizeof(d)));
+		fprintf(out, "      queue: %d\n      retries: %d\n"
+		    "      backoff: %s\n", hc->queue, hc->retries,
+		    format_duration_ms(hc->backoff_ms, d, sizeof(d)));
+	}
+}
+
 void
 coord_conf_print(const struct coord_conf *c, FILE *out)
 {
@@ -1457,6 +1766,7 @@ coord_conf_print(const struct coord_conf *c, FILE *out)
 		}
 	}
 	coord_conf_print_recovery(c, out);
+	coord_conf_print_alerts(c, out);
 }
 
 const char *
@@ -1517,6 +1827,9 @@ coord_conf_free(struct coord_conf *c)
 		conf_strv_free(c->clusters[i].nodes, c->clusters[i].nnodes);
 	}
 	free(c->clusters);
+	for (size_t i = 0; i < c->nalert_hooks; i++)
+		alert_hook_conf_clear(&c->alert_hooks[i]);
+	free(c->alert_hooks);
 	free(c->lb_check);
 	conf_strv_free(c->lb_nodes, c->nlb_nodes);
 	free(c->name);

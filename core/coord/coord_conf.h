@@ -20,6 +20,7 @@
  *               nodes: { down_after: 10s }, policies: [ ... ],
  *               clusters: [ ... ] }
  *   tilt:    { stall: 2s, clock_jump: 5s, grace: 30s }
+ *   alerts:  { hooks: [ {name, kind, url | argv, ...} ] }  (alert.h)
  * The fields below say each key's default and range.
  * Unknown keys and bad values are errors "file:line:col: what"; every
  * problem is reported, not only the first.
@@ -30,6 +31,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "alert.h"
 #include "log.h"
 
 #define COORD_CONF_HEARTBEAT_MS 5000
@@ -46,6 +48,7 @@
 #define COORD_CONF_MAX_ENDPOINTS 16
 #define COORD_CONF_MAX_CLUSTERS 64
 #define COORD_CONF_MAX_MEMBERS 16
+#define COORD_CONF_MAX_HOOKS 32
 
 enum coord_store_kind { COORD_STORE_LOCAL = 0, COORD_STORE_ETCD = 1 };
 
@@ -160,6 +163,16 @@ struct coord_conf {
 	int64_t tilt_stall_ms; /* tilt.stall: default 2s; 100ms..1m */
 	int64_t tilt_jump_ms;  /* tilt.clock_jump: default 5s; 100ms..1h */
 	int64_t tilt_grace_ms; /* tilt.grace: default 30s; 0..1h */
+	/*
+	 * alerts.hooks in file order, at most 32: name [a-z0-9_-]+ unique;
+	 * kind webhook | alertmanager (url http(s)://) | exec (argv, a list);
+	 * min_severity info|warning|critical; kinds [a-z_]+ list; headers
+	 * {Name: value} (HTTP); timeout 5s (100ms..5m); resend 1m (1s..1h,
+	 * alertmanager); queue 256 (1..100000); retries 3 (0..100); backoff
+	 * 1s (10ms..5m).
+	 */
+	struct alert_hook_conf *alert_hooks;
+	size_t nalert_hooks;
 };
 
 /*

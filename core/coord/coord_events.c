@@ -18,6 +18,7 @@
 #include <sys/queue.h>
 #include <syslog.h>
 
+#include "alert.h"
 #include "coord.h"
 #include "coord_conf.h"
 #include "coord_history.h"
@@ -156,6 +157,34 @@ coord_watch_pump(struct coord_watch *w)
 	}
 }
 
+/* To the alert hooks, which copy what they keep. */
+static void
+coord_events_alert(struct coord *c, const Troika__V1__Event *m,
+    const char *const *fields, size_t nfields)
+{
+	struct alert_field f[16];
+	struct alert_event ae = {
+		.seq = m->seq,
+		.time_ns = m->time_unix_nano,
+		.kind = m->kind,
+		.severity = (int)m->severity,
+		.node = m->node,
+		.check = m->check,
+		.message = m->message,
+		.coordinator = m->coordinator,
+		.fields = f,
+	};
+
+	if (c->alerts == NULL)
+		return;
+	for (size_t i = 0; i < nfields && i < sizeof(f) / sizeof(f[0]); i++) {
+		f[i].name = fields[2 * i];
+		f[i].value = fields[2 * i + 1];
+		ae.nfields++;
+	}
+	alert_hooks_emit(c->alerts, &ae);
+}
+
 void
 coord_events_emit(struct coord *c, const char *kind,
     Troika__V1__Severity severity, const char *node, const char *check,
@@ -212,6 +241,7 @@ coord_events_emit(struct coord *c, const char *kind,
 		coord_history_record(c->history, m.seq, e->packed, e->len);
 	LIST_FOREACH(w, &ev->watches, entry)
 	coord_watch_pump(w);
+	coord_events_alert(c, &m, fields, nfields);
 out:
 	/* Out of memory: the event is logged, but not kept or sent. */
 	free(labels);

@@ -20,6 +20,7 @@
 
 #include <event2/event.h>
 
+#include "alert.h"
 #include "coord.h"
 #include "coord_conf.h"
 #include "coord_events.h"
@@ -30,6 +31,7 @@
 #include "coord_tilt.h"
 #include "coord_view.h"
 #include "log.h"
+#include "spawn.h"
 
 #ifndef TROIKA_DEFAULT_COORD_CONFIG
 #define TROIKA_DEFAULT_COORD_CONFIG "/etc/troika/coord.yaml"
@@ -167,6 +169,24 @@ static const struct coord_quorum_handler coord_quorum_handler = {
 	.quorum = coord_quorum_changed,
 };
 
+/*
+ * One coordinator sends alerts, not three: the leader, and any that knows
+ * of no leader or has no quorum (an etcd minority: it cannot tell who
+ * leads, and that is when alerts matter most). Alertmanager merges the
+ * identical label sets of two senders.
+ */
+static int
+coord_alerts_sending(void *arg)
+{
+	struct coord *c = arg;
+
+	if (c->quorum == NULL)
+		return 1;
+	return coord_quorum_is_leader(c->quorum) ||
+	    coord_quorum_leader_name(c->quorum)[0] == '\0' ||
+	    !coord_quorum_ok(c->quorum);
+}
+
 static int
 coord_start_recovery(struct coord *c)
 {
@@ -226,6 +246,12 @@ coord_start(struct coord *c)
 	if (coord_agent_register(c) < 0 || coord_admin_register(c) < 0 ||
 	    coord_events_register(c) < 0) {
 		log_warnx("cannot register the gRPC methods");
+		return -1;
+	}
+	/* First: the recovery modules' first events go to the hooks too. */
+	if ((c->alerts = alert_hooks_new(c->base, conf->alert_hooks,
+	    conf->nalert_hooks, coord_alerts_sending, c)) == NULL) {
+		log_warn("starting the alert hooks");
 		return -1;
 	}
 	if (coord_start_recovery(c) < 0)
@@ -315,6 +341,10 @@ main(int argc, char *argv[])
 	/* Streams' close() handlers use the view: free the server first. */
 	coord_http_free(c.http);
 	grpc_server_free(c.srv);
+	/* Before the recovery modules: sending asks the quorum. */
+	alert_hooks_free(c.alerts);
+	c.alerts = NULL;
+	spawn_shutdown();
 	coord_stop_recovery(&c);
 	coord_view_free(c.view);
 	coord_events_free(c.events);

@@ -5,6 +5,7 @@
  */
 #include <event2/buffer.h>
 
+#include "alert.h"
 #include "coord.h"
 #include "coord_opinion.h"
 #include "coord_quorum.h"
@@ -154,6 +155,7 @@ coord_metrics_write(struct coord *c, struct evbuffer *out)
 		coord_opinions_write_metrics(c->opinions, out);
 	if (c->tilt != NULL)
 		coord_tilt_write_metrics(c->tilt, out);
+	alert_hooks_write_metrics(c->alerts, out);
 
 	/* The view last: check statuses, nodes, re-exported samples. */
 	coord_view_write_metrics(c->view, out, &skipped);

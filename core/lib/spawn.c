@@ -432,7 +432,8 @@ spawn_make_pipe(int ret_fds[2])
  * is then already reaped by glibc).
  */
 static int
-spawn_exec(pid_t *ret_pid, const char *const *argv, int wfd)
+spawn_exec(pid_t *ret_pid, const char *const *argv, int wfd, int infd,
+    char *const *envp)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
@@ -454,7 +455,9 @@ spawn_exec(pid_t *ret_pid, const char *const *argv, int wfd)
 	 * Empty signal mask and default dispositions: the agent ignores
 	 * SIGPIPE and a child must not inherit that.
 	 */
-	if ((r = posix_spawn_file_actions_addopen(&fa, STDIN_FILENO,
+	if ((r = infd != -1
+	    ? posix_spawn_file_actions_adddup2(&fa, infd, STDIN_FILENO)
+	    : posix_spawn_file_actions_addopen(&fa, STDIN_FILENO,
 	    "/dev/null", O_RDONLY, 0)) != 0 ||
 	    (r = posix_spawn_file_actions_adddup2(&fa, wfd,
 	    STDOUT_FILENO)) != 0 ||
@@ -473,23 +476,123 @@ spawn_exec(pid_t *ret_pid, const char *const *argv, int wfd)
 	 */
 	cargv = (char *const *)(uintptr_t)argv;
 	if (strchr(argv[0], '/') != NULL)
-		r = posix_spawn(ret_pid, argv[0], &fa, &attr, cargv, environ);
+		r = posix_spawn(ret_pid, argv[0], &fa, &attr, cargv, envp);
 	else
-		r = posix_spawnp(ret_pid, argv[0], &fa, &attr, cargv, environ);
+		r = posix_spawnp(ret_pid, argv[0], &fa, &attr, cargv, envp);
 out:
 	posix_spawnattr_destroy(&attr);
 	posix_spawn_file_actions_destroy(&fa);
 	return r;
 }
 
-/* A timeout_ms of 0 or less means no deadline. */
+/*
+ * The environment for a child: ours, with every NAME=value of env
+ * replacing ours of the same NAME. Only the array is allocated.
+ */
+static char **
+spawn_make_env(const char *const *env)
+{
+	size_t n = 0, m = 0, k = 0;
+	char **envp;
+
+	while (environ[n] != NULL)
+		n++;
+	while (env[m] != NULL)
+		m++;
+	if ((envp = calloc(n + m + 1, sizeof(*envp))) == NULL)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		size_t j;
+
+		for (j = 0; j < m; j++) {
+			size_t len = strcspn(env[j], "=");
+
+			if (strncmp(environ[i], env[j], len) == 0 &&
+			    environ[i][len] == '=')
+				break;
+		}
+		if (j == m)
+			envp[k++] = environ[i];
+	}
+	for (size_t j = 0; j < m; j++)
+		envp[k++] = (char *)(uintptr_t)env[j];
+	envp[k] = NULL;
+	return envp;
+}
+
+/*
+ * The child's stdin: a pipe already holding all of input and closed for
+ * writing, so nothing waits on the child reading it. Input that does not
+ * fit the pipe's buffer (64 KiB, raised up to 1 MiB) is refused: E2BIG.
+ */
+static int
+spawn_input_pipe(const char *input, size_t len, int *ret_fd)
+{
+	int fds[2], r;
+	size_t off = 0;
+
+	if (pipe2(fds, O_CLOEXEC) == -1)
+		return -errno;
+	for (int i = 0; i < 2; i++) {
+		int nfd = spawn_fd_above_stdio(fds[i]);
+
+		if (nfd == -1) {
+			r = -errno;
+			close(fds[0]);
+			close(fds[1]);
+			return r;
+		}
+		fds[i] = nfd;
+	}
+	if (len > 65536 && (len > 1024 * 1024 ||
+	    fcntl(fds[1], F_SETPIPE_SZ, (int)len) == -1)) {
+		r = -E2BIG;
+		goto fail;
+	}
+	if (fcntl(fds[1], F_SETFL, O_NONBLOCK) == -1) {
+		r = -errno;
+		goto fail;
+	}
+	while (off < len) {
+		ssize_t n = write(fds[1], input + off, len - off);
+
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			r = errno == EAGAIN ? -E2BIG : -errno;
+			goto fail;
+		}
+		off += (size_t)n;
+	}
+	close(fds[1]);
+	*ret_fd = fds[0];
+	return 0;
+fail:
+	close(fds[0]);
+	close(fds[1]);
+	return r;
+}
+
 struct spawn *
 spawn_start(struct event_base *base, const char *const *argv,
     int64_t timeout_ms, size_t max_output, troika_spawn_done_cb done,
     void *arg)
 {
+	return spawn_start_input(base, argv, NULL, NULL, 0, timeout_ms,
+	    max_output, done, arg);
+}
+
+/* A timeout_ms of 0 or less means no deadline. */
+struct spawn *
+spawn_start_input(struct event_base *base, const char *const *argv,
+    const char *const *env, const char *input, size_t input_len,
+    int64_t timeout_ms, size_t max_output, troika_spawn_done_cb done,
+    void *arg)
+{
 	struct spawn *sp = NULL;
 	int fds[2] = { -1, -1 };
+	int infd = -1;
+	char **envp = NULL;
 	struct timeval tv;
 	int r;
 
@@ -534,10 +637,26 @@ spawn_start(struct event_base *base, const char *const *argv,
 		goto fail;
 	}
 
+	if (env != NULL && (envp = spawn_make_env(env)) == NULL) {
+		errno = ENOMEM;
+		goto fail;
+	}
+	if (input != NULL &&
+	    (r = spawn_input_pipe(input, input_len, &infd)) < 0) {
+		errno = -r;
+		goto fail;
+	}
+
 	clock_gettime(CLOCK_MONOTONIC, &sp->start);
-	r = spawn_exec(&sp->pid, argv, fds[1]);
+	r = spawn_exec(&sp->pid, argv, fds[1], infd,
+	    envp != NULL ? envp : environ);
 	close(fds[1]);
 	fds[1] = -1;
+	if (infd != -1)
+		close(infd);
+	infd = -1;
+	free(envp);
+	envp = NULL;
 	if (r != 0) {
 		/*
 		 * glibc cannot tell a failed clone from a failed exec here;
@@ -604,6 +723,9 @@ fail:
 	r = errno;
 	if (fds[1] != -1)
 		close(fds[1]);
+	if (infd != -1)
+		close(infd);
+	free(envp);
 	spawn_free(sp);
 	errno = r;
 	return NULL;

@@ -32,6 +32,19 @@ struct spawn *spawn_start(struct event_base *base, const char *const *argv,
     void *arg);
 
 /*
+ * As spawn_start(), and: env (NULL-terminated "NAME=value" strings, or
+ * NULL) is added to the inherited environment, replacing a variable of
+ * the same name; input (input_len bytes, or NULL for /dev/null) is the
+ * child's stdin, written into a pipe before the child starts, so it must
+ * fit the pipe (at most 1 MiB; NULL with errno E2BIG otherwise). Both are
+ * copied before it returns.
+ */
+struct spawn *spawn_start_input(struct event_base *base,
+    const char *const *argv, const char *const *env, const char *input,
+    size_t input_len, int64_t timeout_ms, size_t max_output,
+    troika_spawn_done_cb done, void *arg);
+
+/*
  * Forget a running spawn: done is not called. The process group is sent
  * SIGTERM then SIGKILL, and reaped in the background; the struct is freed
  * when the child has been reaped (or at spawn_shutdown()).

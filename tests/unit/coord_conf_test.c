@@ -845,6 +845,148 @@ test_clusters(void **state)
 	    "t.yaml:5:7: cluster: n2/db is already a member of cluster a\n");
 }
 
+/* alerts.hooks: what loads, its defaults, --print round trip, refusals. */
+static void
+test_alerts(void **state)
+{
+	struct coord_conf *c, *c2;
+	char *out, *out2;
+
+	(void)state;
+	c = parse_ok("listen: h:1\n");
+	assert_int_equal(c->nalert_hooks, 0);
+	assert_null(c->alert_hooks);
+	out = print_conf(c);
+	assert_null(strstr(out, "alerts:"));
+	free(out);
+	coord_conf_free(c);
+
+	c = parse_ok("listen: h:1\nalerts:\n  hooks:\n"
+	             "    - name: ops\n      kind: webhook\n"
+	             "      url: \"https://hooks.example/x?a=1\"\n"
+	             "      headers: {Authorization: \"Bearer \\\"t\\\"\", "
+	             "X-Team: ops}\n"
+	             "      kinds: [check_status, primary_changed]\n"
+	             "      min_severity: info\n      timeout: 100ms\n"
+	             "      queue: 100000\n      retries: 0\n"
+	             "      backoff: 10ms\n"
+	             "    - {name: am, kind: alertmanager, "
+	             "url: \"http://127.0.0.1:9093\", resend: 1h}\n"
+	             "    - {name: page-me, kind: exec, "
+	             "argv: [/usr/bin/page, \"--to\", \"on call\"], "
+	             "min_severity: critical, timeout: 5m, retries: 100, "
+	             "backoff: 5m}\n");
+	assert_int_equal(c->nalert_hooks, 3);
+	assert_string_equal(c->alert_hooks[0].name, "ops");
+	assert_int_equal(c->alert_hooks[0].kind, ALERT_WEBHOOK);
+	assert_string_equal(c->alert_hooks[0].url,
+	    "https://hooks.example/x?a=1");
+	assert_int_equal(c->alert_hooks[0].nheaders, 2);
+	assert_string_equal(c->alert_hooks[0].headers[0],
+	    "Authorization: Bearer \"t\"");
+	assert_string_equal(c->alert_hooks[0].headers[1], "X-Team: ops");
+	assert_int_equal(c->alert_hooks[0].nkinds, 2);
+	assert_string_equal(c->alert_hooks[0].kinds[1], "primary_changed");
+	assert_int_equal(c->alert_hooks[0].min_severity, ALERT_INFO);
+	assert_int_equal(c->alert_hooks[0].timeout_ms, 100);
+	assert_int_equal(c->alert_hooks[0].queue, 100000);
+	assert_int_equal(c->alert_hooks[0].retries, 0);
+	assert_int_equal(c->alert_hooks[0].backoff_ms, 10);
+	/* Defaults. */
+	assert_int_equal(c->alert_hooks[1].kind, ALERT_ALERTMANAGER);
+	assert_int_equal(c->alert_hooks[1].resend_ms, 60 * 60 * 1000);
+	assert_int_equal(c->alert_hooks[1].min_severity, ALERT_WARNING);
+	assert_int_equal(c->alert_hooks[1].timeout_ms, 5000);
+	assert_int_equal(c->alert_hooks[1].queue, 256);
+	assert_int_equal(c->alert_hooks[1].retries, 3);
+	assert_int_equal(c->alert_hooks[1].backoff_ms, 1000);
+	assert_int_equal(c->alert_hooks[1].nkinds, 0);
+	assert_int_equal(c->alert_hooks[2].kind, ALERT_EXEC);
+	assert_int_equal(c->alert_hooks[2].nargv, 3);
+	assert_string_equal(c->alert_hooks[2].argv[2], "on call");
+	assert_null(c->alert_hooks[2].argv[3]);
+	assert_null(c->alert_hooks[2].url);
+	/* --print loads back to the same. */
+	out = print_conf(c);
+	assert_non_null(strstr(out, "alerts:\n  hooks:\n    - name: ops\n"
+	    "      kind: webhook\n"));
+	assert_non_null(strstr(out, "      headers:\n"
+	    "        \"Authorization\": \"Bearer \\\"t\\\"\"\n"));
+	assert_non_null(strstr(out, "      resend: 1h\n"));
+	c2 = parse_ok(out);
+	out2 = print_conf(c2);
+	assert_string_equal(out, out2);
+	free(out);
+	free(out2);
+	coord_conf_free(c);
+	coord_conf_free(c2);
+
+	parse_err("listen: h:1\nalerts: []\n",
+	    "t.yaml:2:9: alerts: expected a mapping, got a sequence\n");
+	parse_err("listen: h:1\nalerts: {hook: []}\n",
+	    "t.yaml:2:10: unknown key 'hook' in alerts\n");
+	parse_err("listen: h:1\nalerts: {hooks: x}\n",
+	    "t.yaml:2:17: hooks: expected a list of at most 32 hooks, "
+	    "got 'x'\n");
+	parse_err("listen: h:1\nalerts: {hooks: [x]}\n",
+	    "t.yaml:2:18: hook: expected a mapping, got a scalar\n");
+	parse_err("listen: h:1\nalerts: {hooks: [{}]}\n",
+	    "t.yaml:2:18: hook: 'name' is required\n"
+	    "t.yaml:2:18: hook: 'kind' is required\n");
+	parse_err("listen: h:1\nalerts: {hooks: [{name: Bad, kind: webhok, "
+	    "url: x, nope: 1}]}\n",
+	    "t.yaml:2:25: name: expected [a-z0-9_-], at most 64 characters, "
+	    "got 'Bad'\n"
+	    "t.yaml:2:36: kind: expected webhook, alertmanager or exec, "
+	    "got 'webhok'\n"
+	    "t.yaml:2:49: url: expected http:// or https://, got 'x'\n"
+	    "t.yaml:2:52: unknown key 'nope' in hook\n");
+	parse_err("listen: h:1\nalerts: {hooks: [{name: a, kind: webhook}]}\n",
+	    "t.yaml:2:18: hook: webhook needs 'url'\n");
+	parse_err("listen: h:1\nalerts: {hooks: [{name: a, kind: exec}]}\n",
+	    "t.yaml:2:18: hook: exec needs 'argv'\n");
+	parse_err("listen: h:1\nalerts: {hooks: [{name: a, kind: exec, "
+	    "argv: [], url: \"http://x\", headers: {A: b}}]}\n",
+	    "t.yaml:2:46: argv: expected a list of 1 to 256 strings, "
+	    "got a sequence\n"
+	    "t.yaml:2:50: url: only for webhook and alertmanager hooks\n"
+	    "t.yaml:2:67: headers: only for webhook and alertmanager hooks\n");
+	parse_err("listen: h:1\nalerts: {hooks: [{name: a, kind: exec, "
+	    "argv: [\"\"], resend: 1m}]}\n",
+	    "t.yaml:2:47: argv: expected a non-empty string without control "
+	    "characters, got ''\n"
+	    "t.yaml:2:52: resend: only for alertmanager hooks\n");
+	parse_err("listen: h:1\nalerts: {hooks: [{name: a, kind: webhook, "
+	    "url: \"http://x\", argv: [x]}]}\n",
+	    "t.yaml:2:60: argv: only for exec hooks\n");
+	parse_err("listen: h:1\nalerts: {hooks: [{name: a, kind: webhook, "
+	    "url: \"http://x\", min_severity: loud, kinds: [Check], "
+	    "headers: {Content-Type: x, \"a b\": c, X: [1]}}]}\n",
+	    "t.yaml:2:74: min_severity: expected info, warning or critical, "
+	    "got 'loud'\n"
+	    "t.yaml:2:88: kinds: expected an event kind ([a-z_]), "
+	    "got 'Check'\n"
+	    "t.yaml:2:106: headers: 'Content-Type' is not a header name one "
+	    "may set\n"
+	    "t.yaml:2:123: headers: 'a b' is not a header name one may set\n"
+	    "t.yaml:2:136: headers: X: expected a one-line value, "
+	    "got a sequence\n");
+	parse_err("listen: h:1\nalerts: {hooks: [{name: a, kind: webhook, "
+	    "url: \"http://x\", timeout: 50ms, queue: 0, retries: 101, "
+	    "backoff: 9ms}]}\n",
+	    "t.yaml:2:69: timeout: 50ms is out of range (100ms to 5m)\n"
+	    "t.yaml:2:82: queue: expected an integer from 1 to 100000, "
+	    "got '0'\n"
+	    "t.yaml:2:94: retries: expected an integer from 0 to 100, "
+	    "got '101'\n"
+	    "t.yaml:2:108: backoff: 9ms is out of range (10ms to 5m)\n");
+	parse_err("listen: h:1\nalerts: {hooks: [{name: a, kind: alertmanager, "
+	    "url: \"http://x\", resend: 2h}, "
+	    "{name: a, kind: exec, argv: [x]}]}\n",
+	    "t.yaml:2:73: resend: 2h is out of range (1s to 1h)\n"
+	    "t.yaml:2:85: name: hook a is defined twice\n");
+}
+
 int
 main(void)
 {
@@ -858,6 +1000,7 @@ main(void)
 	    cmocka_unit_test(test_recovery_errors),
 	    cmocka_unit_test(test_load_file),
 	    cmocka_unit_test(test_clusters),
+	    cmocka_unit_test(test_alerts),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -595,6 +595,49 @@ test_group_and_stdin(void **state)
 	box_clear(&b);
 }
 
+/* spawn_start_input: stdin from a buffer, variables added and replaced. */
+static void
+test_input_and_env(void **state)
+{
+	const char *const av[] = { "/bin/sh", "-c",
+	    "cat; echo \"[$SPAWN_T1][$HOME]\"", NULL };
+	const char *const env[] = { "SPAWN_T1=a b=c", "HOME=/nowhere", NULL };
+	static const char input[] = "line 1\nline \"2\"\n";
+	struct event_base *base = event_base_new();
+	struct box b = { 0 };
+	char *big;
+
+	(void)state;
+	assert_non_null(spawn_start_input(base, av, env, input,
+	    sizeof(input) - 1, 5000, 4096, box_done_cb, &b));
+	assert_int_equal(event_base_dispatch(base), 1);
+	assert_int_equal(b.calls, 1);
+	assert_int_equal(b.res.exit_code, 0);
+	assert_string_equal(b.output,
+	    "line 1\nline \"2\"\n[a b=c][/nowhere]\n");
+	box_clear(&b);
+	/* Empty input: stdin at EOF at once, not /dev/null. */
+	assert_non_null(spawn_start_input(base, av, NULL, "", 0, 5000, 4096,
+	    box_done_cb, &b));
+	assert_int_equal(event_base_dispatch(base), 1);
+	{
+		char want[512];
+
+		snprintf(want, sizeof(want), "[][%s]\n",
+		    getenv("HOME") != NULL ? getenv("HOME") : "");
+		assert_string_equal(b.output, want);
+	}
+	box_clear(&b);
+	/* More than a pipe can hold: refused before anything starts. */
+	assert_non_null(big = calloc(1, 2 * 1024 * 1024));
+	errno = 0;
+	assert_null(spawn_start_input(base, av, NULL, big, 2 * 1024 * 1024,
+	    5000, 4096, box_done_cb, &b));
+	assert_int_equal(errno, E2BIG);
+	free(big);
+	base_finish(base);
+}
+
 static void
 test_duration(void **state)
 {
@@ -701,6 +744,7 @@ main(void)
 		cmocka_unit_test(test_loop_not_blocked),
 		cmocka_unit_test(test_signals_reset),
 		cmocka_unit_test(test_group_and_stdin),
+		cmocka_unit_test(test_input_and_env),
 		cmocka_unit_test(test_duration),
 		cmocka_unit_test(test_many_and_from_done),
 		cmocka_unit_test(test_shutdown),
