@@ -30,6 +30,7 @@ from cluster import ETCD_LOCK
 from conftest import SANITIZED, wait_for
 from test_etcd import ETCD
 from test_galera_outage import POLICY, OutageCluster, history, procedure_done
+from test_galera_outage import set_maintenance
 from test_galera_partition import Poller, second_primaries
 from test_recovery_galera import count_rows, insert_rows
 from test_recovery_galera import pb  # noqa: F401 (the fixture)
@@ -179,3 +180,56 @@ def test_survivor_bootstrapped_in_place_when_nothing_else_works(procs, tmp_path,
     start_end = max(r.ended_unix_nano for r in recs if r.action == "start")
     assert boot[0].started_unix_nano >= start_end + 30 * 10**9, \
         (boot[0].started_unix_nano - start_end) / 1e9
+
+
+def test_two_stopped_cleanly_beside_a_primary_survivor_are_started(procs, tmp_path, pb):  # noqa: F811
+    """The hold for two failed members must not hold them when the
+    survivor stays Primary: node-2 and node-3 stopped cleanly leave node-1
+    a Primary of one, and each is started by its own recovery, once; no
+    cluster procedure."""
+    with open(ETCD_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        c = OutageCluster(procs, tmp_path, pb, policy=POLICY)
+        try:
+            c.start()
+            n1, n2, n3 = c.galera.nodes
+            leader, token = c.leader()
+            insert_rows(n1, 10, "before")
+            wait_for(lambda: count_rows(n3) == 10, 10, what="rows replicated")
+            # Staged (as test_galera_outage.py does): both gone before
+            # any recovery may act.
+            set_maintenance(c, leader, "")
+            n2.stop()
+            n3.stop()
+            wait_for(lambda: n1.synced(1), 30 * SLOW, interval=0.2,
+                     what="node-1 a Primary of one")
+            insert_rows(n1, 5, "alone")
+            set_maintenance(c, leader, "", clear=True)
+            t_clear = time.time_ns()
+            admin = c.admin_pb2
+
+            def both_started():
+                got, _ = history(c, leader)
+                return got if len(got) >= 2 and all(s != "RUNNING" for _, _, s in got) \
+                    else None
+            wait_for(both_started, 120 * SLOW, interval=0.5, what="two starts")
+            for n in (n2, n3):
+                n.adopt()
+            wait_for(lambda: all(n.synced(3) for n in c.galera.nodes), 60 * SLOW,
+                     interval=0.2, what="three Synced members")
+            for n in c.galera.nodes:
+                assert count_rows(n) == 15, n.n
+            time.sleep(2)
+            got, recs = history(c, leader)
+            assert sorted(got) == [("node-2", "start", "SUCCEEDED"),
+                                   ("node-3", "start", "SUCCEEDED")], got
+            for r in recs:
+                assert r.fencing_token == token and r.procedure == "" and r.attempt == 1, r
+            assert not [r for r in recs if r.action == "bootstrap_cluster"]
+            # At once, for the survivor's view without them, not after
+            # the 15 s kept for a failed member still in the view.
+            first = min(r.started_unix_nano for r in recs)
+            assert first - t_clear < 10 * 10**9, (first - t_clear) / 1e9
+            assert admin.ActionState.Name(recs[0].state) == "ACTION_STATE_SUCCEEDED"
+        finally:
+            c.stop()
