@@ -157,10 +157,11 @@ galera_choose(const struct coord_galera *g, const struct galera_state *st)
 
 	for (size_t i = 0; i < g->p.cl->nnodes; i++) {
 		const struct galera_position *p = &st->pos[i];
-
 		const struct galera_position *b = best >= 0 ? &st->pos[best] :
 		    NULL;
 
+		/* A running member needs no restart to be bootstrapped; a
+		 * stopped one started beside it cannot be bootstrapped. */
 		if (b == NULL || p->seqno > b->seqno)
 			best = (int)i;
 		else if (p->seqno < b->seqno)
