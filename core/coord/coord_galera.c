@@ -20,6 +20,20 @@
 #include "troika/v1/admin.pb-c.h"
 
 #define GALERA_NS_PER_MS 1000000ULL
+/*
+ * With a running member: how long Galera gets to re-form the Primary
+ * component by itself after the last stopped member was started (or the
+ * cluster's retry, if longer). Measured here: the last member's start
+ * to Primary in 3-5 s; a member that cannot join (no saved view) never
+ * does.
+ */
+#define GALERA_REFORM_MS 30000
+/*
+ * With two members failed, a survivor that is Primary and still counts
+ * every member this long after a verdict has not lost the failed one
+ * (Galera's default evs.inactive_timeout is 15 s).
+ */
+#define GALERA_SETTLE_MS 15000
 
 struct coord_galera {
 	struct coord_procedure p;
@@ -30,6 +44,7 @@ struct galera_position {
 	const char *uuid;
 	int64_t seqno;
 	int safe;               /* safe_to_bootstrap: 1 */
+	int running;            /* taken from the running server */
 };
 
 /* What the records say about the cluster's procedure. */
@@ -70,7 +85,7 @@ galera_read(struct coord_galera *g, uint64_t now, struct galera_state *st)
 			continue;
 		if (strcmp(pb->action, "position") == 0) {
 			struct galera_position *p = &st->pos[m];
-			const char *seq, *safe;
+			const char *seq, *safe, *src;
 
 			/* The latest answer counts; a failed one erases. */
 			st->asked[m] = pb;
@@ -87,6 +102,9 @@ galera_read(struct coord_galera *g, uint64_t now, struct galera_state *st)
 			    "safe_to_bootstrap");
 			p->seqno = seq != NULL ? strtoll(seq, NULL, 10) : -1;
 			p->safe = safe != NULL && strcmp(safe, "1") == 0;
+			src = coord_member_field(pb->fields, pb->n_fields,
+			    "source");
+			p->running = src != NULL && strcmp(src, "server") == 0;
 		} else if (strcmp(pb->action, "bootstrap") == 0) {
 			st->bootstrap = pb;
 		} else if (strcmp(pb->action, "start") == 0) {
@@ -112,8 +130,9 @@ galera_finish(struct coord_galera *g, const struct galera_state *st,
 		if (p->uuid == NULL)
 			continue;
 		troika__v1__label__init(&labels[n]);
-		snprintf(values[n], sizeof(values[n]), "%s:%" PRId64 "%s",
-		    p->uuid, p->seqno, p->safe ? " safe_to_bootstrap" : "");
+		snprintf(values[n], sizeof(values[n]), "%s:%" PRId64 "%s%s",
+		    p->uuid, p->seqno, p->safe ? " safe_to_bootstrap" : "",
+		    p->running ? " running" : "");
 		labels[n].name = cl->nodes[i];
 		labels[n].value = values[n];
 		fields[n] = &labels[n];
@@ -138,13 +157,192 @@ galera_choose(const struct coord_galera *g, const struct galera_state *st)
 
 	for (size_t i = 0; i < g->p.cl->nnodes; i++) {
 		const struct galera_position *p = &st->pos[i];
+		const struct galera_position *b = best >= 0 ? &st->pos[best] :
+		    NULL;
 
-		if (best < 0 || p->seqno > st->pos[best].seqno ||
-		    (p->seqno == st->pos[best].seqno && p->safe &&
-		    !st->pos[best].safe))
+		/* A running member needs no restart to be bootstrapped; a
+		 * stopped one started beside it cannot be bootstrapped. */
+		if (b == NULL || p->seqno > b->seqno)
+			best = (int)i;
+		else if (p->seqno < b->seqno)
+			continue;
+		else if (p->running != b->running)
+			best = p->running ? (int)i : best;
+		else if (p->safe && !b->safe)
 			best = (int)i;
 	}
 	return best;
+}
+
+/* Some member's latest result says Primary. */
+static int
+galera_some_primary(const struct coord_galera *g)
+{
+	const struct coord_cluster *cl = g->p.cl;
+
+	for (size_t i = 0; i < cl->nnodes; i++) {
+		const Troika__V1__CheckResult *r = coord_member_result(g->p.c,
+		    cl->nodes[i], cl->check);
+		const char *v;
+
+		if (r == NULL || !coord_member_connected(g->p.c, cl->nodes[i]))
+			continue;
+		v = coord_member_field(r->fields, r->n_fields,
+		    "wsrep_cluster_status");
+		if (v != NULL && strcmp(v, "Primary") == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* Every member answers OK and none is failed any more. */
+static int
+galera_all_ok(const struct coord_galera *g)
+{
+	const struct coord_cluster *cl = g->p.cl;
+
+	for (size_t i = 0; i < cl->nnodes; i++)
+		if (!galera_member_ok(g, cl->nodes[i]) ||
+		    galera_member_failed(g, cl->nodes[i]))
+			return 0;
+	return 1;
+}
+
+static int
+galera_started(const struct galera_state *st, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (st->start[i] != NULL)
+			return 1;
+	return 0;
+}
+
+/*
+ * Some members run (without a Primary) and some are stopped: start the
+ * stopped ones at their positions, without waiting for each to answer (a
+ * member that joins a cluster with no Primary does not answer until one
+ * forms), then give Galera GALERA_REFORM_MS to re-form the Primary
+ * component itself: the members of the last Primary view find each other
+ * again (pc.recovery). Returns 1 while that is under way or once it ended
+ * the procedure; 0 when nothing but a bootstrap can work (no Primary in
+ * time), or when no member runs (the full outage).
+ */
+static int
+galera_rejoin(struct coord_galera *g, const struct galera_state *st,
+    uint64_t now)
+{
+	const struct coord_cluster *cl = g->p.cl;
+	char *nowait[] = { (char *)(uintptr_t)"nowait" };
+	uint64_t last = 0, wait;
+	size_t nrun = 0;
+	char why[512];
+
+	for (size_t i = 0; i < cl->nnodes; i++)
+		nrun += st->pos[i].running != 0;
+	if (nrun == 0)
+		return 0;
+	if (nrun == cl->nnodes) {
+		/* Nothing crashed: a partition is likelier, and a member
+		 * bootstrapped now could face the others re-forming their
+		 * own Primary component when it heals. */
+		snprintf(why, sizeof(why), "every member of cluster %s runs, "
+		    "none is Primary: no bootstrap; an operator decides",
+		    cl->name);
+		galera_finish(g, st,
+		    TROIKA__V1__ACTION_STATE__ACTION_STATE_LOCKED, -1, why);
+		return 1;
+	}
+	for (size_t i = 0; i < cl->nnodes; i++) {
+		const Troika__V1__ActionRecord *s = st->start[i];
+
+		if (st->pos[i].running)
+			continue;
+		if (s == NULL) {
+			if (!coord_agent_connected(g->p.c, cl->nodes[i])) {
+				coord_procedure_wake_in(&g->p,
+				    (uint64_t)cl->retry_ms * GALERA_NS_PER_MS);
+				return 1;
+			}
+			snprintf(why, sizeof(why), "%zu of %zu members run "
+			    "without a Primary: %s starts at its position, so "
+			    "that the members of the last Primary component "
+			    "find each other again", nrun, cl->nnodes,
+			    cl->nodes[i]);
+			coord_procedure_begin(&g->p, st->ps.proc->id,
+			    cl->nodes[i], "start", nowait, 1, why);
+			return 1;
+		}
+		if (s->state !=
+		    TROIKA__V1__ACTION_STATE__ACTION_STATE_SUCCEEDED) {
+			snprintf(why, sizeof(why), "%s did not start: %s",
+			    cl->nodes[i], s->message);
+			galera_finish(g, st,
+			    TROIKA__V1__ACTION_STATE__ACTION_STATE_FAILED, -1,
+			    why);
+			return 1;
+		}
+		if (s->ended_unix_nano > last)
+			last = s->ended_unix_nano;
+	}
+	if (galera_all_ok(g)) {
+		snprintf(why, sizeof(why), "the Primary component re-formed "
+		    "by itself: no bootstrap; all %zu members answer",
+		    cl->nnodes);
+		galera_finish(g, st,
+		    TROIKA__V1__ACTION_STATE__ACTION_STATE_SUCCEEDED, -1, why);
+		return 1;
+	}
+	wait = (uint64_t)(cl->retry_ms > GALERA_REFORM_MS ? cl->retry_ms :
+	    GALERA_REFORM_MS) * GALERA_NS_PER_MS;
+	/* Formed: the others are joining it. Opinions and this
+	 * coordinator's view change apart: look again in a second. */
+	if (galera_some_primary(g) || now < last + wait) {
+		uint64_t in = 1000 * GALERA_NS_PER_MS;
+
+		if (!galera_some_primary(g) && last + wait - now < in)
+			in = last + wait - now;
+		coord_procedure_wake_in(&g->p, in);
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * Whether bootstrapping `best` after the members were started could make
+ * a second Primary component, or cannot work; why says so. A running
+ * member is bootstrapped in place only when its component holds every
+ * member (its latest result's wsrep_cluster_size): then all of them join
+ * it, and none is left to re-form a Primary elsewhere. A started member
+ * that does not answer cannot be bootstrapped without a restart.
+ */
+static int
+galera_unsafe(const struct coord_galera *g, const struct galera_state *st,
+    int best, char *why, size_t len)
+{
+	const struct coord_cluster *cl = g->p.cl;
+	const Troika__V1__CheckResult *r;
+	const char *size;
+
+	if (!galera_started(st, cl->nnodes))
+		return 0;
+	if (!st->pos[best].running) {
+		snprintf(why, len, "the most advanced member, %s, was started "
+		    "and no Primary formed: its bootstrap would need a "
+		    "restart; an operator decides", cl->nodes[best]);
+		return 1;
+	}
+	r = coord_member_result(g->p.c, cl->nodes[best], cl->check);
+	size = r != NULL ? coord_member_field(r->fields, r->n_fields,
+	    "wsrep_cluster_size") : NULL;
+	if (size == NULL || strtoll(size, NULL, 10) < (long long)cl->nnodes) {
+		snprintf(why, len, "no Primary re-formed, and the component "
+		    "of the most advanced member, %s, holds %s of %zu "
+		    "members: no bootstrap in place while one may be apart; "
+		    "an operator decides", cl->nodes[best],
+		    size != NULL ? size : "an unknown number", cl->nnodes);
+		return 1;
+	}
+	return 0;
 }
 
 /* Before the bootstrap: positions, then the choice. */
@@ -153,11 +351,14 @@ galera_decide(struct coord_galera *g, const struct galera_state *st,
     uint64_t now)
 {
 	const struct coord_cluster *cl = g->p.cl;
+	char *in_place[] = { (char *)(uintptr_t)"in-place" };
 	char why[512];
 	int best;
 
-	/* A member answering ends it all: no bootstrap is needed. */
-	for (size_t i = 0; i < cl->nnodes; i++)
+	/* A member answering ends it all: no bootstrap is needed (once
+	 * members were started, galera_rejoin waits for all of them). */
+	for (size_t i = 0; !galera_started(st, cl->nnodes) &&
+	    i < cl->nnodes; i++)
 		if (galera_member_ok(g, cl->nodes[i]) &&
 		    !galera_member_failed(g, cl->nodes[i])) {
 			snprintf(why, sizeof(why), "%s answers again: no "
@@ -206,15 +407,26 @@ galera_decide(struct coord_galera *g, const struct galera_state *st,
 			    why);
 			return;
 		}
+	if (galera_rejoin(g, st, now))
+		return;
 	best = galera_choose(g, st);
-	snprintf(why, sizeof(why), "the most advanced member: %s at %s:%"
-	    PRId64, cl->nodes[best], st->pos[best].uuid, st->pos[best].seqno);
+	if (galera_unsafe(g, st, best, why, sizeof(why))) {
+		galera_finish(g, st,
+		    TROIKA__V1__ACTION_STATE__ACTION_STATE_LOCKED, -1, why);
+		return;
+	}
+	snprintf(why, sizeof(why), "%sthe most advanced member: %s at %s:%"
+	    PRId64 "%s", galera_started(st, cl->nnodes) ? "no Primary "
+	    "re-formed after the stopped members started; " : "",
+	    cl->nodes[best], st->pos[best].uuid, st->pos[best].seqno,
+	    st->pos[best].running ? " (running: bootstrapped in place)" : "");
 	for (size_t i = 0; i < cl->nnodes; i++)
 		if ((int)i != best)
 			snprintf(why + strlen(why), sizeof(why) - strlen(why),
 			    "; %s at %" PRId64, cl->nodes[i], st->pos[i].seqno);
 	coord_procedure_begin(&g->p, st->ps.proc->id, cl->nodes[best],
-	    "bootstrap", NULL, 0, why);
+	    "bootstrap", st->pos[best].running ? in_place : NULL,
+	    st->pos[best].running ? 1 : 0, why);
 }
 
 static void
@@ -252,7 +464,10 @@ galera_step(struct coord_galera *g, const struct galera_state *st,
 	for (size_t i = 0; i < cl->nnodes; i++) {
 		const Troika__V1__ActionRecord *s = st->start[i];
 
-		if ((int)i == best || (s != NULL && s->state ==
+		/* A running member is connected to the bootstrapped one
+		 * and joins it by itself. */
+		if ((int)i == best || st->pos[i].running || (s != NULL &&
+		    s->state ==
 		    TROIKA__V1__ACTION_STATE__ACTION_STATE_SUCCEEDED))
 			continue;
 		if (s != NULL) {
@@ -279,12 +494,10 @@ galera_step(struct coord_galera *g, const struct galera_state *st,
 	}
 	/* Every member runs: done once every one answers. Opinions and
 	 * this coordinator's view change apart: look again in a second. */
-	for (size_t i = 0; i < cl->nnodes; i++)
-		if (!galera_member_ok(g, cl->nodes[i]) ||
-		    galera_member_failed(g, cl->nodes[i])) {
-			coord_procedure_wake_in(&g->p, 1000 * GALERA_NS_PER_MS);
-			return;
-		}
+	if (!galera_all_ok(g)) {
+		coord_procedure_wake_in(&g->p, 1000 * GALERA_NS_PER_MS);
+		return;
+	}
 	snprintf(why, sizeof(why), "bootstrapped from %s; all %zu members "
 	    "answer", cl->nodes[best], cl->nnodes);
 	galera_finish(g, st, TROIKA__V1__ACTION_STATE__ACTION_STATE_SUCCEEDED,
@@ -329,12 +542,42 @@ coord_galera_evaluate(struct coord_galera *g)
 	    why);
 }
 
+/*
+ * Member i, in a result after `since`, answers as part of a Primary
+ * component that has let a failed member go (fewer than all members), or
+ * that still counts every member `settle` after `since` (the failed one is
+ * alive to Galera: hung, say, not gone).
+ */
+static int
+galera_primary_since(const struct coord_galera *g, size_t i, uint64_t since,
+    uint64_t settle)
+{
+	const struct coord_cluster *cl = g->p.cl;
+	const Troika__V1__CheckResult *r = coord_member_result(g->p.c,
+	    cl->nodes[i], cl->check);
+	uint64_t at = coord_member_result_at(g->p.c, cl->nodes[i], cl->check);
+	const char *status, *size;
+
+	if (r == NULL || at <= since ||
+	    !coord_member_connected(g->p.c, cl->nodes[i]))
+		return 0;
+	status = coord_member_field(r->fields, r->n_fields,
+	    "wsrep_cluster_status");
+	size = coord_member_field(r->fields, r->n_fields, "wsrep_cluster_size");
+	if (status == NULL || strcmp(status, "Primary") != 0)
+		return 0;
+	if (size != NULL && strtoll(size, NULL, 10) < (long long)cl->nnodes)
+		return 1;
+	return at > since + settle;
+}
+
 int
 coord_galera_holds(struct coord_galera *g, const char *node,
     uint64_t verdict_ns, char *why, size_t len)
 {
 	const struct coord_cluster *cl = g->p.cl;
 	struct galera_state st;
+	int others_failed = 0;
 
 	galera_read(g, coord_now_ns(), &st);
 	if (galera_proc_open(&st)) {
@@ -347,12 +590,34 @@ coord_galera_holds(struct coord_galera *g, const char *node,
 	}
 	for (size_t i = 0; i < cl->nnodes; i++)
 		if (strcmp(cl->nodes[i], node) != 0 &&
-		    galera_member_ok(g, cl->nodes[i]) &&
+		    galera_member_failed(g, cl->nodes[i]))
+			others_failed = 1;
+	for (size_t i = 0; i < cl->nnodes; i++) {
+		if (strcmp(cl->nodes[i], node) == 0)
+			continue;
+		if (!others_failed && galera_member_ok(g, cl->nodes[i]) &&
 		    coord_member_result_at(g->p.c, cl->nodes[i], cl->check) >
 		    verdict_ns)
 			return 0;
-	snprintf(why, len, "no other member of cluster %s has answered since "
-	    "%s failed: alone it has nothing to join", cl->name, node);
+		/*
+		 * Two failed: a survivor's OK may be from before Galera
+		 * noticed, and it may be about to lose its Primary; a member
+		 * started into a cluster with none waits for one and never
+		 * answers. Only a Primary seen without the failed ones counts.
+		 */
+		if (others_failed && galera_primary_since(g, i, verdict_ns,
+		    (uint64_t)GALERA_SETTLE_MS * GALERA_NS_PER_MS))
+			return 0;
+	}
+	if (others_failed)
+		snprintf(why, len, "another member of cluster %s has failed "
+		    "too, and no member has answered as a Primary without "
+		    "them since %s failed: started now, it may have nothing to "
+		    "join", cl->name, node);
+	else
+		snprintf(why, len, "no other member of cluster %s has answered "
+		    "since %s failed: alone it has nothing to join", cl->name,
+		    node);
 	return 1;
 }
 

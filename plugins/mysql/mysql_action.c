@@ -11,10 +11,17 @@
  *              bootstrap_command with --wsrep-new-cluster
  *              --wsrep_start_position=<uuid>:<seqno> appended; then wait
  *              until the server is Primary and ready.
+ *              `bootstrap in-place` is the other case: only a running
+ *              non-Primary server, made Primary where it stands with
+ *              pc.bootstrap=YES (its members stay connected to it, so a
+ *              restart would only lose them); never a restart.
  *   desync     on|off: SET GLOBAL wsrep_desync.
  *   start, restart, stop
  *              through host->service_control() (the check's `service:`),
- *              start and restart then wait until the server answers.
+ *              start and restart then wait until the server answers;
+ *              `start nowait` does not (a member of a cluster with no
+ *              Primary does not answer until one forms, which may need
+ *              the next member started too).
  *              Before a start (or the restart of a server that is down)
  *              after a crash, the recovered position is written into
  *              grastate.dat, so the node starts from it and rejoins by
@@ -55,14 +62,16 @@ const struct troika_action mysql_actions[] = {
 	{ .name = "position", .min_args = 0, .max_args = 0,
 	    .help = "cluster uuid and seqno: from the server, or from "
 	    "grastate.dat / --wsrep-recover when it is down" },
-	{ .name = "bootstrap", .min_args = 0, .max_args = 0,
+	{ .name = "bootstrap", .usage = "[in-place]", .min_args = 0,
+	    .max_args = 1,
 	    .help = "start this node as a new cluster at its position; only "
-	    "when the server is down" },
+	    "when the server is down (in-place: only a running non-Primary "
+	    "server, made Primary with pc.bootstrap=YES)" },
 	{ .name = "desync", .usage = "on|off", .min_args = 1, .max_args = 1,
 	    .help = "SET GLOBAL wsrep_desync" },
-	{ .name = "start", .min_args = 0, .max_args = 0,
+	{ .name = "start", .usage = "[nowait]", .min_args = 0, .max_args = 1,
 	    .help = "start through the service manager, at the recovered "
-	    "position after a crash" },
+	    "position after a crash; nowait: do not wait for it to answer" },
 	{ .name = "stop", .min_args = 0, .max_args = 0,
 	    .help = "stop through the service manager" },
 	{ .name = "restart", .min_args = 0, .max_args = 0,
@@ -148,6 +157,13 @@ mysql_service_done(int ok, const char *message, void *arg)
 	if (!ok || run->job == MYSQL_JOB_STOP) {
 		mysql_set_result(run, ok ? TROIKA_STATUS_OK :
 		    TROIKA_STATUS_CRITICAL, TROIKA_EVIDENCE_NONE, "%s: %s",
+		    mysql_job_op(run->job), message);
+		mysql_report(run);
+		return;
+	}
+	if (run->nowait) {
+		mysql_set_result(run, TROIKA_STATUS_OK, TROIKA_EVIDENCE_NONE,
+		    "%s: %s; not waiting for the server to answer",
 		    mysql_job_op(run->job), message);
 		mysql_report(run);
 		return;
@@ -442,8 +458,9 @@ mysql_up_result(struct mysql_run *run)
 		    f->local_state_comment);
 	if (run->job == MYSQL_JOB_BOOTSTRAP)
 		mysql_set_result(run, TROIKA_STATUS_OK, TROIKA_EVIDENCE_NONE,
-		    "bootstrapped at %s:%" PRId64 ": %s, %s, cluster size %lld",
-		    run->pos.uuid, run->pos.seqno, f->cluster_status, state,
+		    "bootstrapped %sat %s:%" PRId64 ": %s, %s, cluster size "
+		    "%lld", run->in_place ? "in place " : "", run->pos.uuid,
+		    run->pos.seqno, f->cluster_status, state,
 		    (long long)f->cluster_size);
 	else if (f->cluster_status[0] != '\0')
 		mysql_set_result(run, TROIKA_STATUS_OK, TROIKA_EVIDENCE_NONE,
@@ -476,7 +493,13 @@ mysql_wait_up_done(void *arg, struct myconn *c, const struct myconn_outcome *o)
 		const char *last = o->ok ? (f->cluster_status[0] != '\0' ?
 		    f->cluster_status : "no wsrep status") : o->message;
 
-		if (run->job == MYSQL_JOB_BOOTSTRAP)
+		if (run->in_place)
+			mysql_set_result(run, TROIKA_STATUS_UNKNOWN,
+			    TROIKA_EVIDENCE_NONE, "bootstrap in-place: "
+			    "pc.bootstrap=YES was set at %s:%" PRId64 ", but the "
+			    "server was not Primary and ready in time (last "
+			    "look: %s)", run->pos.uuid, run->pos.seqno, last);
+		else if (run->job == MYSQL_JOB_BOOTSTRAP)
 			mysql_set_result(run, TROIKA_STATUS_UNKNOWN,
 			    TROIKA_EVIDENCE_NONE, "bootstrap_command started "
 			    "the server at %s:%" PRId64 ", but it was not "
@@ -681,8 +704,9 @@ mysql_after_position(struct mysql_run *run)
 
 /* ---- probing the server first ---- */
 
-static void
-mysql_position_from_server(struct mysql_run *run)
+/* The position the running server reports; -1 (failed) without one. */
+static int
+mysql_server_position(struct mysql_run *run, const char *op)
 {
 	const struct mysql_facts *f = &run->facts;
 	struct galera_state gs;
@@ -691,9 +715,9 @@ mysql_position_from_server(struct mysql_run *run)
 	if (f->local_state_uuid[0] == '\0' || f->last_committed < 0 ||
 	    !galera_uuid_valid(f->local_state_uuid) ||
 	    strlen(f->local_state_uuid) != GALERA_UUID_LEN) {
-		mysql_fail(run, "position: the server at %s reports no wsrep "
-		    "position (not a Galera node?)", run->m->where);
-		return;
+		mysql_fail(run, "%s: the server at %s reports no wsrep "
+		    "position (not a Galera node?)", op, run->m->where);
+		return -1;
 	}
 	memcpy(run->pos.uuid, f->local_state_uuid, GALERA_UUID_LEN);
 	run->pos.uuid[GALERA_UUID_LEN] = '\0';
@@ -703,6 +727,16 @@ mysql_position_from_server(struct mysql_run *run)
 	    galera_grastate_read(run->m->datadir, &gs, err, sizeof(err)) == 0)
 		run->pos.safe_to_bootstrap = gs.safe_to_bootstrap;
 	mysql_position_fields(run);
+	return 0;
+}
+
+static void
+mysql_position_from_server(struct mysql_run *run)
+{
+	const struct mysql_facts *f = &run->facts;
+
+	if (mysql_server_position(run, "position") < 0)
+		return;
 	mysql_field(run, "wsrep_cluster_status", "%s", f->cluster_status);
 	mysql_field(run, "wsrep_local_state_comment", "%s",
 	    f->local_state_comment);
@@ -710,6 +744,58 @@ mysql_position_from_server(struct mysql_run *run)
 	    "%s:%" PRId64 " from the running server (%s, %s)", run->pos.uuid,
 	    run->pos.seqno, f->cluster_status, f->local_state_comment);
 	mysql_report_later(run);
+}
+
+static void
+mysql_in_place_done(void *arg, struct myconn *c, const struct myconn_outcome *o)
+{
+	struct mysql_run *run = arg;
+
+	run->conn_out = *o;
+	myconn_free(c); /* o was inside c */
+	run->conn = NULL;
+	o = &run->conn_out;
+	if (!o->ok) {
+		mysql_fail(run, "bootstrap in-place: %s: %s", run->m->where,
+		    o->message);
+		return;
+	}
+	run->m->host->log(run->m->inst, TROIKA_LOG_INFO, "bootstrap in-place: "
+	    "pc.bootstrap=YES at %s:%" PRId64, run->pos.uuid, run->pos.seqno);
+	mysql_wait_up(run);
+}
+
+/*
+ * A running server that is not Primary becomes the Primary component
+ * where it stands: the members connected to it join it, nothing restarts.
+ */
+static void
+mysql_bootstrap_in_place(struct mysql_run *run)
+{
+	static const char set[] =
+	    "SET GLOBAL wsrep_provider_options = 'pc.bootstrap=YES'";
+	const struct mysql_facts *f = &run->facts;
+	const char *q[2];
+	int r;
+
+	if (mysql_server_position(run, "bootstrap in-place") < 0)
+		return;
+	if (strcmp(f->cluster_status, "Primary") == 0) {
+		/* Formed meanwhile: a second bootstrap is never wanted. */
+		mysql_field(run, "wsrep_cluster_status", "%s",
+		    f->cluster_status);
+		mysql_set_result(run, TROIKA_STATUS_OK, TROIKA_EVIDENCE_NONE,
+		    "bootstrap in-place: %s is Primary already (cluster size "
+		    "%lld): nothing done", run->m->where,
+		    (long long)f->cluster_size);
+		mysql_report_later(run);
+		return;
+	}
+	q[0] = set;
+	q[1] = mysql_q_status;
+	if ((r = mysql_connect(run, q, 2, mysql_run_left_ms(run),
+	    mysql_in_place_done)) < 0)
+		mysql_fail(run, "cannot start a connection: %s", strerror(-r));
 }
 
 static void
@@ -723,6 +809,15 @@ mysql_probe_done(void *arg, struct myconn *c, const struct myconn_outcome *o)
 	myconn_free(c); /* o was inside c */
 	run->conn = NULL;
 	o = &run->conn_out;
+	if (run->in_place && !o->ok) {
+		mysql_fail(run, "refusing to bootstrap in place: the server at "
+		    "%s does not answer (%s)", where, o->message);
+		return;
+	}
+	if (run->in_place) {
+		mysql_bootstrap_in_place(run);
+		return;
+	}
 	if (!mysql_server_answered(o)) {
 		mysql_offline(run);
 		return;
@@ -853,6 +948,22 @@ mysql_action(void *state, struct troika_task *task, const char *name,
 		job = MYSQL_JOB_CHECK;
 	if ((run = mysql_run_new(m, task, job)) == NULL)
 		return;
+	if (job == MYSQL_JOB_BOOTSTRAP && argc > 0) {
+		if (strcmp(argv[0], "in-place") != 0) {
+			mysql_fail(run, "usage: bootstrap [in-place]");
+			return;
+		}
+		run->in_place = 1;
+		mysql_probe(run);
+		return;
+	}
+	if (job == MYSQL_JOB_START && argc > 0) {
+		if (strcmp(argv[0], "nowait") != 0) {
+			mysql_fail(run, "usage: start [nowait]");
+			return;
+		}
+		run->nowait = 1;
+	}
 	switch (job) {
 	case MYSQL_JOB_POSITION:
 		mysql_probe(run);

@@ -133,6 +133,8 @@ struct mysql_run {
 	char recover_log[256]; /* "" when none */
 	struct mysql_ticket *ticket;
 	int desync_on;
+	int nowait;   /* start nowait: done once the service manager is */
+	int in_place; /* bootstrap in-place: a running non-Primary server */
 	int polls;
 	char service_msg[200]; /* what the service manager said */
 

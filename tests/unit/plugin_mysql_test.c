@@ -94,6 +94,7 @@ struct server {
 	char queries[SRV_MAX_QUERIES][256];
 	size_t nqueries;
 	char user[64];
+	int stays_non_primary; /* pc.bootstrap=YES accepted, to no effect */
 };
 
 static const struct kv synced_status[] = {
@@ -422,6 +423,13 @@ server_query(struct sconn *c, const char *q)
 		kv_set(s->status, "wsrep_local_state_comment",
 		    "Donor/Desynced");
 		send_ok(c, 1);
+	} else if (strcmp(q, "SET GLOBAL wsrep_provider_options = "
+	    "'pc.bootstrap=YES'") == 0) {
+		if (!s->stays_non_primary) {
+			kv_set(s->status, "wsrep_cluster_status", "Primary");
+			kv_set(s->status, "wsrep_ready", "ON");
+		}
+		send_ok(c, 0);
 	} else if (strcmp(q, "SET GLOBAL wsrep_desync = OFF") == 0) {
 		kv_set(s->status, "wsrep_local_state", "4");
 		kv_set(s->status, "wsrep_local_state_comment", "Synced");
@@ -1901,6 +1909,117 @@ test_bootstrap_never_primary(void **state)
 	    "non-Primary)");
 }
 
+/* A running non-Primary server made Primary where it stands. */
+static void
+test_bootstrap_in_place(void **state)
+{
+	struct fixture *f = *state;
+	const struct fake_result *r;
+	static const char set[] =
+	    "SET GLOBAL wsrep_provider_options = 'pc.bootstrap=YES'";
+
+	kv_set(f->srv.status, "wsrep_cluster_status", "non-Primary");
+	kv_set(f->srv.status, "wsrep_ready", "OFF");
+	kv_set(f->srv.status, "wsrep_cluster_size", "1");
+	serve(f, SRV_NORMAL);
+	make_datadir(f, UUID, "-1", "0");
+	new_instance(f);
+	r = run_action(f, 3000, "bootstrap", "in-place");
+	assert_int_equal(r->status, TROIKA_STATUS_OK);
+	assert_string_equal(r->message, "bootstrapped in place at " UUID
+	    ":42: Primary, Synced, cluster size 1");
+	assert_string_equal(fake_result_field(r, "cluster_uuid"), UUID);
+	assert_string_equal(fake_result_field(r, "seqno"), "42");
+	assert_string_equal(fake_result_field(r, "source"), "server");
+	assert_string_equal(fake_result_field(r, "wsrep_cluster_status"),
+	    "Primary");
+	assert_true(server_saw(&f->srv, set));
+	/* Nothing started, nothing written: no command, grastate.dat kept. */
+	assert_int_equal(fake_host_spawns(f->fh), 0);
+	assert_int_equal(fake_host_service_calls(f->fh), 0);
+	assert_contains(grastate(f), "safe_to_bootstrap: 0\n");
+	/* Primary now: a second time does nothing. */
+	f->srv.nqueries = 0;
+	r = run_action(f, 2000, "bootstrap", "in-place");
+	assert_int_equal(r->status, TROIKA_STATUS_OK);
+	assert_contains(r->message, "bootstrap in-place: 127.0.0.1:");
+	assert_contains(r->message, " is Primary already (cluster size 1): "
+	    "nothing done");
+	assert_false(server_saw(&f->srv, set));
+}
+
+static void
+test_bootstrap_in_place_refusals(void **state)
+{
+	struct fixture *f = *state;
+	const struct fake_result *r;
+
+	/* No server: nothing to bootstrap in place (and nothing started). */
+	make_datadir(f, UUID, "5", "0");
+	fake_bootstrap_command(f, "");
+	new_instance(f);
+	r = run_action(f, 2000, "bootstrap", "in-place");
+	assert_int_equal(r->status, TROIKA_STATUS_CRITICAL);
+	assert_contains(r->message, "refusing to bootstrap in place: ");
+	assert_int_equal(fake_host_spawns(f->fh), 0);
+	assert_contains(grastate(f), "safe_to_bootstrap: 0\n");
+	r = run_action(f, 2000, "bootstrap", "now");
+	assert_int_equal(r->status, TROIKA_STATUS_CRITICAL);
+	assert_string_equal(r->message, "usage: bootstrap [in-place]");
+}
+
+static void
+test_bootstrap_in_place_never_primary(void **state)
+{
+	struct fixture *f = *state;
+	const struct fake_result *r;
+
+	kv_set(f->srv.status, "wsrep_cluster_status", "non-Primary");
+	f->srv.stays_non_primary = 1;
+	serve(f, SRV_NORMAL);
+	new_instance(f);
+	r = run_action(f, 1500, "bootstrap", "in-place");
+	assert_int_equal(r->status, TROIKA_STATUS_UNKNOWN);
+	assert_string_equal(r->message, "bootstrap in-place: pc.bootstrap=YES "
+	    "was set at " UUID ":42, but the server was not Primary and ready "
+	    "in time (last look: non-Primary)");
+	/* A server without a position is refused before anything is set. */
+	f->srv.nqueries = 0;
+	kv_set(f->srv.status, "wsrep_last_committed", "-1");
+	r = run_action(f, 1500, "bootstrap", "in-place");
+	assert_int_equal(r->status, TROIKA_STATUS_CRITICAL);
+	assert_contains(r->message, "bootstrap in-place: the server at ");
+	assert_contains(r->message, "reports no wsrep position");
+	assert_int_equal(f->srv.nqueries, 1);
+}
+
+/* start nowait: done once the service manager started it. */
+static void
+test_start_nowait(void **state)
+{
+	struct fixture *f = *state;
+	const struct fake_result *r;
+
+	server_start(&f->srv, fake_host_base(f->fh), SRV_NORMAL, "/nonexistent");
+	target_server(f);
+	make_datadir(f, UUID, "-1", "0");
+	fake_mariadbd(f, "echo 'WSREP: Recovered position: " UUID ":77' >> "
+	    "\"$log\"");
+	fake_host_set_service(f->fh, 1, "started");
+	new_instance(f);
+	r = run_action(f, 3000, "start", "nowait");
+	assert_int_equal(r->status, TROIKA_STATUS_OK);
+	assert_string_equal(r->message, "start: started; not waiting for the "
+	    "server to answer");
+	assert_string_equal(fake_host_service_last_op(f->fh), "start");
+	/* The recovered position is in grastate.dat, as for a plain start. */
+	assert_contains(grastate(f), "seqno:   77\n");
+	r = run_action(f, 2000, "start", "later");
+	assert_int_equal(r->status, TROIKA_STATUS_CRITICAL);
+	assert_string_equal(r->message, "usage: start [nowait]");
+	assert_int_equal(fake_host_service_calls(f->fh), 1);
+}
+
 static void
 test_desync(void **state)
 {
@@ -2160,6 +2279,14 @@ main(void)
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bootstrap_never_primary,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bootstrap_in_place, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_bootstrap_in_place_refusals, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_bootstrap_in_place_never_primary, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_start_nowait, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_desync, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_service_without_manager,
 		    setup, teardown),
