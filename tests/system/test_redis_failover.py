@@ -14,6 +14,7 @@ Ports: etcd 2379/2380 on 127.0.1.1-3, Redis 6390, the rest picked free.
 Needs root for its one iptables rule, which it removes however it ends.
 """
 import fcntl
+import json
 import os
 import re
 import shutil
@@ -135,7 +136,8 @@ def test_primary_killed_replica_with_highest_offset_promoted(procs, tmp_path, pb
     with open(ETCD_LOCK, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         # "Restart prevented": the primary's restart command fails.
-        c = ReplicatedCluster(procs, tmp_path, pb, policy=POLICY,
+        c = ReplicatedCluster(procs, tmp_path, pb,
+                              policy=POLICY + hook_yaml(tmp_path / "hook"),
                               restart_argv=["/bin/false"])
         assert ipt("-C", *LAG_RULE, check=False).returncode != 0, \
             "the test's iptables rule is there already: a leftover? (iptables -D " + \
@@ -146,6 +148,26 @@ def test_primary_killed_replica_with_highest_offset_promoted(procs, tmp_path, pb
         finally:
             drop_lag_rule()
             c.stop()
+
+
+def hook_yaml(out):
+    """An exec alert hook for primary_changed: each coordinator that sends
+    (the leader) appends the event's JSON to a file of its own."""
+    out.mkdir()
+    return (f"alerts:\n  hooks:\n    - name: publish\n      kind: exec\n"
+            f"      kinds: [primary_changed]\n"
+            f"      argv: [/bin/sh, -c, 'cat >> {out}/$TROIKA_EVENT_COORDINATOR.json; "
+            f"echo >> {out}/$TROIKA_EVENT_COORDINATOR.json']\n")
+
+
+def hook_events(c):
+    """What the publish hook received, as (file, event) pairs."""
+    out = []
+    for f in sorted((c.run / "hook").glob("*.json")):
+        for line in f.read_text().splitlines():
+            if line.strip():
+                out.append((f.name, json.loads(line)))
+    return out
 
 
 def run_failover(c):
@@ -199,6 +221,16 @@ def run_failover(c):
     events = c.events(leader)
     changed = [e for e in events if e.kind == "primary_changed"]
     assert len(changed) == 1 and changed[0].node == "node-3", changed
+    # ... and the alert hook published it, once, from the leader.
+    got = wait_for(lambda: hook_events(c), 10, interval=0.2, what="the hook's event")
+    time.sleep(1)
+    got = hook_events(c)
+    assert len(got) == 1, got
+    name, ev = got[0]
+    assert name == f"coord-{leader}.json", got
+    assert (ev["kind"], ev["node"], ev["coordinator"]) == (
+        "primary_changed", "node-3", f"coord-{leader}"), ev
+    assert ev["fields"]["address"] == f"{IPS[3]}:{REDIS_PORT}", ev
 
     # The old primary comes back as a master (its own config says so):
     # it is made a replica of node-3.
