@@ -32,7 +32,8 @@ from cluster import ETCD_LOCK, IPS, REDIS_PORT
 from conftest import SANITIZED, wait_for
 from redis_server import RedisError, _encode, _read, command
 from test_etcd import ETCD
-from test_redis_failover import POLICY, ReplicatedCluster, history, pb  # noqa: F401
+from test_redis_failover import (LAG_RULE, POLICY, ReplicatedCluster, drop_lag_rule, history,
+                                 ipt, pb, write_then_wait)  # noqa: F401
 from test_troikactl import ctl
 
 pytestmark = pytest.mark.skipif(not os.path.exists(ETCD),
@@ -279,3 +280,99 @@ def run_switchovers(c, writer):
     assert writer.readonly > 0, "no write met the handover: the test proved nothing"
     print(f"{writer.acked} writes acknowledged, {writer.retries} made again "
           f"({writer.readonly} READONLY)")
+
+
+# A galera cluster beside, for the refusal of its kind; it has no members'
+# checks, so nothing is ever done for it.
+POLICY_WITH_GALERA = POLICY + """\
+    - name: db
+      kind: galera
+      check: db
+      nodes: [node-1, node-2, node-3]
+"""
+
+
+def test_switchover_refused_or_failed(procs, tmp_path, pb):  # noqa: F811
+    """The refusals that need a state (a galera cluster, maintenance, a
+    member down), and a handover Redis gives up: node-2 cannot catch up
+    (an iptables rule drops node-1's replication stream to it), so the
+    FAILOVER times out and node-1 stays the primary, its writes paused
+    only for that long."""
+    with open(ETCD_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        c = ReplicatedCluster(procs, tmp_path, pb, policy=POLICY_WITH_GALERA,
+                              restart_argv=["/bin/false"])
+        assert ipt("-C", *LAG_RULE, check=False).returncode != 0, \
+            "the test's iptables rule is there already: a leftover? (iptables -D " + \
+            " ".join(LAG_RULE) + ")"
+        try:
+            c.start()
+            run_refusals(c)
+        finally:
+            drop_lag_rule()
+            c.stop()
+
+
+def run_refusals(c):
+    admin = c.admin_pb2
+    leader, token = c.leader()
+    assert refused(c, leader, "db") == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "cluster db is of kind galera: a switchover is for redis clusters")
+
+    # A member in maintenance.
+    m = admin.Maintenance(node="node-3", until_unix_nano=time.time_ns() + 60 * 10**9,
+                          reason="test", by="test")
+    c.rpc(leader, "SetMaintenance", admin.SetMaintenanceRequest(maintenance=m),
+          admin.SetMaintenanceResponse)
+    assert refused(c, leader, "cache", "node-2") == (
+        grpc.StatusCode.FAILED_PRECONDITION, "node-3 is in maintenance")
+    c.rpc(leader, "SetMaintenance", admin.SetMaintenanceRequest(maintenance=m, clear=True),
+          admin.SetMaintenanceResponse)
+
+    # node-2 falls behind (its link stays up: repl-timeout is 60 s).
+    ipt("-I", *LAG_RULE)
+    assert write_then_wait(IPS[1], 0, 100, 1) == 1
+    t0 = time.monotonic()
+    pid = switchover_rpc(c, leader, "cache", "node-2").id
+    proc = final(c, leader, pid)
+    took = time.monotonic() - t0
+    assert admin.ActionState.Name(proc.state) == "ACTION_STATE_FAILED", proc
+    assert re.fullmatch(
+        rf"the handover failed: {IPS[1]}:{REDIS_PORT}: FAILOVER TO {IPS[2]} {REDIS_PORT} gave "
+        rf"up, still the master: the target did not catch up or answer within "
+        rf"{HANDOVER_MS} ms; node-1 is still the primary", proc.message), proc.message
+    assert {f.name: f.value for f in proc.fields} == {
+        "primary": "node-1", "address": f"{IPS[1]}:{REDIS_PORT}"}, proc.fields
+    assert took >= int(HANDOVER_MS) / 1000, took
+    assert info(1)["role"] == "master"
+    # Writable again, and nobody else is a master.
+    assert command(IPS[1], REDIS_PORT, "SET", "after", "1") == "OK"
+    assert [info(n)["role"] for n in (2, 3)] == ["slave", "slave"]
+    drop_lag_rule()
+    for n in (1, 2, 3):
+        cl = cluster_status(c, n)
+        assert (cl.primary, cl.procedure_id, cl.procedure_state) == (
+            "node-1", pid, admin.ACTION_STATE_FAILED), (n, cl)
+    want = [
+        ("", "switchover", "node-1 node-2", "FAILED"),
+        ("node-1", "role", "", "SUCCEEDED"),
+        ("node-2", "role", "", "SUCCEEDED"),
+        ("node-3", "role", "", "SUCCEEDED"),
+        ("node-1", "handover", f"{IPS[2]} {REDIS_PORT} {HANDOVER_MS}", "FAILED"),
+    ]
+    for n in (1, 2, 3):
+        got, recs = history(c, n)
+        assert got == want, (n, got)
+        assert all(r.fencing_token == token for r in recs)
+    assert not [e for e in c.events(leader) if e.kind == "primary_changed"]
+
+    # A member whose server is down (and stays down).
+    c.kill_redis(3)
+    wait_for(lambda: [x for x in c.status(leader).nodes if x.node == "node-3"][0]
+             .checks[0].status == c.agent_pb2.CHECK_STATUS_CRITICAL, 10,
+             what="node-3 CRITICAL at the leader")
+    code, details = refused(c, leader, "cache")
+    assert code == grpc.StatusCode.FAILED_PRECONDITION, (code, details)
+    assert re.fullmatch(r"node-3 (is not OK: connection to 127\.0\.1\.3:6390 refused|"
+                        r"has an action of its own running)", details), details
