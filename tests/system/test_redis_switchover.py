@@ -334,9 +334,15 @@ def run_refusals(c):
     ipt("-I", *LAG_RULE)
     assert write_then_wait(IPS[1], 0, 100, 1) == 1
     t0 = time.monotonic()
-    pid = switchover_rpc(c, leader, "cache", "node-2").id
-    proc = final(c, leader, pid)
+    targets = ",".join(c.coord_target(n) for n in (1, 2, 3))
+    rc, out, err = ctl("--coordinator", targets, "switchover", "cache", "--to", "node-2",
+                       "--wait")
     took = time.monotonic() - t0
+    m = re.fullmatch(r"switchover (\S+) started\nswitchover \1 FAILED: (.*)\n", out)
+    assert rc == 1 and m, (rc, out, err)
+    pid = m.group(1)
+    proc = final(c, leader, pid)
+    assert proc.message == m.group(2)
     assert admin.ActionState.Name(proc.state) == "ACTION_STATE_FAILED", proc
     assert re.fullmatch(
         rf"the handover failed: {IPS[1]}:{REDIS_PORT}: FAILOVER TO {IPS[2]} {REDIS_PORT} gave "
