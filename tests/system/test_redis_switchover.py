@@ -213,6 +213,9 @@ def run_switchovers(c, writer):
     assert details == f"cluster cache's switchover {pid} is still running", details
     proc = final(c, leader, pid)
     check_primary(c, leader, 2, (1, 3), proc, writer)
+    hand = [r for r in c.actions(leader) if r.procedure == pid and r.action == "handover"]
+    print(f"switchover {(proc.ended_unix_nano - proc.started_unix_nano) / 1e6:.1f} ms, "
+          f"of which the handover {hand[0].duration_nano / 1e6:.1f} ms")
     assert proc.reason == ("switchover requested by alice: node-1 hands the primary "
                            "role over to node-2"), proc.reason
     first = [
