@@ -223,10 +223,9 @@ redis_primary_down(const struct coord_redis *g, int p)
 	    TROIKA__V1__CHECK_STATUS__CHECK_STATUS_UNKNOWN;
 }
 
-/* "host:port" or "[v6]:port" into the replicate action's two args. */
-static int
-redis_split_address(const char *addr, char *host, size_t hlen, char *port,
-    size_t plen)
+int
+coord_redis_split_address(const char *addr, char *host, size_t hlen,
+    char *port, size_t plen)
 {
 	const char *colon = strrchr(addr, ':');
 	size_t n;
@@ -410,8 +409,8 @@ redis_step(struct coord_redis *g, const struct redis_state *st, uint64_t now)
 	}
 	redis_announce(g, st, best, "failed");
 	addr = redis_fact(g, best, "address");
-	if (addr == NULL || redis_split_address(addr, host, sizeof(host), port,
-	    sizeof(port)) < 0) {
+	if (addr == NULL || coord_redis_split_address(addr, host, sizeof(host),
+	    port, sizeof(port)) < 0) {
 		snprintf(why, sizeof(why), "%s was promoted, but its address "
 		    "is not known (%s): the other replicas were not repointed",
 		    cl->nodes[best], addr != NULL ? addr :
@@ -480,7 +479,7 @@ redis_primary_args(const struct coord_redis *g, int primary, char *host,
 {
 	const char *addr = redis_fact(g, primary, "address");
 
-	return addr != NULL ? redis_split_address(addr, host, hlen, port,
+	return addr != NULL ? coord_redis_split_address(addr, host, hlen, port,
 	    plen) : -ENOENT;
 }
 
@@ -541,12 +540,8 @@ redis_handover_ms(const struct coord_redis *g)
 	return ms > 10000 ? 10000 : ms < 1 ? 1 : ms;
 }
 
-/*
- * Member i's fresh role (its role record) makes it a replica of the
- * primary at host:port with its link up.
- */
-static int
-redis_follows(const Troika__V1__ActionRecord *role, const char *host,
+int
+coord_redis_follows(const Troika__V1__ActionRecord *role, const char *host,
     const char *port)
 {
 	const char *r = redis_rec_field(role, "role");
@@ -557,6 +552,38 @@ redis_follows(const Troika__V1__ActionRecord *role, const char *host,
 	return r != NULL && strcmp(r, "replica") == 0 && mh != NULL &&
 	    mp != NULL && link != NULL && strcmp(mh, host) == 0 &&
 	    strcmp(mp, port) == 0 && strcmp(link, "up") == 0;
+}
+
+int
+coord_redis_pick(const Troika__V1__ActionRecord *const *roles, size_t n,
+    int skip)
+{
+	int64_t best_off = -1;
+	int best = -1;
+
+	for (size_t i = 0; i < n; i++) {
+		const char *r, *off;
+		char *end;
+		long long v;
+
+		if ((int)i == skip || roles[i] == NULL || roles[i]->state !=
+		    TROIKA__V1__ACTION_STATE__ACTION_STATE_SUCCEEDED ||
+		    (r = redis_rec_field(roles[i], "role")) == NULL ||
+		    strcmp(r, "replica") != 0 ||
+		    (off = redis_rec_field(roles[i], "slave_repl_offset")) ==
+		    NULL)
+			continue;
+		errno = 0;
+		v = strtoll(off, &end, 10);
+		if (errno != 0 || *off == '\0' || *end != '\0' || v < 0)
+			continue;
+		/* Strictly higher: a tie goes to the first in the list. */
+		if (v > best_off) {
+			best_off = v;
+			best = (int)i;
+		}
+	}
+	return best;
 }
 
 /*
@@ -574,8 +601,7 @@ redis_switch_prepare(struct coord_redis *g, const struct redis_state *st,
 	char why[512], host[256], port[16], thost[256], tport[16], ms[24];
 	char *args[3] = { thost, tport, ms };
 	const char *addr, *r;
-	int64_t best_off = -1;
-	int best = -1;
+	int best;
 
 	for (size_t i = 0; i < cl->nnodes; i++) {
 		const Troika__V1__ActionRecord *a = st->role[i];
@@ -608,7 +634,7 @@ redis_switch_prepare(struct coord_redis *g, const struct redis_state *st,
 	r = redis_rec_field(st->role[old], "role");
 	addr = redis_rec_field(st->role[old], "address");
 	if (r == NULL || strcmp(r, "master") != 0 || addr == NULL ||
-	    redis_split_address(addr, host, sizeof(host), port,
+	    coord_redis_split_address(addr, host, sizeof(host), port,
 	    sizeof(port)) < 0) {
 		snprintf(why, sizeof(why), "%s answers as %s, not as the "
 		    "primary; nothing was changed", cl->nodes[old],
@@ -618,11 +644,9 @@ redis_switch_prepare(struct coord_redis *g, const struct redis_state *st,
 		return;
 	}
 	for (size_t i = 0; i < cl->nnodes; i++) {
-		const char *off;
-
 		if ((int)i == old)
 			continue;
-		if (!redis_follows(st->role[i], host, port)) {
+		if (!coord_redis_follows(st->role[i], host, port)) {
 			snprintf(why, sizeof(why), "%s is not a replica of %s "
 			    "(%s) with its link up; nothing was changed",
 			    cl->nodes[i], cl->nodes[old], addr);
@@ -631,17 +655,10 @@ redis_switch_prepare(struct coord_redis *g, const struct redis_state *st,
 			    why);
 			return;
 		}
-		off = redis_rec_field(st->role[i], "slave_repl_offset");
-		if (want < 0 && off != NULL && strtoll(off, NULL, 10) >
-		    best_off) {
-			best_off = strtoll(off, NULL, 10);
-			best = (int)i;
-		}
 	}
-	if (want >= 0)
-		best = want;
+	best = want >= 0 ? want : coord_redis_pick(st->role, cl->nnodes, old);
 	if (best < 0 || best == old || (addr = redis_rec_field(
-	    st->role[best], "address")) == NULL || redis_split_address(addr,
+	    st->role[best], "address")) == NULL || coord_redis_split_address(addr,
 	    thost, sizeof(thost), tport, sizeof(tport)) < 0) {
 		redis_finish(g, st, TROIKA__V1__ACTION_STATE__ACTION_STATE_FAILED,
 		    old, best == old ? "the target is the primary already" :

@@ -97,6 +97,21 @@ int coord_redis_switchover(struct coord_redis *g, const char *to,
     const char *by, coord_redis_switch_fn done, void *arg, char *why,
     size_t len);
 
+/* Pure helpers, exposed for the unit tests. */
+struct Troika__V1__ActionRecord;
+/* "host:port" or "[v6]:port" into host and port: 0 or -EINVAL. */
+int coord_redis_split_address(const char *addr, char *host, size_t hlen,
+    char *port, size_t plen);
+/* A role record (fields of the redis plugin's role action) says a
+ * replica of host:port with its link up. */
+int coord_redis_follows(const struct Troika__V1__ActionRecord *role,
+    const char *host, const char *port);
+/* Of succeeded role records (by member; NULL: none), but member skip:
+ * the replica with the highest slave_repl_offset, the first on a tie;
+ * -1: none. */
+int coord_redis_pick(const struct Troika__V1__ActionRecord *const *roles,
+    size_t n, int skip);
+
 /* Leadership lost: forget timers and what was said. */
 void coord_redis_reset(struct coord_redis *g);
 
