@@ -491,7 +491,16 @@ redis_rejoin(struct coord_redis *g, const struct redis_state *st, int primary,
 	const struct coord_cluster *cl = g->p.cl;
 	char why[512], host[256], port[16];
 	char *args[2] = { host, port };
+	const char *prole = redis_fact(g, primary, "role");
 
+	/*
+	 * Never repoint a member to a primary that does not itself answer
+	 * as a master (a handover whose outcome was not known, acknowledged
+	 * by an operator: the records may name the wrong one). Two replicas
+	 * of each other would leave no master at all.
+	 */
+	if (prole == NULL || strcmp(prole, "master") != 0)
+		return;
 	if (redis_primary_args(g, primary, host, sizeof(host), port,
 	    sizeof(port)) < 0)
 		return;

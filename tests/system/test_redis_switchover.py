@@ -283,6 +283,34 @@ def run_switchovers(c, writer):
     assert writer.readonly > 0, "no write met the handover: the test proved nothing"
     print(f"{writer.acked} writes acknowledged, {writer.retries} made again "
           f"({writer.readonly} READONLY)")
+    after_operator_swap(c, leader, new)
+
+
+def after_operator_swap(c, leader, primary):
+    """Someone swaps roles by hand behind troika's back: node-2 made a
+    master and the records' primary its replica. The records now name a
+    replica as the primary: troika must not repoint node-2 to it (two
+    replicas of each other, no master at all). Nothing is done."""
+    admin = c.admin_pb2
+    n_before = len(c.actions(leader))
+    assert command(IPS[2], REDIS_PORT, "REPLICAOF", "NO", "ONE") == "OK"
+    assert command(IPS[primary], REDIS_PORT, "REPLICAOF", IPS[2], str(REDIS_PORT)) == "OK"
+    wait_for(lambda: info(primary).get("master_link_status") == "up", 10,
+             what=f"node-{primary} following node-2")
+
+    def role(n, node):
+        x = [x for x in c.status(n).nodes if x.node == node][0]
+        return {f.name: f.value for f in x.checks[0].fields}.get("role")
+    wait_for(lambda: role(leader, "node-2") == "master" and
+             role(leader, f"node-{primary}") == "replica", 10,
+             what="the leader hearing of the new roles")
+    # A maintenance change makes the leader look at every cluster again.
+    m = admin.Maintenance(node="node-9", until_unix_nano=time.time_ns() + 60 * 10**9)
+    c.rpc(leader, "SetMaintenance", admin.SetMaintenanceRequest(maintenance=m),
+          admin.SetMaintenanceResponse)
+    time.sleep(2)
+    assert len(c.actions(leader)) == n_before, c.actions(leader)[:3]
+    assert info(2)["role"] == "master"
 
 
 # A galera cluster beside, for the refusal of its kind; it has no members'
