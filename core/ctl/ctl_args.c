@@ -74,8 +74,8 @@ ctl_usage(FILE *f)
 	    "DURATION\n"
 	    "                                      [--reason TEXT] [--by WHO]\n"
 	    "       troikactl [options] maintenance off [NODE [CHECK]]\n"
-	    "       troikactl [options] switchover CLUSTER [--to NODE] [--wait] "
-	    "[--by WHO]\n"
+	    "       troikactl [options] switchover CLUSTER [--to NODE]\n"
+	    "                                      [--wait] [--by WHO]\n"
 	    "\n"
 	    "options:\n"
 	    "  --coordinator HOST:PORT  a coordinator to ask; repeat it or "
@@ -356,8 +356,8 @@ ctl_args_sub(struct ctl_opts *o, FILE *err)
 		return 0;
 	if (o->command == CTL_CMD_SWITCHOVER) {
 		if (o->nargs != 1)
-			return ctl_args_error(err, "%s",
-			    "switchover takes one cluster name");
+			return ctl_args_error(
+			    err, "%s", "switchover takes one cluster name");
 		return 0;
 	}
 	if (o->command == CTL_CMD_EVENTS) {
@@ -558,7 +558,7 @@ ctl_args_parse(struct ctl_opts *o, int argc, char **argv,
 	    : o->command == CTL_CMD_MAINTENANCE && o->sub == CTL_SUB_ON
 	    ? CTL_FOR_MAINT_ON
 	    : o->command == CTL_CMD_SWITCHOVER ? CTL_FOR_SWITCHOVER
-	    : 0;
+	                                       : 0;
 	for (size_t i = 0; i < nused; i++) {
 		char msg[128];
 

@@ -32,8 +32,8 @@ ctl_switch_call(struct ctl_rpc *r, const struct ctl_opts *o, const char *path,
 	struct ctl_rpc_reply ac = {desc, NULL};
 	int st;
 
-	st = ctl_rpc_call(r, path, req, o->timeout_ms, &ctl_rpc_reply_handler,
-	    &ac);
+	st = ctl_rpc_call(
+	    r, path, req, o->timeout_ms, &ctl_rpc_reply_handler, &ac);
 	if (st == CTL_RPC_NO_ANSWER)
 		goto fail;
 	if (r->stopped) {
@@ -43,7 +43,8 @@ ctl_switch_call(struct ctl_rpc *r, const struct ctl_opts *o, const char *path,
 	if (st != GRPC_STATUS_OK || ac.msg == NULL) {
 		fprintf(stderr, "troikactl: %s: %s: %s\n", ctl_rpc_target(r),
 		    grpc_status_str(st),
-		    st != GRPC_STATUS_OK ? r->message : "no answer in the reply");
+		    st != GRPC_STATUS_OK ? r->message
+		                         : "no answer in the reply");
 		goto fail;
 	}
 	return ac.msg;
@@ -54,8 +55,8 @@ fail:
 }
 
 static int
-ctl_switch_print(const struct ctl_opts *o, const ProtobufCMessage *m,
-    const char *line)
+ctl_switch_print(
+    const struct ctl_opts *o, const ProtobufCMessage *m, const char *line)
 {
 	struct evbuffer *out = evbuffer_new();
 	int e = -ENOMEM;
@@ -85,7 +86,8 @@ fail:
 static int
 ctl_switch_wait(struct ctl_rpc *r, const struct ctl_opts *o, const char *id)
 {
-	Troika__V1__ListActionsRequest req = TROIKA__V1__LIST_ACTIONS_REQUEST__INIT;
+	Troika__V1__ListActionsRequest req =
+	    TROIKA__V1__LIST_ACTIONS_REQUEST__INIT;
 	const struct timespec pause = {0, CTL_SWITCH_POLL_MS * 1000000L};
 
 	req.limit = CTL_SWITCH_LIMIT;
@@ -109,24 +111,28 @@ ctl_switch_wait(struct ctl_rpc *r, const struct ctl_opts *o, const char *id)
 			protobuf_c_message_free_unpacked(&rep->base, NULL);
 			return CTL_EXIT_FAIL;
 		}
-		if (a->state != TROIKA__V1__ACTION_STATE__ACTION_STATE_RUNNING) {
+		if (a->state !=
+		    TROIKA__V1__ACTION_STATE__ACTION_STATE_RUNNING) {
 			ctl_enum_short(&troika__v1__action_state__descriptor,
 			    (int)a->state, "ACTION_STATE_", 0, state,
 			    sizeof(state));
 			snprintf(line, sizeof(line), "switchover %s %s: %s", id,
 			    state, a->message);
 			rc = ctl_switch_print(o, &a->base, line) != 0 ||
-			    a->state !=
-			    TROIKA__V1__ACTION_STATE__ACTION_STATE_SUCCEEDED ?
-			    CTL_EXIT_FAIL : CTL_EXIT_OK;
+			        a->state !=
+			            TROIKA__V1__ACTION_STATE__ACTION_STATE_SUCCEEDED
+			    ? CTL_EXIT_FAIL
+			    : CTL_EXIT_OK;
 			protobuf_c_message_free_unpacked(&rep->base, NULL);
 			return rc;
 		}
 		protobuf_c_message_free_unpacked(&rep->base, NULL);
 		nanosleep(&pause, NULL);
 		if (r->interrupted) {
-			fprintf(stderr, "troikactl: interrupted; switchover %s "
-			    "goes on\n", id);
+			fprintf(stderr,
+			    "troikactl: interrupted; switchover %s "
+			    "goes on\n",
+			    id);
 			return CTL_EXIT_FAIL;
 		}
 	}
@@ -135,7 +141,8 @@ ctl_switch_wait(struct ctl_rpc *r, const struct ctl_opts *o, const char *id)
 int
 ctl_switch_run(const struct ctl_opts *o)
 {
-	Troika__V1__SwitchoverRequest req = TROIKA__V1__SWITCHOVER_REQUEST__INIT;
+	Troika__V1__SwitchoverRequest req =
+	    TROIKA__V1__SWITCHOVER_REQUEST__INIT;
 	Troika__V1__SwitchoverResponse *rep = NULL;
 	char who[256];
 	struct ctl_rpc r;
@@ -160,8 +167,9 @@ ctl_switch_run(const struct ctl_opts *o)
 		goto out;
 	/* Without --wait the id alone, for scripts; with it, the end. */
 	if (!o->wait) {
-		rc = ctl_switch_print(o, &rep->base, rep->id) != 0 ?
-		    CTL_EXIT_FAIL : CTL_EXIT_OK;
+		rc = ctl_switch_print(o, &rep->base, rep->id) != 0
+		    ? CTL_EXIT_FAIL
+		    : CTL_EXIT_OK;
 		goto out;
 	}
 	if (!o->json) {
