@@ -5,9 +5,9 @@
  *     CheckResults): it is packed before the handler returns, so nothing
  *     is copied.
  *   ListActions: the records every coordinator mirrors.
- *   AcknowledgeAction, SetMaintenance: writes to the store; the answer
- *     comes when etcd has answered. A client gone by then is no harm: the
- *     call's context outlives it (coord_admin_op).
+ *   AcknowledgeAction, SetMaintenance, Switchover: writes to the store;
+ *     the answer comes when etcd has answered. A client gone by then is
+ *     no harm: the call's context outlives it (coord_admin_op).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -17,6 +17,7 @@
 #include "coord_conf.h"
 #include "coord_quorum.h"
 #include "coord_recovery.h"
+#include "coord_redis.h"
 #include "coord_tilt.h"
 #include "coord_view.h"
 #include "troika/v1/admin.pb-c.h"
@@ -355,6 +356,97 @@ out:
 	troika__v1__set_maintenance_request__free_unpacked(req, NULL);
 }
 
+/* ---- Switchover ---- */
+
+static void
+coord_admin_switched(int ok, const char *id, void *arg)
+{
+	struct coord_admin_op *op = arg;
+	Troika__V1__SwitchoverResponse rep =
+	    TROIKA__V1__SWITCHOVER_RESPONSE__INIT;
+
+	if (!coord_admin_op_done(op))
+		return;
+	if (!ok) {
+		grpc_call_finish(op->call, GRPC_STATUS_UNAVAILABLE,
+		    "the switchover's record was not written");
+		return;
+	}
+	rep.id = (char *)(uintptr_t)id;
+	if (coord_send(op->call, &rep.base) == 0)
+		grpc_call_finish(op->call, GRPC_STATUS_OK, NULL);
+}
+
+static void
+coord_admin_switchover(struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	struct coord_admin_op *op = grpc_call_data(call);
+	struct coord *c = op->c;
+	Troika__V1__SwitchoverRequest *req;
+	const struct coord_cluster *cl = NULL;
+	struct coord_redis *g;
+	char why[512];
+	int r;
+
+	if ((req = troika__v1__switchover_request__unpack(NULL, len,
+	    msg)) == NULL) {
+		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
+		    "cannot parse SwitchoverRequest");
+		return;
+	}
+	for (size_t i = 0; i < c->conf->nclusters; i++)
+		if (strcmp(c->conf->clusters[i].name, req->cluster) == 0)
+			cl = &c->conf->clusters[i];
+	if (cl == NULL) {
+		snprintf(why, sizeof(why), "no cluster \"%s\" in "
+		    "recovery.clusters", req->cluster);
+		grpc_call_finish(call, GRPC_STATUS_NOT_FOUND, why);
+		goto out;
+	}
+	if ((g = coord_recovery_redis(c->recovery, cl->name)) == NULL) {
+		snprintf(why, sizeof(why), "cluster %s is of kind %s: a "
+		    "switchover is for redis clusters", cl->name,
+		    coord_cluster_kind_str(cl->kind));
+		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, why);
+		goto out;
+	}
+	if (!coord_quorum_is_leader(c->quorum)) {
+		coord_admin_not_leader(call, c);
+		goto out;
+	}
+	if (!coord_quorum_ok(c->quorum)) {
+		grpc_call_finish(call, GRPC_STATUS_UNAVAILABLE,
+		    coord_quorum_reason(c->quorum));
+		goto out;
+	}
+	op->pending = 1;
+	r = coord_redis_switchover(g, req->to_node, req->requested_by,
+	    coord_admin_switched, op, why, sizeof(why));
+	if (r < 0) {
+		op->pending = 0;
+		if (r == -EPERM)
+			coord_admin_not_leader(call, c);
+		else if (r == -EINVAL)
+			grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, why);
+		else if (r == -ENOMEM)
+			grpc_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+			    why);
+		else if (r == -EIO)
+			grpc_call_finish(call, GRPC_STATUS_UNAVAILABLE, why);
+		else
+			grpc_call_finish(call, GRPC_STATUS_FAILED_PRECONDITION,
+			    why);
+	}
+out:
+	troika__v1__switchover_request__free_unpacked(req, NULL);
+}
+
+static const struct grpc_handler coord_admin_switchover_handler = {
+    .start = coord_admin_op_start,
+    .message = coord_admin_switchover,
+    .close = coord_admin_op_close,
+};
+
 static const struct grpc_handler coord_admin_list_handler = {
     .start = coord_admin_start,
     .message = coord_admin_list_actions,
@@ -388,6 +480,9 @@ coord_admin_register(struct coord *c)
 	    { .path = "/troika.v1.Admin/SetMaintenance",
 	      .kind = GRPC_METHOD_UNARY, .handler = &coord_admin_maint_handler,
 	      .arg = c },
+	    { .path = "/troika.v1.Admin/Switchover",
+	      .kind = GRPC_METHOD_UNARY,
+	      .handler = &coord_admin_switchover_handler, .arg = c },
 	};
 
 	for (size_t i = 0; i < sizeof(ms) / sizeof(ms[0]); i++)

@@ -116,9 +116,14 @@ coord_procedure_read(struct coord_procedure *p, uint64_t now,
 		    pb->started_unix_nano;
 
 		if (pb->node[0] != '\0' || strcmp(pb->cluster,
-		    p->cl->name) != 0 || strcmp(pb->action, p->action) != 0)
+		    p->cl->name) != 0)
 			continue;
+		/* Any procedure of the cluster (a failover or an operator's
+		 * switchover) is its latest; only p->action's count for
+		 * max_attempts and backoff. */
 		st->proc = pb;
+		if (strcmp(pb->action, p->action) != 0)
+			continue;
 		if (pb->started_unix_nano + procedure_ns(pol->window_ms) >= now)
 			st->procs_in_window++;
 		if (!coord_recovery_record_open(pb) && end > st->last_proc_end)

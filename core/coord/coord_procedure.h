@@ -37,7 +37,11 @@ struct coord_procedure {
 	int escalated;          /* max_attempts reached, said once */
 };
 
-/* The cluster's latest procedure and what its steps say in general. */
+/*
+ * The cluster's latest procedure (of any action: a redis cluster has
+ * failovers and switchovers) and what its steps say in general; the
+ * window and the last end count procedures of p->action only.
+ */
 struct coord_procedure_state {
 	const Troika__V1__ActionRecord *proc;    /* NULL: never one */
 	const Troika__V1__ActionRecord *running; /* a step in flight */

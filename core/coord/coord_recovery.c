@@ -1382,6 +1382,16 @@ coord_recovery_busy(const struct coord_recovery *r, const char *node,
 	return h.open;
 }
 
+struct coord_redis *
+coord_recovery_redis(struct coord_recovery *r, const char *cluster)
+{
+	for (size_t i = 0; i < r->nprocs; i++)
+		if (r->procs[i].redis != NULL &&
+		    strcmp(r->procs[i].cl->name, cluster) == 0)
+			return r->procs[i].redis;
+	return NULL;
+}
+
 size_t
 coord_recovery_clusters(struct coord_recovery *r,
     Troika__V1__ClusterStatus *out, size_t max)
@@ -1464,6 +1474,8 @@ coord_recovery_begin(struct coord_recovery *r,
 	b->timeout_ns = s->timeout_ns;
 	snprintf(id, sizeof(id), "%012lld-%06llu", (long long)r->token,
 	    (unsigned long long)++r->seq);
+	if (s->ret_id != NULL)
+		snprintf(s->ret_id, s->ret_id_len, "%s", id);
 	rec.id = id;
 	rec.node = (char *)(uintptr_t)s->node;
 	rec.check = (char *)(uintptr_t)s->check;

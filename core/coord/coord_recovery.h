@@ -101,6 +101,8 @@ struct coord_recovery_step {
 	const char *cluster;
 	const char *reason;
 	uint64_t timeout_ns;    /* then the record locks */
+	char *ret_id;           /* if not NULL: the record's id, */
+	size_t ret_id_len;      /* COORD_PROCEDURE_ID_MAX is enough */
 };
 
 /* RUNNING or LOCKED: the record's action has no final outcome yet. */
@@ -118,6 +120,10 @@ int coord_recovery_node_settled(struct coord_recovery *r, const char *node);
 /* An action of (node, check)'s own is running, locked or being written. */
 int coord_recovery_busy(const struct coord_recovery *r, const char *node,
     const char *check);
+
+/* The failover of the redis cluster named so; NULL: none. */
+struct coord_redis *coord_recovery_redis(struct coord_recovery *r,
+    const char *cluster);
 
 /* Every recovery.clusters entry as GetStatus shows it, up to max. */
 struct Troika__V1__ClusterStatus;

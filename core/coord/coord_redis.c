@@ -38,7 +38,14 @@ struct redis_state {
 	const Troika__V1__ActionRecord *role[COORD_CONF_MAX_MEMBERS];
 	const Troika__V1__ActionRecord *promote;
 	const Troika__V1__ActionRecord *replicate[COORD_CONF_MAX_MEMBERS];
-	const Troika__V1__ActionRecord *last_promote; /* of any failover */
+	const Troika__V1__ActionRecord *handover; /* a switchover's */
+	/*
+	 * The member the last change of primary made the primary (a
+	 * failover's promote, a switchover's handover), -1: none yet; and
+	 * that step's record.
+	 */
+	int last_primary;
+	const Troika__V1__ActionRecord *last_change;
 	const Troika__V1__ActionRecord *rejoin[COORD_CONF_MAX_MEMBERS];
 };
 
@@ -65,6 +72,50 @@ redis_fact(const struct coord_redis *g, int m, const char *name)
 	    name) : NULL;
 }
 
+/* "host:port", or "[host]:port" for an IPv6 address. */
+static void
+redis_join_address(const char *host, const char *port, char *buf, size_t len)
+{
+	snprintf(buf, len, strchr(host, ':') != NULL ? "[%s]:%s" : "%s:%s",
+	    host, port);
+}
+
+/*
+ * The member a handover step handed the primary role to: the one whose
+ * address (its role record of the same switchover, else its latest
+ * result) is the step's host and port. -1: none.
+ */
+static int
+redis_handover_target(const struct coord_redis *g,
+    const Troika__V1__ActionRecord *const *recs, size_t n,
+    const Troika__V1__ActionRecord *h)
+{
+	char want[300];
+	int m;
+
+	if (h->n_args < 2)
+		return -1;
+	redis_join_address(h->args[0], h->args[1], want, sizeof(want));
+	for (size_t i = 0; i < n; i++) {
+		const char *a;
+
+		if (strcmp(recs[i]->procedure, h->procedure) != 0 ||
+		    strcmp(recs[i]->action, "role") != 0 ||
+		    (a = redis_rec_field(recs[i], "address")) == NULL ||
+		    strcmp(a, want) != 0)
+			continue;
+		if ((m = coord_procedure_member(&g->p, recs[i]->node)) >= 0)
+			return m;
+	}
+	for (size_t i = 0; i < g->p.cl->nnodes; i++) {
+		const char *a = redis_fact(g, (int)i, "address");
+
+		if (a != NULL && strcmp(a, want) == 0)
+			return (int)i;
+	}
+	return -1;
+}
+
 static void
 redis_read(struct coord_redis *g, uint64_t now, struct redis_state *st)
 {
@@ -73,6 +124,7 @@ redis_read(struct coord_redis *g, uint64_t now, struct redis_state *st)
 	size_t n;
 
 	memset(st, 0, sizeof(*st));
+	st->last_primary = -1;
 	n = coord_procedure_read(&g->p, now, &st->ps, &recs);
 	proc = st->ps.proc != NULL ? st->ps.proc->id : NULL;
 	for (size_t i = 0; i < n; i++) {
@@ -83,8 +135,21 @@ redis_read(struct coord_redis *g, uint64_t now, struct redis_state *st)
 		    (m = coord_procedure_member(&g->p, pb->node)) < 0)
 			continue;
 		if (strcmp(pb->action, "promote") == 0 && pb->state ==
-		    TROIKA__V1__ACTION_STATE__ACTION_STATE_SUCCEEDED)
-			st->last_promote = pb;
+		    TROIKA__V1__ACTION_STATE__ACTION_STATE_SUCCEEDED) {
+			st->last_primary = m;
+			st->last_change = pb;
+		}
+		/* A planned switchover is a change of primary too. */
+		if (strcmp(pb->action, "handover") == 0 && pb->state ==
+		    TROIKA__V1__ACTION_STATE__ACTION_STATE_SUCCEEDED &&
+		    pb->procedure[0] != '\0') {
+			int t = redis_handover_target(g, recs, n, pb);
+
+			if (t >= 0) {
+				st->last_primary = t;
+				st->last_change = pb;
+			}
+		}
 		if (pb->procedure[0] == '\0') {
 			if (strcmp(pb->action, "replicate") == 0)
 				st->rejoin[m] = pb;
@@ -98,6 +163,8 @@ redis_read(struct coord_redis *g, uint64_t now, struct redis_state *st)
 			st->promote = pb;
 		else if (strcmp(pb->action, "replicate") == 0)
 			st->replicate[m] = pb;
+		else if (strcmp(pb->action, "handover") == 0)
+			st->handover = pb;
 	}
 }
 
@@ -110,8 +177,8 @@ redis_primary(const struct coord_redis *g, const struct redis_state *st)
 {
 	const struct coord_cluster *cl = g->p.cl;
 
-	if (st->last_promote != NULL)
-		return coord_procedure_member(&g->p, st->last_promote->node);
+	if (st->last_primary >= 0)
+		return st->last_primary;
 	for (size_t i = 0; i < cl->nnodes; i++) {
 		const char *role = redis_fact(g, (int)i, "role");
 
@@ -156,10 +223,9 @@ redis_primary_down(const struct coord_redis *g, int p)
 	    TROIKA__V1__CHECK_STATUS__CHECK_STATUS_UNKNOWN;
 }
 
-/* "host:port" or "[v6]:port" into the replicate action's two args. */
-static int
-redis_split_address(const char *addr, char *host, size_t hlen, char *port,
-    size_t plen)
+int
+coord_redis_split_address(const char *addr, char *host, size_t hlen,
+    char *port, size_t plen)
 {
 	const char *colon = strrchr(addr, ':');
 	size_t n;
@@ -208,7 +274,8 @@ redis_finish(struct coord_redis *g, const struct redis_state *st, int state,
 }
 
 static void
-redis_announce(struct coord_redis *g, const struct redis_state *st, int m)
+redis_announce(struct coord_redis *g, const struct redis_state *st, int m,
+    const char *how)
 {
 	const struct coord_cluster *cl = g->p.cl;
 	const char *addr = redis_fact(g, m, "address");
@@ -221,9 +288,9 @@ redis_announce(struct coord_redis *g, const struct redis_state *st, int m)
 	    st->ps.proc->id);
 	coord_events_emit(g->p.c, "primary_changed",
 	    TROIKA__V1__SEVERITY__SEVERITY_WARNING, cl->nodes[m], cl->check,
-	    f, 3, "cluster %s: %s (%s) is the primary now; %s failed",
+	    f, 3, "cluster %s: %s (%s) is the primary now; %s %s",
 	    cl->name, cl->nodes[m], addr != NULL ? addr : "?",
-	    st->ps.proc->args[0]);
+	    st->ps.proc->args[0], how);
 }
 
 /* Before the promotion: the replicas' offsets, then the choice. */
@@ -340,10 +407,10 @@ redis_step(struct coord_redis *g, const struct redis_state *st, uint64_t now)
 		    -1, why);
 		return;
 	}
-	redis_announce(g, st, best);
+	redis_announce(g, st, best, "failed");
 	addr = redis_fact(g, best, "address");
-	if (addr == NULL || redis_split_address(addr, host, sizeof(host), port,
-	    sizeof(port)) < 0) {
+	if (addr == NULL || coord_redis_split_address(addr, host, sizeof(host),
+	    port, sizeof(port)) < 0) {
 		snprintf(why, sizeof(why), "%s was promoted, but its address "
 		    "is not known (%s): the other replicas were not repointed",
 		    cl->nodes[best], addr != NULL ? addr :
@@ -412,7 +479,7 @@ redis_primary_args(const struct coord_redis *g, int primary, char *host,
 {
 	const char *addr = redis_fact(g, primary, "address");
 
-	return addr != NULL ? redis_split_address(addr, host, hlen, port,
+	return addr != NULL ? coord_redis_split_address(addr, host, hlen, port,
 	    plen) : -ENOENT;
 }
 
@@ -424,7 +491,16 @@ redis_rejoin(struct coord_redis *g, const struct redis_state *st, int primary,
 	const struct coord_cluster *cl = g->p.cl;
 	char why[512], host[256], port[16];
 	char *args[2] = { host, port };
+	const char *prole = redis_fact(g, primary, "role");
 
+	/*
+	 * Never repoint a member to a primary that does not itself answer
+	 * as a master (a handover whose outcome was not known, acknowledged
+	 * by an operator: the records may name the wrong one). Two replicas
+	 * of each other would leave no master at all.
+	 */
+	if (prole == NULL || strcmp(prole, "master") != 0)
+		return;
 	if (redis_primary_args(g, primary, host, sizeof(host), port,
 	    sizeof(port)) < 0)
 		return;
@@ -460,6 +536,384 @@ redis_rejoin(struct coord_redis *g, const struct redis_state *st, int primary,
 	}
 }
 
+/* ---- a planned switchover (coord_redis_switchover) ---- */
+
+/* The handover's FAILOVER TIMEOUT: half the action's time, at most 10 s. */
+static int64_t
+redis_handover_ms(const struct coord_redis *g)
+{
+	const struct coord_policy *pol = coord_conf_policy(g->p.c->conf,
+	    g->p.cl->check);
+	int64_t ms = pol->action_timeout_ms / 2;
+
+	return ms > 10000 ? 10000 : ms < 1 ? 1 : ms;
+}
+
+int
+coord_redis_follows(const Troika__V1__ActionRecord *role, const char *host,
+    const char *port)
+{
+	const char *r = redis_rec_field(role, "role");
+	const char *mh = redis_rec_field(role, "master_host");
+	const char *mp = redis_rec_field(role, "master_port");
+	const char *link = redis_rec_field(role, "master_link_status");
+
+	return r != NULL && strcmp(r, "replica") == 0 && mh != NULL &&
+	    mp != NULL && link != NULL && strcmp(mh, host) == 0 &&
+	    strcmp(mp, port) == 0 && strcmp(link, "up") == 0;
+}
+
+int
+coord_redis_pick(const Troika__V1__ActionRecord *const *roles, size_t n,
+    int skip)
+{
+	int64_t best_off = -1;
+	int best = -1;
+
+	for (size_t i = 0; i < n; i++) {
+		const char *r, *off;
+		char *end;
+		long long v;
+
+		if ((int)i == skip || roles[i] == NULL || roles[i]->state !=
+		    TROIKA__V1__ACTION_STATE__ACTION_STATE_SUCCEEDED ||
+		    (r = redis_rec_field(roles[i], "role")) == NULL ||
+		    strcmp(r, "replica") != 0 ||
+		    (off = redis_rec_field(roles[i], "slave_repl_offset")) ==
+		    NULL)
+			continue;
+		errno = 0;
+		v = strtoll(off, &end, 10);
+		if (errno != 0 || *off == '\0' || *end != '\0' || v < 0)
+			continue;
+		/* Strictly higher: a tie goes to the first in the list. */
+		if (v > best_off) {
+			best_off = v;
+			best = (int)i;
+		}
+	}
+	return best;
+}
+
+/*
+ * Before the handover: the role of every member, the primary still a
+ * master and every other member its replica with the link up; then the
+ * handover to the target (the operator's, or the replica with the
+ * highest offset). Nothing has changed yet: any doubt ends it FAILED.
+ */
+static void
+redis_switch_prepare(struct coord_redis *g, const struct redis_state *st,
+    int old, int want)
+{
+	const struct coord_cluster *cl = g->p.cl;
+	const Troika__V1__ActionRecord *proc = st->ps.proc;
+	char why[512], host[256], port[16], thost[256], tport[16], ms[24];
+	char *args[3] = { thost, tport, ms };
+	const char *addr, *r;
+	int best;
+
+	for (size_t i = 0; i < cl->nnodes; i++) {
+		const Troika__V1__ActionRecord *a = st->role[i];
+
+		if (a != NULL && a->state !=
+		    TROIKA__V1__ACTION_STATE__ACTION_STATE_SUCCEEDED) {
+			snprintf(why, sizeof(why), "role of %s: %s; nothing "
+			    "was changed", cl->nodes[i], a->message);
+			redis_finish(g, st,
+			    TROIKA__V1__ACTION_STATE__ACTION_STATE_FAILED, old,
+			    why);
+			return;
+		}
+		if (a != NULL)
+			continue;
+		if (!coord_agent_connected(g->p.c, cl->nodes[i])) {
+			snprintf(why, sizeof(why), "%s's agent has no stream "
+			    "to the leader; nothing was changed", cl->nodes[i]);
+			redis_finish(g, st,
+			    TROIKA__V1__ACTION_STATE__ACTION_STATE_FAILED, old,
+			    why);
+			return;
+		}
+		snprintf(why, sizeof(why), "switchover of cluster %s: the "
+		    "members' roles and offsets, fresh", cl->name);
+		coord_procedure_begin(&g->p, proc->id, cl->nodes[i], "role",
+		    NULL, 0, why);
+		return;
+	}
+	r = redis_rec_field(st->role[old], "role");
+	addr = redis_rec_field(st->role[old], "address");
+	if (r == NULL || strcmp(r, "master") != 0 || addr == NULL ||
+	    coord_redis_split_address(addr, host, sizeof(host), port,
+	    sizeof(port)) < 0) {
+		snprintf(why, sizeof(why), "%s answers as %s, not as the "
+		    "primary; nothing was changed", cl->nodes[old],
+		    r != NULL ? r : "nothing");
+		redis_finish(g, st, TROIKA__V1__ACTION_STATE__ACTION_STATE_FAILED,
+		    old, why);
+		return;
+	}
+	for (size_t i = 0; i < cl->nnodes; i++) {
+		if ((int)i == old)
+			continue;
+		if (!coord_redis_follows(st->role[i], host, port)) {
+			snprintf(why, sizeof(why), "%s is not a replica of %s "
+			    "(%s) with its link up; nothing was changed",
+			    cl->nodes[i], cl->nodes[old], addr);
+			redis_finish(g, st,
+			    TROIKA__V1__ACTION_STATE__ACTION_STATE_FAILED, old,
+			    why);
+			return;
+		}
+	}
+	best = want >= 0 ? want : coord_redis_pick(st->role, cl->nnodes, old);
+	if (best < 0 || best == old || (addr = redis_rec_field(
+	    st->role[best], "address")) == NULL || coord_redis_split_address(addr,
+	    thost, sizeof(thost), tport, sizeof(tport)) < 0) {
+		redis_finish(g, st, TROIKA__V1__ACTION_STATE__ACTION_STATE_FAILED,
+		    old, best == old ? "the target is the primary already" :
+		    "no replica with a known address and offset to hand over "
+		    "to; nothing was changed");
+		return;
+	}
+	snprintf(ms, sizeof(ms), "%" PRId64, redis_handover_ms(g));
+	snprintf(why, sizeof(why), "%s hands the primary role over to %s "
+	    "(%s): writes paused until it has caught up", cl->nodes[old],
+	    cl->nodes[best], want >= 0 ? "the operator's choice" :
+	    "the replica with the highest offset");
+	coord_procedure_begin(&g->p, proc->id, cl->nodes[old], "handover",
+	    args, 3, why);
+}
+
+static void
+redis_switch_step(struct coord_redis *g, const struct redis_state *st)
+{
+	const struct coord_cluster *cl = g->p.cl;
+	const Troika__V1__ActionRecord *proc = st->ps.proc;
+	int old = proc->n_args > 0 ? coord_procedure_member(&g->p,
+	    proc->args[0]) : -1;
+	int want = proc->n_args > 1 ? coord_procedure_member(&g->p,
+	    proc->args[1]) : -1, to;
+	char why[512], host[256], port[16];
+	char *args[2] = { host, port };
+
+	if (st->ps.running != NULL)
+		return; /* its end brings us back */
+	if (st->ps.locked != NULL) {
+		snprintf(why, sizeof(why), "step %s (%s on %s) has no known "
+		    "outcome: look at the cluster, then acknowledge",
+		    st->ps.locked->id, st->ps.locked->action,
+		    st->ps.locked->node);
+		redis_finish(g, st, TROIKA__V1__ACTION_STATE__ACTION_STATE_LOCKED,
+		    -1, why);
+		return;
+	}
+	if (old < 0 || (proc->n_args > 1 && want < 0)) {
+		redis_finish(g, st, TROIKA__V1__ACTION_STATE__ACTION_STATE_FAILED,
+		    -1, "the record names no member as the primary or the "
+		    "target");
+		return;
+	}
+	if (st->handover == NULL) {
+		redis_switch_prepare(g, st, old, want);
+		return;
+	}
+	if (st->handover->state !=
+	    TROIKA__V1__ACTION_STATE__ACTION_STATE_SUCCEEDED) {
+		snprintf(why, sizeof(why), "the handover failed: %s; %s is "
+		    "still the primary", st->handover->message,
+		    cl->nodes[old]);
+		redis_finish(g, st, TROIKA__V1__ACTION_STATE__ACTION_STATE_FAILED,
+		    old, why);
+		return;
+	}
+	/* redis_read() made its target the primary. */
+	if ((to = st->last_change == st->handover ? st->last_primary : -1) <
+	    0) {
+		redis_finish(g, st, TROIKA__V1__ACTION_STATE__ACTION_STATE_LOCKED,
+		    -1, "the handover succeeded, but its target is no member "
+		    "known by that address: look at the cluster");
+		return;
+	}
+	redis_announce(g, st, to, "handed the role over (switchover)");
+	snprintf(host, sizeof(host), "%s", st->handover->args[0]);
+	snprintf(port, sizeof(port), "%s", st->handover->args[1]);
+	for (size_t i = 0; i < cl->nnodes; i++) {
+		const Troika__V1__ActionRecord *s = st->replicate[i];
+
+		if ((int)i == to || (int)i == old || (s != NULL &&
+		    s->state == TROIKA__V1__ACTION_STATE__ACTION_STATE_SUCCEEDED))
+			continue;
+		if (s != NULL) {
+			snprintf(why, sizeof(why), "%s is the primary, but %s "
+			    "does not follow it: %s", cl->nodes[to],
+			    cl->nodes[i], s->message);
+			redis_finish(g, st,
+			    TROIKA__V1__ACTION_STATE__ACTION_STATE_FAILED, to,
+			    why);
+			return;
+		}
+		snprintf(why, sizeof(why), "%s is the primary now: %s follows "
+		    "it", cl->nodes[to], cl->nodes[i]);
+		coord_procedure_begin(&g->p, proc->id, cl->nodes[i], "replicate",
+		    args, 2, why);
+		return;
+	}
+	snprintf(why, sizeof(why), "%s handed the primary role over to %s; "
+	    "%s and the other replicas follow it", cl->nodes[old],
+	    cl->nodes[to], cl->nodes[old]);
+	redis_finish(g, st, TROIKA__V1__ACTION_STATE__ACTION_STATE_SUCCEEDED,
+	    to, why);
+}
+
+struct redis_switch_write {
+	struct coord_redis *g;
+	coord_redis_switch_fn done;
+	void *arg;
+	char id[COORD_PROCEDURE_ID_MAX];
+};
+
+static void
+redis_switch_written(int ok, void *arg)
+{
+	struct redis_switch_write *w = arg;
+
+	w->g->p.starting = 0;
+	coord_procedure_wake_in(&w->g->p, 0);
+	w->done(ok, w->id, w->arg);
+	free(w);
+}
+
+int
+coord_redis_switchover(struct coord_redis *g, const char *to, const char *by,
+    coord_redis_switch_fn done, void *arg, char *why, size_t len)
+{
+	const struct coord_cluster *cl = g->p.cl;
+	struct redis_state st;
+	struct redis_switch_write *w;
+	char reason[512], host[256], port[16];
+	char *args[2];
+	int p, t = -1, rc;
+
+	if (!coord_recovery_deciding(g->p.r)) {
+		snprintf(why, len, "not the leader with quorum");
+		return -EPERM;
+	}
+	if (to != NULL && *to != '\0' &&
+	    (t = coord_procedure_member(&g->p, to)) < 0) {
+		snprintf(why, len, "%s is not a member of cluster %s", to,
+		    cl->name);
+		return -EINVAL;
+	}
+	if (g->p.starting) {
+		snprintf(why, len, "a record of cluster %s is being written; "
+		    "try again", cl->name);
+		return -EBUSY;
+	}
+	redis_read(g, coord_now_ns(), &st);
+	if (st.ps.proc != NULL && coord_recovery_record_open(st.ps.proc)) {
+		snprintf(why, len, "cluster %s's %s %s is %s", cl->name,
+		    st.ps.proc->action, st.ps.proc->id, st.ps.proc->state ==
+		    TROIKA__V1__ACTION_STATE__ACTION_STATE_LOCKED ?
+		    "locked: acknowledge it first" : "still running");
+		return -EBUSY;
+	}
+	if ((p = redis_primary(g, &st)) < 0 || redis_primary_args(g, p, host,
+	    sizeof(host), port, sizeof(port)) < 0) {
+		snprintf(why, len, "the primary of cluster %s is not known",
+		    cl->name);
+		return -EAGAIN;
+	}
+	if (t == p) {
+		snprintf(why, len, "%s is the primary of cluster %s already",
+		    to, cl->name);
+		return -EALREADY;
+	}
+	for (size_t i = 0; i < cl->nnodes; i++) {
+		const char *node = cl->nodes[i];
+		const Troika__V1__CheckResult *res = coord_member_result(g->p.c,
+		    node, cl->check);
+
+		if (coord_recovery_in_maintenance(g->p.r, node, cl->check)) {
+			snprintf(why, len, "%s is in maintenance", node);
+			return -EAGAIN;
+		}
+		if (coord_recovery_busy(g->p.r, node, cl->check) ||
+		    (st.rejoin[i] != NULL &&
+		    coord_recovery_record_open(st.rejoin[i]))) {
+			snprintf(why, len, "%s has an action of its own "
+			    "running", node);
+			return -EBUSY;
+		}
+		if (!coord_agent_connected(g->p.c, node)) {
+			snprintf(why, len, "%s's agent has no stream to the "
+			    "leader", node);
+			return -EAGAIN;
+		}
+		if (coord_member_failed(g->p.c, node, cl->check) ||
+		    !coord_member_ok(g->p.c, node, cl->check)) {
+			snprintf(why, len, "%s is not OK: %s", node,
+			    res != NULL ? res->message : "no result yet");
+			return -EAGAIN;
+		}
+		if ((int)i != p && redis_astray(g, &st, (int)i, host, port)) {
+			snprintf(why, len, "%s is not a replica of the primary "
+			    "%s", node, cl->nodes[p]);
+			return -EAGAIN;
+		}
+	}
+	if (t >= 0) {
+		const char *role = redis_fact(g, t, "role");
+		const char *mh = redis_fact(g, t, "master_host");
+		const char *mp = redis_fact(g, t, "master_port");
+		const char *link = redis_fact(g, t, "master_link_status");
+
+		if (role == NULL || strcmp(role, "replica") != 0 || mh == NULL ||
+		    mp == NULL || strcmp(mh, host) != 0 || strcmp(mp,
+		    port) != 0 || link == NULL || strcmp(link, "up") != 0) {
+			snprintf(why, len, "%s is not a healthy replica of the "
+			    "primary %s (role %s, master %s:%s, link %s)", to,
+			    cl->nodes[p], role != NULL ? role : "?",
+			    mh != NULL ? mh : "?", mp != NULL ? mp : "?",
+			    link != NULL ? link : "?");
+			return -EAGAIN;
+		}
+	}
+	if ((w = calloc(1, sizeof(*w))) == NULL) {
+		snprintf(why, len, "out of memory");
+		return -ENOMEM;
+	}
+	w->g = g;
+	w->done = done;
+	w->arg = arg;
+	snprintf(reason, sizeof(reason), "switchover requested by %s: %s "
+	    "hands the primary role over to %s", by != NULL && *by != '\0' ?
+	    by : "an operator", cl->nodes[p], t >= 0 ? cl->nodes[t] :
+	    "the replica with the highest offset");
+	args[0] = cl->nodes[p];
+	args[1] = t >= 0 ? cl->nodes[t] : NULL;
+	{
+		struct coord_recovery_step s = {
+			.node = "", .check = cl->check,
+			.action = COORD_REDIS_SWITCHOVER, .args = args,
+			.nargs = t >= 0 ? 2 : 1, .procedure = "",
+			.cluster = cl->name, .reason = reason,
+			.timeout_ns = redis_ns(cl->timeout_ms),
+			.ret_id = w->id, .ret_id_len = sizeof(w->id),
+		};
+
+		g->p.starting = 1;
+		if ((rc = coord_recovery_begin(g->p.r, &s, redis_switch_written,
+		    w)) < 0) {
+			g->p.starting = 0;
+			free(w);
+			snprintf(why, len, "cannot write the record: %s",
+			    strerror(-rc));
+			return rc == -EPERM ? -EPERM : -EIO;
+		}
+	}
+	return 0;
+}
+
 void
 coord_redis_evaluate(struct coord_redis *g)
 {
@@ -475,7 +929,10 @@ coord_redis_evaluate(struct coord_redis *g)
 	redis_read(g, now, &st);
 	if (st.ps.proc != NULL && st.ps.proc->state ==
 	    TROIKA__V1__ACTION_STATE__ACTION_STATE_RUNNING) {
-		redis_step(g, &st, now);
+		if (strcmp(st.ps.proc->action, COORD_REDIS_SWITCHOVER) == 0)
+			redis_switch_step(g, &st);
+		else
+			redis_step(g, &st, now);
 		return;
 	}
 	if (st.ps.proc != NULL && coord_recovery_record_open(st.ps.proc))
@@ -485,7 +942,7 @@ coord_redis_evaluate(struct coord_redis *g)
 	if (!coord_member_failed(g->p.c, cl->nodes[p], cl->check)) {
 		g->failed = -1;
 		g->p.escalated = 0;
-		if (st.last_promote != NULL)
+		if (st.last_primary >= 0)
 			redis_rejoin(g, &st, p, now);
 		return;
 	}
@@ -521,8 +978,7 @@ coord_redis_settled(struct coord_redis *g, const char *node)
 	if ((st.ps.proc != NULL && coord_recovery_record_open(st.ps.proc)) ||
 	    (st.rejoin[m] != NULL && coord_recovery_record_open(st.rejoin[m])))
 		return 0;
-	if ((p = redis_primary(g, &st)) < 0 || p == m || st.last_promote ==
-	    NULL)
+	if ((p = redis_primary(g, &st)) < 0 || p == m || st.last_primary < 0)
 		return 1;
 	if (redis_primary_args(g, p, host, sizeof(host), port,
 	    sizeof(port)) < 0)
@@ -543,8 +999,9 @@ coord_redis_holds(struct coord_redis *g, const char *node, char *why,
 
 	redis_read(g, coord_now_ns(), &st);
 	if (st.ps.proc != NULL && coord_recovery_record_open(st.ps.proc)) {
-		snprintf(why, len, "cluster %s's failover %s is %s",
-		    cl->name, st.ps.proc->id, st.ps.proc->state ==
+		snprintf(why, len, "cluster %s's %s %s is %s",
+		    cl->name, st.ps.proc->action, st.ps.proc->id,
+		    st.ps.proc->state ==
 		    TROIKA__V1__ACTION_STATE__ACTION_STATE_LOCKED ? "locked" :
 		    "running");
 		return 1;
@@ -586,7 +1043,8 @@ coord_redis_holds(struct coord_redis *g, const char *node, char *why,
 	if (st.ps.proc != NULL && coord_member_result_at(g->p.c, node,
 	    cl->check) < st.ps.proc->ended_unix_nano) {
 		snprintf(why, len, "%s has not reported since cluster %s's "
-		    "failover %s ended", node, cl->name, st.ps.proc->id);
+		    "%s %s ended", node, cl->name, st.ps.proc->action,
+		    st.ps.proc->id);
 		return 1;
 	}
 	if (coord_member_ok(g->p.c, node, cl->check)) {
@@ -612,8 +1070,8 @@ coord_redis_status(struct coord_redis *g, Troika__V1__ClusterStatus *cs)
 		/* A coordinator without the member's results yet: the
 		 * failover that promoted it says. */
 		if (addr == NULL && st.ps.proc != NULL &&
-		    st.last_promote != NULL &&
-		    strcmp(st.last_promote->procedure, st.ps.proc->id) == 0)
+		    st.last_change != NULL &&
+		    strcmp(st.last_change->procedure, st.ps.proc->id) == 0)
 			addr = redis_rec_field(st.ps.proc, "address");
 		cs->primary_address = (char *)(uintptr_t)(addr != NULL ? addr :
 		    "");

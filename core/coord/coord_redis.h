@@ -43,6 +43,8 @@ struct Troika__V1__ClusterStatus;
 
 /* The action of a failover record. */
 #define COORD_REDIS_PROCEDURE "failover"
+/* The action of a planned switchover's record. */
+#define COORD_REDIS_SWITCHOVER "switchover"
 
 struct coord_redis *coord_redis_new(struct coord *c,
     struct coord_recovery *r, const struct coord_cluster *cl);
@@ -61,6 +63,54 @@ int coord_redis_holds(struct coord_redis *g, const char *node, char *why,
  * failover of it running. 1 for a node that is no member.
  */
 int coord_redis_settled(struct coord_redis *g, const char *node);
+
+/*
+ * A planned switchover (Admin/Switchover): the primary hands its role
+ * over to `to` (NULL or "": the replica with the highest offset) with
+ * Redis' FAILOVER, then the other replicas follow the new primary. The
+ * leader refuses unless every member is OK, connected, in no
+ * maintenance and busy with nothing, no procedure of the cluster is
+ * open, and `to` is a replica of the primary with its link up. Then it
+ * writes the record (node "", action "switchover", args: the primary,
+ * then `to` if given; `by` in its reason) and its steps, each before its
+ * command, so a new leader goes on from the records:
+ *   1. role of every member, in list order (fresh offsets); the primary
+ *      must still be a master and every other member its replica with
+ *      the link up, else it ends FAILED with nothing changed;
+ *   2. handover <host> <port> <timeout_ms> on the primary, the target's
+ *      address: Redis pauses writes until the target has caught up,
+ *      then swaps the roles; a handover that fails ends it FAILED, the
+ *      primary unchanged; once it succeeded the target is the primary
+ *      for every coordinator (event primary_changed);
+ *   3. replicate of every other replica to the new primary.
+ * It SUCCEEDS with the new primary and its address as fields.
+ *
+ * Returns 0 when the record's write started (done() reports it, with
+ * the id), or a negative errno with why filled: -EPERM not the leader
+ * with quorum, -EINVAL `to` no member, -EBUSY a procedure, record or
+ * member action open, -EALREADY `to` is the primary, -EAGAIN a member
+ * not fit (maintenance, not OK, not connected, not a replica of the
+ * primary) or no primary known, -ENOMEM, -EIO the write did not start.
+ */
+typedef void (*coord_redis_switch_fn)(int ok, const char *id, void *arg);
+int coord_redis_switchover(struct coord_redis *g, const char *to,
+    const char *by, coord_redis_switch_fn done, void *arg, char *why,
+    size_t len);
+
+/* Pure helpers, exposed for the unit tests. */
+struct Troika__V1__ActionRecord;
+/* "host:port" or "[v6]:port" into host and port: 0 or -EINVAL. */
+int coord_redis_split_address(const char *addr, char *host, size_t hlen,
+    char *port, size_t plen);
+/* A role record (fields of the redis plugin's role action) says a
+ * replica of host:port with its link up. */
+int coord_redis_follows(const struct Troika__V1__ActionRecord *role,
+    const char *host, const char *port);
+/* Of succeeded role records (by member; NULL: none), but member skip:
+ * the replica with the highest slave_repl_offset, the first on a tie;
+ * -1: none. */
+int coord_redis_pick(const struct Troika__V1__ActionRecord *const *roles,
+    size_t n, int skip);
 
 /* Leadership lost: forget timers and what was said. */
 void coord_redis_reset(struct coord_redis *g);

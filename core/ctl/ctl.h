@@ -30,6 +30,7 @@ enum ctl_command {
 	CTL_CMD_EVENTS,
 	CTL_CMD_ACTIONS,
 	CTL_CMD_MAINTENANCE,
+	CTL_CMD_SWITCHOVER,
 };
 
 /* What a command with subcommands (actions, maintenance) is to do. */
@@ -63,7 +64,7 @@ struct ctl_opts {
 	/*
 	 * Operands after the command and its subcommand word: status and
 	 * actions: node names; actions ack: the id; maintenance on/off:
-	 * [NODE [CHECK]]. Pointers into argv.
+	 * [NODE [CHECK]]; switchover: the cluster. Pointers into argv.
 	 */
 	char **args;
 	size_t nargs;
@@ -74,6 +75,9 @@ struct ctl_opts {
 	/* maintenance on */
 	int64_t for_ms;
 	const char *reason;
+	/* switchover */
+	const char *to;
+	int wait;
 	/* events */
 	int follow;
 	int after_set;
@@ -100,6 +104,7 @@ int ctl_status_run(const struct ctl_opts *o);
 int ctl_events_run(const struct ctl_opts *o);
 int ctl_actions_run(const struct ctl_opts *o);
 int ctl_maint_run(const struct ctl_opts *o);
+int ctl_switch_run(const struct ctl_opts *o);
 
 /*
  * Output, apart from the network so the unit tests can drive it.

@@ -31,6 +31,8 @@ enum {
 	OPT_BY,
 	OPT_FOR,
 	OPT_REASON,
+	OPT_TO,
+	OPT_WAIT,
 };
 
 static const struct option ctl_options[] = {
@@ -51,6 +53,8 @@ static const struct option ctl_options[] = {
     {"by", required_argument, NULL, OPT_BY},
     {"for", required_argument, NULL, OPT_FOR},
     {"reason", required_argument, NULL, OPT_REASON},
+    {"to", required_argument, NULL, OPT_TO},
+    {"wait", no_argument, NULL, OPT_WAIT},
     {NULL, 0, NULL, 0},
 };
 
@@ -70,6 +74,8 @@ ctl_usage(FILE *f)
 	    "DURATION\n"
 	    "                                      [--reason TEXT] [--by WHO]\n"
 	    "       troikactl [options] maintenance off [NODE [CHECK]]\n"
+	    "       troikactl [options] switchover CLUSTER [--to NODE]\n"
+	    "                                      [--wait] [--by WHO]\n"
 	    "\n"
 	    "options:\n"
 	    "  --coordinator HOST:PORT  a coordinator to ask; repeat it or "
@@ -111,6 +117,14 @@ ctl_usage(FILE *f)
 	    "  --for DURATION           how long maintenance lasts, e.g. 30m, "
 	    "2h\n"
 	    "  --reason TEXT            why, for the record\n"
+	    "\n"
+	    "switchover (a redis cluster's primary role to a replica):\n"
+	    "  --to NODE                the new primary (default: the replica "
+	    "with the\n"
+	    "                           highest offset)\n"
+	    "  --wait                   until it ends; exit 0 only if it "
+	    "SUCCEEDED\n"
+	    "  --by WHO                 who asks, for the record\n"
 	    "\n"
 	    "exit status: 0 ok, 1 the coordinator answered an error or none "
 	    "answered,\n"
@@ -248,6 +262,8 @@ ctl_args_command(struct ctl_opts *o, const char *name)
 		o->command = CTL_CMD_ACTIONS;
 	else if (strcmp(name, "maintenance") == 0)
 		o->command = CTL_CMD_MAINTENANCE;
+	else if (strcmp(name, "switchover") == 0)
+		o->command = CTL_CMD_SWITCHOVER;
 	else
 		return -EINVAL;
 	return 0;
@@ -274,6 +290,7 @@ enum {
 	CTL_FOR_ACTIONS_LIST = 1 << 1,
 	CTL_FOR_ACK = 1 << 2,
 	CTL_FOR_MAINT_ON = 1 << 3,
+	CTL_FOR_SWITCHOVER = 1 << 4,
 };
 
 struct ctl_args_used {
@@ -294,7 +311,10 @@ ctl_args_where(int opt)
 	case OPT_LIMIT:
 		return CTL_FOR_ACTIONS_LIST | CTL_FOR_EVENTS;
 	case OPT_BY:
-		return CTL_FOR_ACK | CTL_FOR_MAINT_ON;
+		return CTL_FOR_ACK | CTL_FOR_MAINT_ON | CTL_FOR_SWITCHOVER;
+	case OPT_TO:
+	case OPT_WAIT:
+		return CTL_FOR_SWITCHOVER;
 	case OPT_FOR:
 	case OPT_REASON:
 		return CTL_FOR_MAINT_ON;
@@ -312,8 +332,10 @@ ctl_args_where_str(unsigned where)
 		return "actions list";
 	case CTL_FOR_ACTIONS_LIST | CTL_FOR_EVENTS:
 		return "actions list and events";
-	case CTL_FOR_ACK | CTL_FOR_MAINT_ON:
-		return "actions ack and maintenance on";
+	case CTL_FOR_ACK | CTL_FOR_MAINT_ON | CTL_FOR_SWITCHOVER:
+		return "actions ack, maintenance on and switchover";
+	case CTL_FOR_SWITCHOVER:
+		return "switchover";
 	case CTL_FOR_MAINT_ON:
 		return "maintenance on";
 	}
@@ -332,6 +354,12 @@ ctl_args_sub(struct ctl_opts *o, FILE *err)
 
 	if (o->command == CTL_CMD_STATUS)
 		return 0;
+	if (o->command == CTL_CMD_SWITCHOVER) {
+		if (o->nargs != 1)
+			return ctl_args_error(
+			    err, "%s", "switchover takes one cluster name");
+		return 0;
+	}
 	if (o->command == CTL_CMD_EVENTS) {
 		if (o->nargs > 0)
 			return ctl_args_error(err,
@@ -492,6 +520,12 @@ ctl_args_parse(struct ctl_opts *o, int argc, char **argv,
 		case OPT_REASON:
 			o->reason = optarg;
 			break;
+		case OPT_TO:
+			o->to = optarg;
+			break;
+		case OPT_WAIT:
+			o->wait = 1;
+			break;
 		case ':':
 			return ctl_args_error(
 			    err, "option %s needs a value", argv[optind - 1]);
@@ -523,7 +557,8 @@ ctl_args_parse(struct ctl_opts *o, int argc, char **argv,
 	    ? (o->sub == CTL_SUB_ACK ? CTL_FOR_ACK : CTL_FOR_ACTIONS_LIST)
 	    : o->command == CTL_CMD_MAINTENANCE && o->sub == CTL_SUB_ON
 	    ? CTL_FOR_MAINT_ON
-	    : 0;
+	    : o->command == CTL_CMD_SWITCHOVER ? CTL_FOR_SWITCHOVER
+	                                       : 0;
 	for (size_t i = 0; i < nused; i++) {
 		char msg[128];
 

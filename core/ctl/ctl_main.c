@@ -47,6 +47,9 @@ main(int argc, char **argv)
 	case CTL_CMD_MAINTENANCE:
 		rc = ctl_maint_run(&o);
 		break;
+	case CTL_CMD_SWITCHOVER:
+		rc = ctl_switch_run(&o);
+		break;
 	case CTL_CMD_NONE:
 		rc = CTL_EXIT_USAGE;
 		break;

@@ -55,6 +55,7 @@ enum redis_job {
 	REDIS_JOB_ROLE,
 	REDIS_JOB_PROMOTE,
 	REDIS_JOB_REPLICATE,
+	REDIS_JOB_HANDOVER,
 	REDIS_JOB_BGSAVE,
 	REDIS_JOB_SERVICE,
 	REDIS_JOB_WAKE, /* after start/restart: until Redis answers PING */
@@ -68,6 +69,7 @@ enum redis_step {
 	REDIS_STEP_PING,
 	REDIS_STEP_INFO,
 	REDIS_STEP_REPLICAOF,
+	REDIS_STEP_FAILOVER,
 	REDIS_STEP_BGSAVE,
 	REDIS_STEP_PAUSE,   /* the poll timer, between two INFOs */
 	REDIS_STEP_SERVICE, /* host->service_control() */
@@ -80,6 +82,7 @@ static const char *const redis_step_names[] = {
 	[REDIS_STEP_PING] = "PING",
 	[REDIS_STEP_INFO] = "INFO",
 	[REDIS_STEP_REPLICAOF] = "REPLICAOF",
+	[REDIS_STEP_FAILOVER] = "FAILOVER",
 	[REDIS_STEP_BGSAVE] = "BGSAVE",
 	[REDIS_STEP_PAUSE] = "INFO",
 	[REDIS_STEP_SERVICE] = "the service manager",
@@ -133,8 +136,9 @@ struct redis_check {
 	struct timespec ping_start;
 	double ping_s; /* < 0: not measured */
 	int loading;   /* PING said LOADING */
-	char target_host[256]; /* replicate */
+	char target_host[256]; /* replicate, handover */
 	int target_port;
+	int64_t handover_ms;   /* handover: FAILOVER's TIMEOUT at most */
 	int already_running; /* bgsave: one was in progress already */
 	char op[16];         /* start, stop, restart */
 	struct redis_service_call *svc;   /* the task's, or NULL */
@@ -187,6 +191,10 @@ static const struct troika_action redis_actions[] = {
 	{ .name = "replicate", .usage = "<host> <port>", .min_args = 2,
 	    .max_args = 2,
 	    .help = "REPLICAOF host port, then wait for the link to be up" },
+	{ .name = "handover", .usage = "<host> <port> <timeout_ms>",
+	    .min_args = 3, .max_args = 3,
+	    .help = "FAILOVER TO host port TIMEOUT ms (Redis 6.2+), then wait "
+	    "until this master is a replica of host:port" },
 	{ .name = "bgsave", .min_args = 0, .max_args = 0,
 	    .help = "BGSAVE, then wait for it to end; reports its status" },
 	{ .name = "start", .min_args = 0, .max_args = 0,
@@ -1121,6 +1129,79 @@ redis_replicate_info(struct redis_check *r)
 	redis_pause(r, REDIS_POLL_MS);
 }
 
+/*
+ * A planned switchover: Redis' own FAILOVER (6.2+) pauses writes here,
+ * waits until the target has every write, and swaps the roles; or, at
+ * its TIMEOUT, gives up and stays the master. Writes are never lost and
+ * there are never two writable masters, which REPLICAOF NO ONE on the
+ * target plus REPLICAOF here could not promise.
+ */
+static void
+redis_handover_info(struct redis_check *r)
+{
+	const struct redis_info *in = &r->info;
+	const char *role = redis_info_get(in, "role");
+	const char *state = redis_info_get(in, "master_failover_state");
+	const char *mh = redis_info_get(in, "master_host");
+	int64_t mp = redis_get_int(in, "master_port", -1);
+	int64_t tmo = r->budget_ms - (int64_t)redis_elapsed_ms(r) -
+	    4 * REDIS_POLL_MS;
+	char port[16], ms[24];
+	const char *argv[] = { "FAILOVER", "TO", r->target_host, port,
+	    "TIMEOUT", ms };
+
+	if (!r->effect_sent) {
+		if (role == NULL || strcmp(role, "master") != 0) {
+			redis_finish(r, TROIKA_STATUS_CRITICAL,
+			    TROIKA_EVIDENCE_NONE, "%s is not a master (role "
+			    "%s): nothing to hand over", r->peer,
+			    role != NULL ? redis_role_word(role) : "missing");
+			return;
+		}
+		/* Redis' own end (done or given up) must come before ours. */
+		if (tmo > r->handover_ms)
+			tmo = r->handover_ms;
+		if (tmo < 1) {
+			redis_finish(r, TROIKA_STATUS_CRITICAL,
+			    TROIKA_EVIDENCE_NONE, "%s: no time left for "
+			    "FAILOVER within the action's %lld ms", r->peer,
+			    (long long)r->budget_ms);
+			return;
+		}
+		snprintf(port, sizeof(port), "%d", r->target_port);
+		snprintf(ms, sizeof(ms), "%lld", (long long)tmo);
+		r->handover_ms = tmo;
+		r->effect_sent = 1;
+		redis_send(r, REDIS_STEP_FAILOVER, 6, argv);
+		return;
+	}
+	if (state != NULL && strcmp(state, "no-failover") != 0) {
+		redis_pause(r, REDIS_POLL_MS);
+		return;
+	}
+	if (role != NULL && strcmp(role, "slave") == 0 && mh != NULL &&
+	    strcmp(mh, r->target_host) == 0 && mp == r->target_port) {
+		redis_finish(r, TROIKA_STATUS_OK, TROIKA_EVIDENCE_NONE,
+		    "%s handed over to %s:%d after %.0f ms: now its replica",
+		    r->peer, r->target_host, r->target_port,
+		    redis_elapsed_ms(r));
+		return;
+	}
+	if (role != NULL && strcmp(role, "master") == 0) {
+		redis_finish(r, TROIKA_STATUS_CRITICAL, TROIKA_EVIDENCE_NONE,
+		    "%s: FAILOVER TO %s %d gave up, still the master: the "
+		    "target did not catch up or answer within %lld ms",
+		    r->peer, r->target_host, r->target_port,
+		    (long long)r->handover_ms);
+		return;
+	}
+	redis_finish(r, TROIKA_STATUS_UNKNOWN, TROIKA_EVIDENCE_NONE,
+	    "%s: after FAILOVER TO %s %d, role %s of %s:%lld", r->peer,
+	    r->target_host, r->target_port, role != NULL ?
+	    redis_role_word(role) : "missing", mh != NULL ? mh : "?",
+	    (long long)mp);
+}
+
 static void
 redis_bgsave_info(struct redis_check *r)
 {
@@ -1173,6 +1254,9 @@ redis_got_info(struct redis_check *r)
 	case REDIS_JOB_REPLICATE:
 		redis_replicate_info(r);
 		break;
+	case REDIS_JOB_HANDOVER:
+		redis_handover_info(r);
+		break;
 	case REDIS_JOB_BGSAVE:
 		redis_bgsave_info(r);
 		break;
@@ -1219,6 +1303,18 @@ redis_reply(void *arg, const struct redisReply *reply)
 			redis_pause(r, REDIS_BGSAVE_POLL_MS);
 			return;
 		}
+		if (r->step == REDIS_STEP_FAILOVER) {
+			char shown[REDIS_SHOWN_MAX + 8];
+
+			/* Refused before anything changed (not a master, no
+			 * such replica, a failover running already). */
+			redis_shown(reply, shown, sizeof(shown));
+			redis_finish(r, TROIKA_STATUS_CRITICAL,
+			    TROIKA_EVIDENCE_NONE, "%s: FAILOVER TO %s %d "
+			    "refused: %s", r->peer, r->target_host,
+			    r->target_port, shown);
+			return;
+		}
 		redis_error(r, reply);
 		return;
 	}
@@ -1251,6 +1347,7 @@ redis_reply(void *arg, const struct redisReply *reply)
 			redis_got_info(r);
 		break;
 	case REDIS_STEP_REPLICAOF:
+	case REDIS_STEP_FAILOVER:
 	case REDIS_STEP_BGSAVE:
 		if (reply->type != REDIS_REPLY_STATUS) {
 			redis_unexpected(r, reply);
@@ -1339,6 +1436,7 @@ redis_go(struct redis_check *r)
 		break;
 	case REDIS_JOB_ROLE:
 	case REDIS_JOB_PROMOTE:
+	case REDIS_JOB_HANDOVER:
 		redis_send_info(r, "replication");
 		break;
 	case REDIS_JOB_BGSAVE:
@@ -1458,6 +1556,10 @@ redis_timer_cb(evutil_socket_t fd, short what, void *arg)
 	else if (r->job == REDIS_JOB_REPLICATE && r->effect_sent)
 		redis_finish(r, TROIKA_STATUS_UNKNOWN, TROIKA_EVIDENCE_NONE,
 		    "%s: REPLICAOF %s %d sent, but the link is not up within "
+		    "%lld ms", r->peer, r->target_host, r->target_port, ms);
+	else if (r->job == REDIS_JOB_HANDOVER && r->effect_sent)
+		redis_finish(r, TROIKA_STATUS_UNKNOWN, TROIKA_EVIDENCE_NONE,
+		    "%s: FAILOVER TO %s %d sent, but it had not ended within "
 		    "%lld ms", r->peer, r->target_host, r->target_port, ms);
 	else if (r->job == REDIS_JOB_BGSAVE && r->effect_sent)
 		redis_finish(r, TROIKA_STATUS_UNKNOWN, TROIKA_EVIDENCE_NONE,
@@ -1592,6 +1694,22 @@ redis_parse_target(struct redis_check *r, const char *host, const char *port)
 	return 0;
 }
 
+/* handover's timeout_ms: 1 ms to an hour. */
+static int
+redis_parse_ms(const char *s, int64_t *ret)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || *s == '\0' || *end != '\0' || v < 1 ||
+	    v > 3600000)
+		return -EINVAL;
+	*ret = v;
+	return 0;
+}
+
 static void
 redis_action(void *state, struct troika_task *task, const char *name,
     const char *const *argv, size_t argc)
@@ -1605,6 +1723,8 @@ redis_action(void *state, struct troika_task *task, const char *name,
 		job = REDIS_JOB_PROMOTE;
 	else if (strcmp(name, "replicate") == 0)
 		job = REDIS_JOB_REPLICATE;
+	else if (strcmp(name, "handover") == 0)
+		job = REDIS_JOB_HANDOVER;
 	else if (strcmp(name, "bgsave") == 0)
 		job = REDIS_JOB_BGSAVE;
 	else
@@ -1626,6 +1746,14 @@ redis_action(void *state, struct troika_task *task, const char *name,
 		redis_finish(r, TROIKA_STATUS_CRITICAL, TROIKA_EVIDENCE_NONE,
 		    "replicate: expected <host> <port> (port 1..65535; use "
 		    "promote for NO ONE)");
+		return;
+	}
+	if (job == REDIS_JOB_HANDOVER && (argc != 3 ||
+	    redis_parse_target(r, argv[0], argv[1]) < 0 ||
+	    redis_parse_ms(argv[2], &r->handover_ms) < 0)) {
+		redis_finish(r, TROIKA_STATUS_CRITICAL, TROIKA_EVIDENCE_NONE,
+		    "handover: expected <host> <port> <timeout_ms> (port "
+		    "1..65535, timeout_ms 1..3600000)");
 		return;
 	}
 	redis_connect(r);

@@ -185,6 +185,43 @@ def test_promote_and_replicate(agent, cluster):
         assert agent.status(n) == 0
 
 
+def test_handover(agent, cluster):
+    """A planned switchover with Redis' own FAILOVER: n1 hands over to n2
+    and becomes its replica; every write n1 acknowledged is on n2."""
+    agent.write(check("n1", M, interval="3s", timeout="3s")
+                + check("n2", R2, interval="3s", timeout="3s")
+                + check("n3", R3, interval="3s", timeout="3s"))
+    agent.start()
+    for n in ("n1", "n2", "n3"):
+        wait_status(agent, n, 0)
+    for i in range(100):
+        cluster.nodes[0].cmd("SET", f"k{i}", str(i))
+    rc, reply = agent.action("n1", "handover", R2, "6379", "2000")
+    assert rc == 0, reply
+    assert reply["message"].startswith(f"{M}:6379 handed over to {R2}:6379 after "), reply
+    assert reply["message"].endswith(" ms: now its replica"), reply
+    assert (reply["field.role"], reply["field.master_host"], reply["field.master_port"]) == (
+        "replica", R2, "6379"), reply
+    r2 = cluster.nodes[1].info("replication")
+    assert r2["role"] == "master", r2
+    assert cluster.nodes[1].cmd("DBSIZE") == 100
+    assert cluster.nodes[1].cmd("SET", "on-n2", "yes") == "OK"
+    # n1 is a replica now: nothing to hand over, nothing sent.
+    rc, reply = agent.action("n1", "handover", R2, "6379", "2000")
+    assert (rc, reply["result"], reply["message"]) == (
+        1, "failed", f"{M}:6379 is not a master (role replica): nothing to hand over")
+    # n3 still follows n1, not n2: Redis refuses it as a target.
+    rc, reply = agent.action("n2", "handover", R3, "6379", "2000")
+    assert (rc, reply["result"]) == (1, "failed"), reply
+    assert reply["message"].startswith(f"{R2}:6379: FAILOVER TO {R3} 6379 refused: ERR "), reply
+    assert cluster.nodes[1].info("replication")["role"] == "master"
+    rc, reply = agent.action("n2", "handover", R3, "6379")
+    assert (rc, reply["message"]) == (2, "usage: handover <host> <port> <timeout_ms>")
+    rc, reply = agent.action("n2", "handover", R3, "6379", "0")
+    assert (rc, reply["result"]) == (1, "failed"), reply
+    assert reply["message"].startswith("handover: expected <host> <port> <timeout_ms>")
+
+
 def test_master_killed(agent, cluster):
     agent.write(check("m", M, expected_role="master")
                 + check("r2", R2, expected_role="replica")

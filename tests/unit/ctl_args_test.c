@@ -227,6 +227,26 @@ test_actions_and_maintenance(void **state)
 	assert_int_equal(o.nargs, 0);
 	ctl_opts_free(&o);
 	free(err);
+	/* switchover */
+	assert_int_equal(parse(&o, NULL, &err, "switchover", "cache", NULL), 0);
+	assert_int_equal(o.command, CTL_CMD_SWITCHOVER);
+	assert_int_equal(o.nargs, 1);
+	assert_string_equal(o.args[0], "cache");
+	assert_null(o.to);
+	assert_false(o.wait);
+	assert_null(o.by);
+	ctl_opts_free(&o);
+	free(err);
+	assert_int_equal(parse(&o, NULL, &err, "switchover", "--to", "node-2",
+	                     "cache", "--wait", "--by", "carol", NULL),
+	    0);
+	assert_int_equal(o.command, CTL_CMD_SWITCHOVER);
+	assert_string_equal(o.args[0], "cache");
+	assert_string_equal(o.to, "node-2");
+	assert_true(o.wait);
+	assert_string_equal(o.by, "carol");
+	ctl_opts_free(&o);
+	free(err);
 }
 
 static void
@@ -296,9 +316,18 @@ test_usage_errors(void **state)
 	    {{"actions", "--limit", "0", NULL},
 	        "troikactl: bad --limit '0': expected a number above 0\n"},
 	    {{"actions", "--by", "me", NULL},
-	        "troikactl: --by is an option of actions ack and maintenance "
-	        "on "
-	        "only\n"},
+	        "troikactl: --by is an option of actions ack, maintenance on "
+	        "and switchover only\n"},
+	    {{"switchover", NULL},
+	        "troikactl: switchover takes one cluster name\n"},
+	    {{"switchover", "cache", "node-2", NULL},
+	        "troikactl: switchover takes one cluster name\n"},
+	    {{"switchover", "cache", "--to", NULL},
+	        "troikactl: option --to needs a value\n"},
+	    {{"status", "--wait", NULL},
+	        "troikactl: --wait is an option of switchover only\n"},
+	    {{"actions", "--to", "node-2", NULL},
+	        "troikactl: --to is an option of switchover only\n"},
 	    {{"actions", "ack", NULL},
 	        "troikactl: actions ack takes one action id\n"},
 	    {{"actions", "ack", "a", "b", NULL},

@@ -86,6 +86,12 @@ struct srv {
 	const char *bgsave_result;
 	long long lastsave;
 	int pending_polls;
+	/* FAILOVER: INFOs until it ends, and whether it gives up then. */
+	const char *failover_state;
+	int failover_polls;
+	int failover_gives_up;
+	char failover_host[64];
+	int failover_port;
 	/* What the client sent. */
 	int ncmds;
 	char cmds[64][128]; /* each command, arguments joined by spaces */
@@ -200,6 +206,8 @@ srv_info_text(struct srv *s, char *buf, size_t len)
 	}
 	ADD("connected_slaves:%d\r\n%s", s->connected_slaves,
 	    s->replicas != NULL ? s->replicas : "");
+	ADD("master_failover_state:%s\r\n", s->failover_state != NULL ?
+	    s->failover_state : "no-failover");
 	ADD("master_replid:a018d3aa4e5acb61c5857b2d341ab73ddc30a5b5\r\n"
 	    "master_repl_offset:5100\r\n\r\n# Keyspace\r\n"
 	    "db0:keys=12,expires=3,avg_ttl=0\r\ndb3:keys=1,expires=0\r\n");
@@ -219,6 +227,17 @@ srv_send_info(struct srv *s)
 			s->role = "master";
 		else if (strcmp(s->role, "slave") == 0)
 			s->link = "up";
+	}
+	if (s->failover_state != NULL && s->failover_polls > 0 &&
+	    --s->failover_polls == 0) {
+		s->failover_state = "no-failover";
+		if (!s->failover_gives_up) {
+			s->role = "slave";
+			snprintf(s->master_host, sizeof(s->master_host), "%s",
+			    s->failover_host);
+			s->master_port = s->failover_port;
+			s->link = "up";
+		}
 	}
 	if (s->bgsave_running > 0 && s->bgsave_polls-- <= 0) {
 		s->bgsave_running = 0;
@@ -360,6 +379,22 @@ srv_command(struct srv *s, int argc, char **argv)
 			s->link = "down";
 			s->pending_polls = s->link_up_polls;
 		}
+		srv_puts(s, "+OK\r\n");
+	} else if (strcmp(cmd, "FAILOVER") == 0 && argc == 6) {
+		if (strcmp(s->role, "master") != 0) {
+			srv_puts(s, "-ERR FAILOVER is not valid when server is "
+			    "a replica.\r\n");
+			return;
+		}
+		if (s->connected_slaves == 0) {
+			srv_puts(s, "-ERR FAILOVER requires connected "
+			    "replicas.\r\n");
+			return;
+		}
+		snprintf(s->failover_host, sizeof(s->failover_host), "%s",
+		    argv[2]);
+		s->failover_port = atoi(argv[3]);
+		s->failover_state = "waiting-for-sync";
 		srv_puts(s, "+OK\r\n");
 	} else if (strcmp(cmd, "BGSAVE") == 0) {
 		if (s->bgsave_running) {
@@ -723,7 +758,8 @@ static void
 test_descriptor(void **state)
 {
 	struct fixture *f = *state;
-	const char *names[] = { "role", "promote", "replicate", "bgsave",
+	const char *names[] = { "role", "promote", "replicate", "handover",
+	    "bgsave",
 		"start", "stop", "restart" };
 	size_t n = 0;
 
@@ -1669,6 +1705,138 @@ test_action_replicate_bad_args(void **state)
 	assert_int_equal(f->srv.accepted, 0);
 }
 
+static const struct fake_result *
+run_handover(struct fixture *f, int64_t deadline_ms, const char *host,
+    const char *port, const char *ms)
+{
+	const char *argv[3] = { host, port, ms };
+
+	return run_task(f, deadline_ms, "handover", argv, 3);
+}
+
+static void
+test_action_handover(void **state)
+{
+	struct fixture *f = *state;
+	const struct fake_result *r;
+
+	srv_start(f, SRV_NORMAL);
+	f->srv.failover_polls = 3;
+	new_instance(f);
+	r = run_handover(f, 2000, "127.0.1.2", "6379", "5000");
+	assert_int_equal(r->status, TROIKA_STATUS_OK);
+	assert_contains(r->message, "handed over to 127.0.1.2:6379 after ");
+	assert_contains(r->message, "now its replica");
+	assert_field(r, "role", "replica");
+	assert_field(r, "master_host", "127.0.1.2");
+	assert_field(r, "master_port", "6379");
+	assert_string_equal(f->srv.cmds[0], "INFO replication");
+	/* The action's 2 s less the margin and four polls: 1700 ms, less
+	 * the few the action took so far. */
+	assert_true(strncmp(f->srv.cmds[1], "FAILOVER TO 127.0.1.2 6379 "
+	    "TIMEOUT ", 35) == 0);
+	assert_in_range(atoi(f->srv.cmds[1] + 35), 1600, 1700);
+	assert_int_equal(f->srv.ncmds, 5); /* INFO until it ended */
+	/* Now a replica: refused before anything is sent. */
+	r = run_handover(f, 2000, "127.0.1.2", "6379", "5000");
+	assert_int_equal(r->status, TROIKA_STATUS_CRITICAL);
+	assert_contains(r->message, "is not a master (role replica): nothing "
+	    "to hand over");
+	assert_int_equal(f->srv.ncmds, 6);
+}
+
+static void
+test_action_handover_own_timeout(void **state)
+{
+	struct fixture *f = *state;
+	const struct fake_result *r;
+
+	srv_start(f, SRV_NORMAL);
+	f->srv.failover_polls = 2;
+	new_instance(f);
+	r = run_handover(f, 2000, "127.0.1.3", "6390", "250");
+	assert_int_equal(r->status, TROIKA_STATUS_OK);
+	assert_string_equal(f->srv.cmds[1],
+	    "FAILOVER TO 127.0.1.3 6390 TIMEOUT 250");
+}
+
+static void
+test_action_handover_gives_up(void **state)
+{
+	struct fixture *f = *state;
+	const struct fake_result *r;
+
+	srv_start(f, SRV_NORMAL);
+	f->srv.failover_polls = 2;
+	f->srv.failover_gives_up = 1;
+	new_instance(f);
+	r = run_handover(f, 2000, "127.0.1.2", "6379", "300");
+	assert_int_equal(r->status, TROIKA_STATUS_CRITICAL);
+	assert_contains(r->message, "FAILOVER TO 127.0.1.2 6379 gave up, "
+	    "still the master: the target did not catch up or answer within "
+	    "300 ms");
+	assert_field(r, "role", "master");
+}
+
+static void
+test_action_handover_never_ends(void **state)
+{
+	struct fixture *f = *state;
+	const struct fake_result *r;
+
+	srv_start(f, SRV_NORMAL);
+	f->srv.failover_polls = 100000;
+	new_instance(f);
+	r = run_handover(f, 500, "127.0.1.2", "6379", "5000");
+	assert_int_equal(r->status, TROIKA_STATUS_UNKNOWN);
+	assert_contains(r->message, "FAILOVER TO 127.0.1.2 6379 sent, but it "
+	    "had not ended within 450 ms");
+}
+
+static void
+test_action_handover_refused(void **state)
+{
+	struct fixture *f = *state;
+	const struct fake_result *r;
+
+	srv_start(f, SRV_NORMAL);
+	f->srv.connected_slaves = 0;
+	new_instance(f);
+	r = run_handover(f, 2000, "127.0.1.2", "6379", "5000");
+	assert_int_equal(r->status, TROIKA_STATUS_CRITICAL);
+	assert_contains(r->message, "FAILOVER TO 127.0.1.2 6379 refused: "
+	    "ERR FAILOVER requires connected replicas.");
+	/* No time for it within the action's own deadline. */
+	f->srv.connected_slaves = 2;
+	r = run_handover(f, 150, "127.0.1.2", "6379", "5000");
+	assert_int_equal(r->status, TROIKA_STATUS_CRITICAL);
+	assert_contains(r->message, "no time left for FAILOVER within the "
+	    "action's 135 ms");
+}
+
+static void
+test_action_handover_bad_args(void **state)
+{
+	struct fixture *f = *state;
+	const char *bad[][3] = {
+		{ "no", "one", "100" }, { "127.0.1.2", "0", "100" },
+		{ "127.0.1.2", "6379", "0" }, { "127.0.1.2", "6379", "1x" },
+		{ "127.0.1.2", "6379", "" }, { "127.0.1.2", "6379", "3600001" },
+	};
+
+	srv_start(f, SRV_NORMAL);
+	new_instance(f);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const struct fake_result *r = run_handover(f, 1000, bad[i][0],
+		    bad[i][1], bad[i][2]);
+
+		assert_int_equal(r->status, TROIKA_STATUS_CRITICAL);
+		assert_contains(r->message, "handover: expected <host> <port> "
+		    "<timeout_ms>");
+	}
+	assert_int_equal(f->srv.accepted, 0);
+}
+
 static void
 test_action_bgsave(void **state)
 {
@@ -1996,6 +2164,18 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 		    test_action_replicate_link_stays_down, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_action_replicate_bad_args,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_action_handover, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_action_handover_own_timeout,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_action_handover_gives_up,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_action_handover_never_ends,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_action_handover_refused,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_action_handover_bad_args,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_action_bgsave, setup,
 		    teardown),
