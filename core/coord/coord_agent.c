@@ -437,6 +437,9 @@ coord_stream_message(struct grpc_call *call, const uint8_t *msg, size_t len)
 			coord_stream_status_event(c, st->node, res, prev);
 		if (c->opinions != NULL)
 			coord_opinions_result(c->opinions, st->node, res);
+		if (c->recovery != NULL)
+			coord_recovery_result(c->recovery, st->node,
+			    res->check);
 		break;
 	case COORD_MSG_METRIC_BATCH:
 		r = coord_view_samples(

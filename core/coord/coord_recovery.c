@@ -1169,6 +1169,18 @@ coord_recovery_opinions(struct coord_recovery *r, const char *node,
 		recovery_proc_evaluate(p);
 }
 
+void
+coord_recovery_result(struct coord_recovery *r, const char *node,
+    const char *check)
+{
+	struct recovery_proc *p;
+
+	if (!r->leader || !r->quorum)
+		return;
+	if ((p = recovery_proc_of(r, node, check)) != NULL)
+		recovery_proc_evaluate(p);
+}
+
 /* A new leader picks up what the old one left running. */
 static void
 recovery_take_over(struct coord_recovery *r)

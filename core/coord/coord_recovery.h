@@ -58,6 +58,14 @@ void coord_recovery_command_result(struct coord_recovery *r, const char *node,
     const struct Troika__V1__CommandResult *cr);
 void coord_recovery_node_connected(struct coord_recovery *r,
     const char *node);
+/*
+ * A result of check on node arrived. A cluster member's facts can change
+ * while its status stays OK (an operator swapped Redis roles by hand, a
+ * restarted old primary answers as a master): its cluster's procedure
+ * looks again, so it notices without waiting for another opinion.
+ */
+void coord_recovery_result(struct coord_recovery *r, const char *node,
+    const char *check);
 
 /* Admin: records newest first (only of nodes, if nnodes > 0). */
 size_t coord_recovery_actions(const struct coord_recovery *r,

@@ -514,6 +514,15 @@ redis_rejoin(struct coord_redis *g, const struct redis_state *st, int primary,
 			return;
 		if (!redis_astray(g, st, (int)i, host, port))
 			continue;
+		/*
+		 * The primary's "master" must be newer than the member's
+		 * answer: roles swapped by hand show in one member's result
+		 * before the other's. Its next result looks again.
+		 */
+		if (coord_member_result_at(g->p.c, cl->nodes[primary],
+		    cl->check) < coord_member_result_at(g->p.c, cl->nodes[i],
+		    cl->check))
+			continue;
 		if (last != NULL && last->state !=
 		    TROIKA__V1__ACTION_STATE__ACTION_STATE_SUCCEEDED &&
 		    now < last->ended_unix_nano + redis_ns(cl->retry_ms)) {

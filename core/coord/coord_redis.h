@@ -27,7 +27,9 @@
  * The failover SUCCEEDS with the new primary and its address as fields.
  * A member other than the primary that answers as a master (the old
  * primary, restarted) is made a replica of the primary (a replicate
- * record of its own). Steps and procedure are records; the state is a
+ * record of its own), once the primary has answered as a master after
+ * that member's result (every member's result is a reason to look
+ * again: roles changed by hand leave every check OK). Steps and procedure are records; the state is a
  * function of them, so a new leader continues where the old one stopped.
  */
 #ifndef TROIKA_COORD_REDIS_H

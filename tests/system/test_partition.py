@@ -336,7 +336,8 @@ HISTORY_KINDS = {
     "opinion", "verdict", "action_started", "action_accepted", "action_done",
     "action_locked", "action_acknowledged", "recovery_held", "recovery_escalated",
     "leader_changed", "quorum_lost", "quorum_regained", "maintenance_on",
-    "maintenance_off", "tilt", "tilt_ended",
+    "maintenance_off", "tilt", "tilt_ended", "node_lost", "node_returned",
+    "cluster_held", "primary_changed",
 }
 
 
