@@ -3,7 +3,9 @@
 and started again at once, to Synced in a cluster of three; with and
 without evicting the dead incarnation on a survivor first.
 
-    tests/bench/bench_galera_rejoin.py [--trials 3] [--variants plain,evict,wait2]
+    tests/bench/bench_galera_rejoin.py [--trials 3]
+                                       [--variants plain,evict,wait2,evict_wait2]
+                                       [--keep]
 
 Not a test, and no troika process takes part: this measures what Galera
 itself allows a supervisor, so a design can be judged before it is built.
@@ -18,12 +20,17 @@ rsync SST, EVS suspect 2 s, inactive 4 s), each trial, on node 2:
      instead of after the EVS timeouts;
      variant wait2: wait until node 1 reports wsrep_cluster_size 2 (the
      survivors evicted it on their own) before the start;
+     variant evict_wait2: both, the eviction and then the wait for its
+     new view (a start during the survivors' view change was seen to
+     make the new member suspect them and wait out the EVS timeouts);
      variant plain: neither, as troika and Monit restart it today;
   4. `mariadbd --wsrep-recover`, then the start at the recovered position
      (what the mysql plugin's restart does);
   5. wait until node 2 is Synced in a cluster of 3 (every 50 ms).
 
-Prints each phase per trial and the median of the totals per variant.
+Prints each phase per trial (with the byte offset where node 2's error
+log of that trial begins) and the median of the totals per variant.
+--keep leaves the cluster's directory (its path is printed) for the logs.
 Needs root (mariadbd runs as user mysql) and free ports 3306/4444/4567/
 4568 on 127.0.1.1-3: never beside the system tests.
 """
@@ -59,12 +66,13 @@ def trial(c, variant):
     n1, n2 = c.nodes[0], c.nodes[1]
     n1.sql("INSERT INTO shop.orders (v) VALUES ('rejoin')")
     uuid = n2.status("wsrep_gcomm_uuid")
+    log_offset = n2.log_size()
     t0 = time.monotonic()
     n2.kill()
     t_gone = time.monotonic()
-    if variant == "evict":
+    if variant in ("evict", "evict_wait2"):
         n1.sql(f"SET GLOBAL wsrep_provider_options='evs.evict={uuid}'")
-    elif variant == "wait2":
+    if variant in ("wait2", "evict_wait2"):
         conftest.wait_for(lambda: n1.status("wsrep_cluster_size") == "2", 30,
                           interval=0.05, what="the survivors evicting n2")
     t_evicted = time.monotonic()
@@ -84,17 +92,19 @@ def trial(c, variant):
         "recover": t_recovered - t_evicted,
         "start_to_synced": t_synced - t_recovered,
         "total": t_synced - t0,
-    }
+    }, log_offset
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=3)
     ap.add_argument("--variants", default="plain,evict,wait2")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the cluster's directory (logs)")
     args = ap.parse_args()
     variants = args.variants.split(",")
     for v in variants:
-        if v not in ("plain", "evict", "wait2"):
+        if v not in ("plain", "evict", "wait2", "evict_wait2"):
             ap.error(f"unknown variant {v}")
 
     work = pathlib.Path(tempfile.mkdtemp(prefix="troika-rejoin-", dir="/var/tmp"))
@@ -106,17 +116,21 @@ def main():
         # Alternate the variants, so a slow minute hits all of them.
         for i in range(args.trials):
             for v in variants:
-                r = trial(c, v)
+                r, offset = trial(c, v)
                 totals[v].append(r["total"])
-                print(f"trial {i + 1} {v:5}: " + " ".join(
-                    f"{k} {x:.2f}" for k, x in r.items()) + " s", flush=True)
+                print(f"trial {i + 1} {v:11}: " + " ".join(
+                    f"{k} {x:.2f}" for k, x in r.items()) +
+                    f" s (n2 error.log from byte {offset})", flush=True)
                 time.sleep(3)
     finally:
         c.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     for v in variants:
         xs = totals[v]
-        print(f"{v:5}: kill to Synced median {statistics.median(xs):.2f} s "
+        print(f"{v:11}: kill to Synced median {statistics.median(xs):.2f} s "
               f"(min {min(xs):.2f}, max {max(xs):.2f}, n={len(xs)})")
 
 
