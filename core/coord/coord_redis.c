@@ -367,6 +367,44 @@ redis_decide(struct coord_redis *g, const struct redis_state *st, int old,
 	    "promote", NULL, 0, why);
 }
 
+/*
+ * The next step of a failover or switchover that made member primary the
+ * primary (old: the member it replaced, which rejoins on its own): the
+ * first other replica that does not follow it yet is asked to (args: the
+ * primary's host and port), or the procedure FAILS if its replicate step
+ * did. 0 when every one follows: the caller finishes.
+ */
+static int
+redis_repoint_next(struct coord_redis *g, const struct redis_state *st,
+    int primary, int old, char **args, const char *became)
+{
+	const struct coord_cluster *cl = g->p.cl;
+	char why[512];
+
+	for (size_t i = 0; i < cl->nnodes; i++) {
+		const Troika__V1__ActionRecord *s = st->replicate[i];
+
+		if ((int)i == primary || (int)i == old || (s != NULL &&
+		    s->state == TROIKA__V1__ACTION_STATE__ACTION_STATE_SUCCEEDED))
+			continue;
+		if (s != NULL) {
+			snprintf(why, sizeof(why), "%s %s, but %s does not "
+			    "follow it: %s", cl->nodes[primary], became,
+			    cl->nodes[i], s->message);
+			redis_finish(g, st,
+			    TROIKA__V1__ACTION_STATE__ACTION_STATE_FAILED,
+			    primary, why);
+			return 1;
+		}
+		snprintf(why, sizeof(why), "%s is the primary now: %s follows "
+		    "it", cl->nodes[primary], cl->nodes[i]);
+		coord_procedure_begin(&g->p, st->ps.proc->id, cl->nodes[i],
+		    "replicate", args, 2, why);
+		return 1;
+	}
+	return 0;
+}
+
 static void
 redis_step(struct coord_redis *g, const struct redis_state *st, uint64_t now)
 {
@@ -419,27 +457,8 @@ redis_step(struct coord_redis *g, const struct redis_state *st, uint64_t now)
 		    best, why);
 		return;
 	}
-	for (size_t i = 0; i < cl->nnodes; i++) {
-		const Troika__V1__ActionRecord *s = st->replicate[i];
-
-		if ((int)i == best || (int)i == old || (s != NULL &&
-		    s->state == TROIKA__V1__ACTION_STATE__ACTION_STATE_SUCCEEDED))
-			continue;
-		if (s != NULL) {
-			snprintf(why, sizeof(why), "%s was promoted, but %s "
-			    "does not follow it: %s", cl->nodes[best],
-			    cl->nodes[i], s->message);
-			redis_finish(g, st,
-			    TROIKA__V1__ACTION_STATE__ACTION_STATE_FAILED, best,
-			    why);
-			return;
-		}
-		snprintf(why, sizeof(why), "%s is the primary now: %s follows "
-		    "it", cl->nodes[best], cl->nodes[i]);
-		coord_procedure_begin(&g->p, proc->id, cl->nodes[i], "replicate",
-		    args, 2, why);
+	if (redis_repoint_next(g, st, best, old, args, "was promoted"))
 		return;
-	}
 	snprintf(why, sizeof(why), "%s promoted in place of %s; the other "
 	    "replicas follow it", cl->nodes[best], cl->nodes[old]);
 	redis_finish(g, st, TROIKA__V1__ACTION_STATE__ACTION_STATE_SUCCEEDED,
@@ -746,27 +765,8 @@ redis_switch_step(struct coord_redis *g, const struct redis_state *st)
 	redis_announce(g, st, to, "handed the role over (switchover)");
 	snprintf(host, sizeof(host), "%s", st->handover->args[0]);
 	snprintf(port, sizeof(port), "%s", st->handover->args[1]);
-	for (size_t i = 0; i < cl->nnodes; i++) {
-		const Troika__V1__ActionRecord *s = st->replicate[i];
-
-		if ((int)i == to || (int)i == old || (s != NULL &&
-		    s->state == TROIKA__V1__ACTION_STATE__ACTION_STATE_SUCCEEDED))
-			continue;
-		if (s != NULL) {
-			snprintf(why, sizeof(why), "%s is the primary, but %s "
-			    "does not follow it: %s", cl->nodes[to],
-			    cl->nodes[i], s->message);
-			redis_finish(g, st,
-			    TROIKA__V1__ACTION_STATE__ACTION_STATE_FAILED, to,
-			    why);
-			return;
-		}
-		snprintf(why, sizeof(why), "%s is the primary now: %s follows "
-		    "it", cl->nodes[to], cl->nodes[i]);
-		coord_procedure_begin(&g->p, proc->id, cl->nodes[i], "replicate",
-		    args, 2, why);
+	if (redis_repoint_next(g, st, to, old, args, "is the primary"))
 		return;
-	}
 	snprintf(why, sizeof(why), "%s handed the primary role over to %s; "
 	    "%s and the other replicas follow it", cl->nodes[old],
 	    cl->nodes[to], cl->nodes[old]);
