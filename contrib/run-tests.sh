@@ -10,6 +10,16 @@
 set -eu
 cd "$(dirname "$0")/.."
 
+# A system-test file needs up to 2.4 GB of scratch space while it runs
+# (tests/system/run-file.sh removes it once the file passed). A full disk
+# would show as puzzling failures half an hour in: say it now.
+need_mb=6144
+free_mb=$(df -Pk . | awk 'NR == 2 { print int($4 / 1024) }')
+if [ "$free_mb" -lt "$need_mb" ]; then
+	echo "run-tests.sh: ${free_mb} MB free in $(pwd); the tests need ${need_mb} MB" >&2
+	exit 1
+fi
+
 sh contrib/install-deps.sh
 # Plugins are refused if group-writable: build with a strict umask.
 umask 022
