@@ -15,13 +15,6 @@
 
 struct evbuffer;
 
-/*
- * Decode one UTF-8 sequence of s (len > 0 bytes left). Returns the bytes
- * it takes; an invalid, overlong, surrogate or truncated sequence takes
- * one byte and gives U+FFFD in *ret_cp.
- */
-size_t ctl_utf8_next(const char *s, size_t len, uint32_t *ret_cp);
-
 /* Append cp as UTF-8. 0 or -ENOMEM. */
 int ctl_utf8_put(struct evbuffer *out, uint32_t cp);
 

@@ -16,6 +16,7 @@
 #include <event2/buffer.h>
 
 #include "ctl_fmt.h"
+#include "json_quote.h"
 
 static void
 ctl_json_fail(struct ctl_json *j, int err)
@@ -131,60 +132,12 @@ ctl_json_end_array(struct ctl_json *j)
 	ctl_json_end(j, 0);
 }
 
-/* A JSON string of len bytes of s, quoted. */
+/* A JSON string of len bytes of s, quoted (json_quote.h says how). */
 static void
 ctl_json_quote(struct ctl_json *j, const char *s, size_t len)
 {
-	size_t i = 0;
-
-	ctl_json_add(j, "\"", 1);
-	while (i < len && j->err == 0) {
-		uint32_t cp;
-		size_t n = ctl_utf8_next(s + i, len - i, &cp);
-		char esc[8];
-
-		/*
-		 * Plain text goes out as it is. DEL and the C1 controls are
-		 * valid JSON, but escaped all the same: the output is often
-		 * read on a terminal, and some obey U+009B as CSI.
-		 */
-		if (cp >= 0x20 && cp != '"' && cp != '\\' && cp != 0xfffd &&
-		    cp != 0x7f && !(cp >= 0x80 && cp <= 0x9f)) {
-			ctl_json_add(j, s + i, n);
-			i += n;
-			continue;
-		}
-		i += n;
-		switch (cp) {
-		case '"':
-			ctl_json_add(j, "\\\"", 2);
-			break;
-		case '\\':
-			ctl_json_add(j, "\\\\", 2);
-			break;
-		case '\n':
-			ctl_json_add(j, "\\n", 2);
-			break;
-		case '\r':
-			ctl_json_add(j, "\\r", 2);
-			break;
-		case '\t':
-			ctl_json_add(j, "\\t", 2);
-			break;
-		case '\b':
-			ctl_json_add(j, "\\b", 2);
-			break;
-		case '\f':
-			ctl_json_add(j, "\\f", 2);
-			break;
-		default:
-			/* Other controls, and U+FFFD (for bad bytes). */
-			snprintf(esc, sizeof(esc), "\\u%04x", (unsigned)cp);
-			ctl_json_add(j, esc, 6);
-			break;
-		}
-	}
-	ctl_json_add(j, "\"", 1);
+	if (j->err == 0 && json_quote(j->out, s, len) != 0)
+		ctl_json_fail(j, -ENOMEM);
 }
 
 void

@@ -107,11 +107,8 @@ struct alert_event {
 /* ---- JSON (alert_json.c) ---- */
 
 /*
- * A JSON string with its quotes: '"', '\\' and every byte below 0x20
- * escaped (\n, \t, \r, \b, \f or \u00XX), DEL as \u007f, and bytes that
- * are not valid UTF-8 (overlong forms, surrogates, beyond U+10FFFF, cut
- * sequences) replaced by U+FFFD, so the output is always valid JSON and
- * valid UTF-8. NULL is written as "".
+ * s as a JSON string, with its quotes, escaped by json_quote() (so always
+ * valid JSON and valid UTF-8). NULL is written as "".
  */
 void alert_json_string(struct evbuffer *out, const char *s);
 

@@ -14,6 +14,7 @@
 #include <event2/buffer.h>
 
 #include "ctl_fmt.h"
+#include "utf8.h"
 #include "troika/v1/admin.pb-c.h"
 
 static void
@@ -68,17 +69,17 @@ test_utf8(void **state)
 		assert_int_equal(ctl_utf8_put(b, cps[i]), 0);
 		n = evbuffer_get_length(b);
 		evbuffer_remove(b, buf, n);
-		assert_int_equal(ctl_utf8_next(buf, n, &cp), n);
+		assert_int_equal(utf8_next(buf, n, &cp), n);
 		assert_int_equal(cp, cps[i]);
 		evbuffer_free(b);
 	}
 	/* Invalid: one byte taken, U+FFFD. */
-	assert_int_equal(ctl_utf8_next("\xf8\x88\x80\x80\x80", 5, &cp), 1);
+	assert_int_equal(utf8_next("\xf8\x88\x80\x80\x80", 5, &cp), 1);
 	assert_int_equal(cp, 0xfffd);
-	assert_int_equal(ctl_utf8_next("\xf0\x9f\x98", 3, &cp), 1);
+	assert_int_equal(utf8_next("\xf0\x9f\x98", 3, &cp), 1);
 	assert_int_equal(cp, 0xfffd);
 	/* Overlong 4-byte form. */
-	assert_int_equal(ctl_utf8_next("\xf0\x8f\xbf\xbf", 4, &cp), 1);
+	assert_int_equal(utf8_next("\xf0\x8f\xbf\xbf", 4, &cp), 1);
 	assert_int_equal(cp, 0xfffd);
 }
 
