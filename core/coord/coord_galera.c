@@ -54,7 +54,21 @@ struct galera_state {
 	struct galera_position pos[COORD_CONF_MAX_MEMBERS];
 	const Troika__V1__ActionRecord *bootstrap;
 	const Troika__V1__ActionRecord *start[COORD_CONF_MAX_MEMBERS];
+	/*
+	 * A bit per member started by its own (per-service) recovery, not
+	 * by the procedure: its start is running (the server waits for a
+	 * Primary to join), or was when the procedure started the others.
+	 * The procedure makes no move on it and has no position of it, so
+	 * it never bootstraps while one is set.
+	 */
+	uint32_t joining;
 };
+
+static int
+galera_joining(const struct galera_state *st, size_t i)
+{
+	return (st->joining & (1u << i)) != 0;
+}
 
 static int
 galera_member_ok(const struct coord_galera *g, const char *node)
@@ -68,6 +82,15 @@ galera_member_failed(const struct coord_galera *g, const char *node)
 	return coord_member_failed(g->p.c, node, g->p.cl->check);
 }
 
+static int
+galera_started(const struct galera_state *st, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (st->start[i] != NULL)
+			return 1;
+	return 0;
+}
+
 static void
 galera_read(struct coord_galera *g, uint64_t now, struct galera_state *st)
 {
@@ -75,6 +98,14 @@ galera_read(struct coord_galera *g, uint64_t now, struct galera_state *st)
 	size_t n;
 
 	memset(st, 0, sizeof(*st));
+	for (size_t i = 0; i < g->p.cl->nnodes; i++) {
+		const Troika__V1__ActionRecord *own = coord_recovery_open_own(
+		    g->p.r, g->p.cl->nodes[i], g->p.cl->check);
+
+		if (own != NULL && strcmp(own->action, "start") == 0 &&
+		    own->state == TROIKA__V1__ACTION_STATE__ACTION_STATE_RUNNING)
+			st->joining |= 1u << i;
+	}
 	n = coord_procedure_read(&g->p, now, &st->ps, &recs);
 	for (size_t i = 0; st->ps.proc != NULL && i < n; i++) {
 		const Troika__V1__ActionRecord *pb = recs[i];
@@ -111,6 +142,16 @@ galera_read(struct coord_galera *g, uint64_t now, struct galera_state *st)
 			st->start[m] = pb;
 		}
 	}
+	/*
+	 * Once the procedure started members, a member never asked for its
+	 * position was being started by its own recovery then (every other
+	 * member is asked first): its own start may have ended since, and
+	 * it still has no position.
+	 */
+	for (size_t i = 0; galera_started(st, g->p.cl->nnodes) &&
+	    i < g->p.cl->nnodes; i++)
+		if (st->asked[i] == NULL)
+			st->joining |= 1u << i;
 }
 
 /* End the procedure, with the positions it saw as its facts. */
@@ -208,24 +249,17 @@ galera_all_ok(const struct coord_galera *g)
 	return 1;
 }
 
-static int
-galera_started(const struct galera_state *st, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (st->start[i] != NULL)
-			return 1;
-	return 0;
-}
-
 /*
  * Some members run (without a Primary) and some are stopped: start the
  * stopped ones at their positions, without waiting for each to answer (a
  * member that joins a cluster with no Primary does not answer until one
  * forms), then give Galera GALERA_REFORM_MS to re-form the Primary
  * component itself: the members of the last Primary view find each other
- * again (pc.recovery). Returns 1 while that is under way or once it ended
- * the procedure; 0 when nothing but a bootstrap can work (no Primary in
- * time), or when no member runs (the full outage).
+ * again (pc.recovery). A member being started by its own recovery counts
+ * as running; with one, Galera's time counts from the procedure's start
+ * even when nothing is left to start. Returns 1 while that is under way
+ * or once it ended the procedure; 0 when nothing but a bootstrap can work
+ * (no Primary in time), or when no member runs (the full outage).
  */
 static int
 galera_rejoin(struct coord_galera *g, const struct galera_state *st,
@@ -238,10 +272,13 @@ galera_rejoin(struct coord_galera *g, const struct galera_state *st,
 	char why[512];
 
 	for (size_t i = 0; i < cl->nnodes; i++)
-		nrun += st->pos[i].running != 0;
+		nrun += st->pos[i].running != 0 || galera_joining(st, i);
 	if (nrun == 0)
 		return 0;
-	if (nrun == cl->nnodes) {
+	/* A member's own start in flight: Galera's time counts from here. */
+	if (st->joining != 0)
+		last = st->ps.proc->started_unix_nano;
+	if (nrun == cl->nnodes && st->joining == 0) {
 		/* Nothing crashed: a partition is likelier, and a member
 		 * bootstrapped now could face the others re-forming their
 		 * own Primary component when it heals. */
@@ -255,7 +292,7 @@ galera_rejoin(struct coord_galera *g, const struct galera_state *st,
 	for (size_t i = 0; i < cl->nnodes; i++) {
 		const Troika__V1__ActionRecord *s = st->start[i];
 
-		if (st->pos[i].running)
+		if (st->pos[i].running || galera_joining(st, i))
 			continue;
 		if (s == NULL) {
 			if (!coord_agent_connected(g->p.c, cl->nodes[i])) {
@@ -372,12 +409,12 @@ galera_decide(struct coord_galera *g, const struct galera_state *st,
 	    "of every member decides which one bootstraps", cl->name);
 	/* A lost member is not counted out: its position may be the
 	 * most advanced. */
-	if (coord_procedure_collect(&g->p, st->ps.proc, st->asked, -1, 0,
-	    "position", "no Primary, and no bootstrap until every member's "
+	if (coord_procedure_collect(&g->p, st->ps.proc, st->asked,
+	    st->joining, 0, "position", "no Primary, and no bootstrap until every member's "
 	    "position is known", why, now))
 		return;
 	for (size_t i = 0; i < cl->nnodes; i++)
-		if (st->pos[i].uuid == NULL) {
+		if (!galera_joining(st, i) && st->pos[i].uuid == NULL) {
 			snprintf(why, sizeof(why), "the position of %s names "
 			    "no cluster uuid: no bootstrap; an operator "
 			    "decides", cl->nodes[i]);
@@ -386,19 +423,26 @@ galera_decide(struct coord_galera *g, const struct galera_state *st,
 			    why);
 			return;
 		}
-	for (size_t i = 1; i < cl->nnodes; i++)
-		if (strcmp(st->pos[i].uuid, st->pos[0].uuid) != 0) {
+	for (size_t i = 0, k = SIZE_MAX; i < cl->nnodes; i++) {
+		if (galera_joining(st, i))
+			continue;
+		if (k == SIZE_MAX) {
+			k = i; /* the first member with a position */
+			continue;
+		}
+		if (strcmp(st->pos[i].uuid, st->pos[k].uuid) != 0) {
 			snprintf(why, sizeof(why), "the members name different "
 			    "clusters (%s: %s, %s: %s): no bootstrap; an "
-			    "operator decides", cl->nodes[0], st->pos[0].uuid,
+			    "operator decides", cl->nodes[k], st->pos[k].uuid,
 			    cl->nodes[i], st->pos[i].uuid);
 			galera_finish(g, st,
 			    TROIKA__V1__ACTION_STATE__ACTION_STATE_LOCKED, -1,
 			    why);
 			return;
 		}
+	}
 	for (size_t i = 0; i < cl->nnodes; i++)
-		if (st->pos[i].seqno < 0) {
+		if (!galera_joining(st, i) && st->pos[i].seqno < 0) {
 			snprintf(why, sizeof(why), "the position of %s is not "
 			    "known (seqno %" PRId64 "): no bootstrap; an "
 			    "operator decides", cl->nodes[i], st->pos[i].seqno);
@@ -409,6 +453,17 @@ galera_decide(struct coord_galera *g, const struct galera_state *st,
 		}
 	if (galera_rejoin(g, st, now))
 		return;
+	for (size_t i = 0; i < cl->nnodes; i++)
+		if (galera_joining(st, i)) {
+			snprintf(why, sizeof(why), "no Primary re-formed, and "
+			    "%s's own start is still running (its position is "
+			    "not known): no bootstrap; an operator decides",
+			    cl->nodes[i]);
+			galera_finish(g, st,
+			    TROIKA__V1__ACTION_STATE__ACTION_STATE_LOCKED, -1,
+			    why);
+			return;
+		}
 	best = galera_choose(g, st);
 	if (galera_unsafe(g, st, best, why, sizeof(why))) {
 		galera_finish(g, st,
@@ -534,7 +589,10 @@ coord_galera_evaluate(struct coord_galera *g)
 			g->p.escalated = 0;
 			return;
 		}
-	if (!coord_procedure_may_start(&g->p, &st.ps, now, "bootstrap it"))
+	/* A member being started already is left to its start: the
+	 * procedure starts the others it needs (the staggered failure). */
+	if (!coord_procedure_may_start(&g->p, &st.ps, now, "bootstrap it",
+	    st.joining))
 		return;
 	snprintf(why, sizeof(why), "no member of cluster %s answers: every "
 	    "one has failed by quorum", cl->name);

@@ -222,9 +222,9 @@ procedure_alert(struct coord_procedure *p, const char *proc, int m,
 int
 coord_procedure_collect(struct coord_procedure *p,
     const Troika__V1__ActionRecord *proc,
-    const Troika__V1__ActionRecord *const *answers, int skip, int skip_lost,
-    const char *action, const char *waiting, const char *reason,
-    uint64_t now)
+    const Troika__V1__ActionRecord *const *answers, uint32_t skip,
+    int skip_lost, const char *action, const char *waiting,
+    const char *reason, uint64_t now)
 {
 	uint64_t retry = procedure_ns(p->cl->retry_ms), soonest = 0;
 	int missing = 0;
@@ -234,7 +234,7 @@ coord_procedure_collect(struct coord_procedure *p,
 		const char *node = p->cl->nodes[i];
 		char why[256];
 
-		if ((int)i == skip || (a != NULL && a->state ==
+		if ((skip & (1u << i)) != 0 || (a != NULL && a->state ==
 		    TROIKA__V1__ACTION_STATE__ACTION_STATE_SUCCEEDED) ||
 		    (skip_lost && coord_nodeloss_lost(p->c, node)))
 			continue;
@@ -268,7 +268,8 @@ coord_procedure_collect(struct coord_procedure *p,
 
 int
 coord_procedure_may_start(struct coord_procedure *p,
-    const struct coord_procedure_state *st, uint64_t now, const char *what)
+    const struct coord_procedure_state *st, uint64_t now, const char *what,
+    uint32_t busy_ok)
 {
 	const struct coord_cluster *cl = p->cl;
 	const struct coord_policy *pol = coord_conf_policy(p->c->conf,
@@ -285,10 +286,12 @@ coord_procedure_may_start(struct coord_procedure *p,
 	/*
 	 * A member's own action (a start begun while another member still
 	 * seemed to answer, a restart within the failover's grace) ends
-	 * first: its end brings us back. Never two moves on one member.
+	 * first: its end brings us back. Never two moves on one member:
+	 * the caller's procedure makes none on the members in busy_ok.
 	 */
 	for (size_t i = 0; i < cl->nnodes; i++)
-		if (coord_recovery_busy(p->r, cl->nodes[i], cl->check))
+		if ((busy_ok & (1u << i)) == 0 &&
+		    coord_recovery_busy(p->r, cl->nodes[i], cl->check))
 			return 0;
 	if (st->last_proc_end != 0 && now < st->last_proc_end +
 	    procedure_ns(pol->backoff_ms)) {

@@ -83,27 +83,29 @@ void coord_procedure_finish(struct coord_procedure *p, const char *proc,
     ...) __attribute__((format(printf, 6, 7)));
 
 /*
- * Ask `action` of every member but `skip` whose latest answer (answers[]
- * by member, NULL: none) did not succeed, one at a time, in list order: a
- * member whose answer failed, or whose agent has no stream, gets one
- * alert-level event `cluster_held` (waiting says what waits) and is asked
- * again after the cluster's retry. With skip_lost, a member on a lost
- * node (coord_nodeloss.h) is not asked: it is counted out. Returns 1
- * while an answer is missing.
+ * Ask `action` of every member not in `skip` (a bit per member index)
+ * whose latest answer (answers[] by member, NULL: none) did not succeed,
+ * one at a time, in list order: a member whose answer failed, or whose
+ * agent has no stream, gets one alert-level event `cluster_held` (waiting
+ * says what waits) and is asked again after the cluster's retry. With
+ * skip_lost, a member on a lost node (coord_nodeloss.h) is not asked: it
+ * is counted out. Returns 1 while an answer is missing.
  */
 int coord_procedure_collect(struct coord_procedure *p,
     const Troika__V1__ActionRecord *proc,
-    const Troika__V1__ActionRecord *const *answers, int skip, int skip_lost,
-    const char *action, const char *waiting, const char *reason,
-    uint64_t now);
+    const Troika__V1__ActionRecord *const *answers, uint32_t skip,
+    int skip_lost, const char *action, const char *waiting,
+    const char *reason, uint64_t now);
 
 /*
  * Whether a new procedure may start: no member in maintenance or with an
- * action of its own open, not within the policy's backoff after the last
- * one, fewer than max_attempts in its window (else one
- * recovery_escalated event, `what` saying what is not done again).
+ * action of its own open (but those in busy_ok, a bit per member index),
+ * not within the policy's backoff after the last one, fewer than
+ * max_attempts in its window (else one recovery_escalated event, `what`
+ * saying what is not done again).
  */
 int coord_procedure_may_start(struct coord_procedure *p,
-    const struct coord_procedure_state *st, uint64_t now, const char *what);
+    const struct coord_procedure_state *st, uint64_t now, const char *what,
+    uint32_t busy_ok);
 
 #endif

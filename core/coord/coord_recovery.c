@@ -1394,6 +1394,21 @@ coord_recovery_busy(const struct coord_recovery *r, const char *node,
 	return h.open;
 }
 
+const Troika__V1__ActionRecord *
+coord_recovery_open_own(const struct coord_recovery *r, const char *node,
+    const char *check)
+{
+	for (size_t i = 0; i < r->nrecs; i++) {
+		const Troika__V1__ActionRecord *pb = r->recs[i].pb;
+
+		if (recovery_rec_open(pb) && pb->procedure[0] == '\0' &&
+		    strcmp(pb->node, node) == 0 &&
+		    recovery_str_eq(pb->check, check))
+			return pb;
+	}
+	return NULL;
+}
+
 struct coord_redis *
 coord_recovery_redis(struct coord_recovery *r, const char *cluster)
 {

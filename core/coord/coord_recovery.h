@@ -129,6 +129,13 @@ int coord_recovery_node_settled(struct coord_recovery *r, const char *node);
 int coord_recovery_busy(const struct coord_recovery *r, const char *node,
     const char *check);
 
+/*
+ * The open record (RUNNING or LOCKED) of (node, check)'s own recovery, not
+ * a step of a procedure; NULL: none.
+ */
+const struct Troika__V1__ActionRecord *coord_recovery_open_own(
+    const struct coord_recovery *r, const char *node, const char *check);
+
 /* The failover of the redis cluster named so; NULL: none. */
 struct coord_redis *coord_recovery_redis(struct coord_recovery *r,
     const char *cluster);

@@ -315,8 +315,8 @@ redis_decide(struct coord_redis *g, const struct redis_state *st, int old,
 	    "offsets decide which one is promoted", cl->nodes[old]);
 	/* A replica on a lost node is counted out: it cannot be promoted,
 	 * and it follows the new primary when it is back (rejoin). */
-	if (coord_procedure_collect(&g->p, st->ps.proc, st->role, old, 1,
-	    "role",
+	if (coord_procedure_collect(&g->p, st->ps.proc, st->role,
+	    old >= 0 ? 1u << old : 0, 1, "role",
 	    "no replica is promoted until every member's offset is known",
 	    why, now))
 		return;
@@ -964,7 +964,7 @@ coord_redis_evaluate(struct coord_redis *g)
 		    redis_ns(cl->failover_after_ms) - now);
 		return;
 	}
-	if (!coord_procedure_may_start(&g->p, &st.ps, now, "fail over"))
+	if (!coord_procedure_may_start(&g->p, &st.ps, now, "fail over", 0))
 		return;
 	snprintf(why, sizeof(why), "the primary %s of cluster %s has failed by "
 	    "quorum for %" PRIu64 " ms (failover_after)", cl->nodes[p],

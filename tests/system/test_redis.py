@@ -139,6 +139,11 @@ def test_promote_and_replicate(agent, cluster):
     agent.start()
     for n in ("n1", "n2", "n3"):
         wait_status(agent, n, 0)
+    # A write that n2 has: its offset is then above 0. Without one, a fresh
+    # replica reports 0 until the master's first PING (10 s).
+    cluster.nodes[0].cmd("SET", "before-failover", "yes")
+    wait_for(lambda: cluster.nodes[1].cmd("GET", "before-failover") == "yes", 5,
+             what="the write replicated to n2")
     rc, reply = agent.action("n2", "role")
     assert (rc, reply["field.role"], reply["field.master_host"]) == (0, "replica", M), reply
     offset = int(reply["field.slave_repl_offset"])
