@@ -56,7 +56,7 @@ struct galera_state {
 	const Troika__V1__ActionRecord *start[COORD_CONF_MAX_MEMBERS];
 	/*
 	 * A bit per member started by its own (per-service) recovery, not
-	 * by the procedure: its start is running (the server waits for a
+	 * by the procedure: its start (or restart) is running (the server waits for a
 	 * Primary to join), or was when the procedure started the others.
 	 * The procedure makes no move on it and has no position of it, so
 	 * it never bootstraps while one is set.
@@ -102,7 +102,9 @@ galera_read(struct coord_galera *g, uint64_t now, struct galera_state *st)
 		const Troika__V1__ActionRecord *own = coord_recovery_open_own(
 		    g->p.r, g->p.cl->nodes[i], g->p.cl->check);
 
-		if (own != NULL && strcmp(own->action, "start") == 0 &&
+		/* A restart waits for the answer the same way. */
+		if (own != NULL && (strcmp(own->action, "start") == 0 ||
+		    strcmp(own->action, "restart") == 0) &&
 		    own->state == TROIKA__V1__ACTION_STATE__ACTION_STATE_RUNNING)
 			st->joining |= 1u << i;
 	}

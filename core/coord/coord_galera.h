@@ -34,13 +34,13 @@
  *      grastate.dat first, so it joins by IST. A running member joins
  *      the bootstrapped one by itself.
  *   6. done when no member is failed any more and every one answers OK.
- * A member whose own start (its per-service recovery) is running when
- * the others fail too (a staggered failure: its server waits for a Primary
- * that needs another failed member) does not hold the procedure up. It is
- * left to that start: never asked its position, never started again,
- * counted as running in step 3, so the others are started around it; and
- * since its position is not known, no bootstrap happens (step 4 locks
- * instead).
+ * A member whose own start or restart (its per-service recovery) is
+ * running when the others fail too (a staggered failure: its server waits
+ * for a Primary that needs another failed member) does not hold the
+ * procedure up. It is left to that action: never asked its position,
+ * never started again, counted as running in step 3, so the others are
+ * started around it; and since its position is not known, no bootstrap
+ * happens (step 4 locks instead).
  * The procedure and its steps are records in etcd, and the state of the
  * procedure is a function of them alone, so a new leader continues where
  * the old one stopped (a step in flight is asked again under its id; the
