@@ -56,10 +56,10 @@ struct galera_state {
 	const Troika__V1__ActionRecord *start[COORD_CONF_MAX_MEMBERS];
 	/*
 	 * A bit per member started by its own (per-service) recovery, not
-	 * by the procedure: its start (or restart) is running (the server waits for a
-	 * Primary to join), or was when the procedure started the others.
-	 * The procedure makes no move on it and has no position of it, so
-	 * it never bootstraps while one is set.
+	 * by the procedure: its start or restart is running (the server
+	 * waits for a Primary to join), or was when the procedure started
+	 * the others. The procedure makes no move on it and has no position
+	 * of it, so it never bootstraps while one is set.
 	 */
 	uint32_t joining;
 };
@@ -412,8 +412,8 @@ galera_decide(struct coord_galera *g, const struct galera_state *st,
 	/* A lost member is not counted out: its position may be the
 	 * most advanced. */
 	if (coord_procedure_collect(&g->p, st->ps.proc, st->asked,
-	    st->joining, 0, "position", "no Primary, and no bootstrap until every member's "
-	    "position is known", why, now))
+	    st->joining, 0, "position", "no Primary, and no bootstrap until "
+	    "every member's position is known", why, now))
 		return;
 	for (size_t i = 0; i < cl->nnodes; i++)
 		if (!galera_joining(st, i) && st->pos[i].uuid == NULL) {
@@ -458,8 +458,8 @@ galera_decide(struct coord_galera *g, const struct galera_state *st,
 	for (size_t i = 0; i < cl->nnodes; i++)
 		if (galera_joining(st, i)) {
 			snprintf(why, sizeof(why), "no Primary re-formed, and "
-			    "%s's own start is still running (its position is "
-			    "not known): no bootstrap; an operator decides",
+			    "%s, started by its own recovery, has no known "
+			    "position: no bootstrap; an operator decides",
 			    cl->nodes[i]);
 			galera_finish(g, st,
 			    TROIKA__V1__ACTION_STATE__ACTION_STATE_LOCKED, -1,
