@@ -102,10 +102,12 @@ galera_read(struct coord_galera *g, uint64_t now, struct galera_state *st)
 		const Troika__V1__ActionRecord *own = coord_recovery_open_own(
 		    g->p.r, g->p.cl->nodes[i], g->p.cl->check);
 
+		if (own == NULL || own->state !=
+		    TROIKA__V1__ACTION_STATE__ACTION_STATE_RUNNING)
+			continue;
 		/* A restart waits for the answer the same way. */
-		if (own != NULL && (strcmp(own->action, "start") == 0 ||
-		    strcmp(own->action, "restart") == 0) &&
-		    own->state == TROIKA__V1__ACTION_STATE__ACTION_STATE_RUNNING)
+		if (strcmp(own->action, "start") == 0 ||
+		    strcmp(own->action, "restart") == 0)
 			st->joining |= 1u << i;
 	}
 	n = coord_procedure_read(&g->p, now, &st->ps, &recs);
