@@ -302,7 +302,8 @@ recovery_state_str(Troika__V1__ActionState s)
 
 /* What the records of (node, check) say about the policy's limits. */
 struct recovery_history {
-	int open;                 /* RUNNING or LOCKED exists */
+	/* The RUNNING or LOCKED one; NULL: none. */
+	const Troika__V1__ActionRecord *open;
 	unsigned attempts;        /* started within the window */
 	uint64_t last_success;    /* end of the last success, 0: none */
 	uint64_t last_attempt;    /* end (or start) of the last attempt */
@@ -324,7 +325,7 @@ recovery_history(const struct coord_recovery *r, const char *node,
 		    strcmp(pb->check, check) != 0 || pb->procedure[0] != '\0')
 			continue;
 		if (recovery_rec_open(pb))
-			h->open = 1;
+			h->open = pb;
 		if (pb->started_unix_nano + window_ns >= now)
 			h->attempts++;
 		if (end > h->last_attempt)
@@ -1073,7 +1074,7 @@ recovery_evaluate(struct coord_recovery *r, const char *node,
 	pol = coord_conf_policy(conf, check);
 	recovery_history(r, node, check, (uint64_t)pol->window_ms * NS_PER_MS,
 	    now, &h);
-	if (h.open)
+	if (h.open != NULL)
 		return; /* RUNNING or LOCKED: its end brings us back */
 	if (h.last_success != 0 && now < h.last_success +
 	    (uint64_t)pol->cooldown_ms * NS_PER_MS) {
@@ -1391,22 +1392,17 @@ coord_recovery_busy(const struct coord_recovery *r, const char *node,
 		    recovery_str_eq(r->keys[i]->check, check))
 			return 1;
 	recovery_history(r, node, check, 0, recovery_now(), &h);
-	return h.open;
+	return h.open != NULL;
 }
 
 const Troika__V1__ActionRecord *
 coord_recovery_open_own(const struct coord_recovery *r, const char *node,
     const char *check)
 {
-	for (size_t i = 0; i < r->nrecs; i++) {
-		const Troika__V1__ActionRecord *pb = r->recs[i].pb;
+	struct recovery_history h;
 
-		if (recovery_rec_open(pb) && pb->procedure[0] == '\0' &&
-		    strcmp(pb->node, node) == 0 &&
-		    recovery_str_eq(pb->check, check))
-			return pb;
-	}
-	return NULL;
+	recovery_history(r, node, check, 0, recovery_now(), &h);
+	return h.open;
 }
 
 struct coord_redis *
