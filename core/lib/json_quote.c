@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include <event2/buffer.h>
 
@@ -23,28 +24,27 @@ json_plain(uint32_t cp)
 	return cp != 0xfffd;
 }
 
-/* The escape of cp, which is not plain, into esc (16 bytes). Its length. */
-static size_t
-json_escape(uint32_t cp, char *esc)
+/* JSON's two-character escape of cp; NULL: it has none (\u00XX then). */
+static const char *
+json_short_escape(uint32_t cp)
 {
 	switch (cp) {
 	case '"':
-		return (size_t)snprintf(esc, 16, "\\\"");
+		return "\\\"";
 	case '\\':
-		return (size_t)snprintf(esc, 16, "\\\\");
+		return "\\\\";
 	case '\n':
-		return (size_t)snprintf(esc, 16, "\\n");
+		return "\\n";
 	case '\r':
-		return (size_t)snprintf(esc, 16, "\\r");
+		return "\\r";
 	case '\t':
-		return (size_t)snprintf(esc, 16, "\\t");
+		return "\\t";
 	case '\b':
-		return (size_t)snprintf(esc, 16, "\\b");
+		return "\\b";
 	case '\f':
-		return (size_t)snprintf(esc, 16, "\\f");
+		return "\\f";
 	default:
-		/* Other controls, and U+FFFD (a bad byte, or the real one). */
-		return (size_t)snprintf(esc, 16, "\\u%04x", (unsigned)cp);
+		return NULL;
 	}
 }
 
@@ -58,8 +58,8 @@ json_quote(struct evbuffer *out, const char *s, size_t len)
 	while (i < len) {
 		size_t run = i, n = 0;
 		uint32_t cp = 0;
-		char esc[16];
-		size_t esc_len;
+		const char *esc;
+		char uesc[16];
 
 		/* The longest run that goes out unescaped, in one add. */
 		while (i < len) {
@@ -72,8 +72,12 @@ json_quote(struct evbuffer *out, const char *s, size_t len)
 			return -ENOMEM;
 		if (i == len)
 			break;
-		esc_len = json_escape(cp, esc);
-		if (evbuffer_add(out, esc, esc_len) != 0)
+		/* Other controls, and U+FFFD (a bad byte, or the real one). */
+		if ((esc = json_short_escape(cp)) == NULL) {
+			snprintf(uesc, sizeof(uesc), "\\u%04x", (unsigned)cp);
+			esc = uesc;
+		}
+		if (evbuffer_add(out, esc, strlen(esc)) != 0)
 			return -ENOMEM;
 		i += n;
 	}
