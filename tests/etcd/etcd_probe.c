@@ -679,7 +679,10 @@ out:
 	etcd_client_free(p.ec);
 	if (p.in != NULL)
 		bufferevent_free(p.in);
-	if (p.base != NULL)
+	if (p.base != NULL) {
+		/* Deferred bufferevent frees finish (see coord_main.c). */
+		event_base_loop(p.base, EVLOOP_NONBLOCK);
 		event_base_free(p.base);
+	}
 	return rc;
 }
