@@ -10,7 +10,9 @@ TK-IN), both directions at once, including those already open. Servers
 other tests run on 127.0.1.x at the same time (Galera and Redis bind their
 own source addresses) carry no mark and are never cut; nor is the harness,
 which talks from 127.0.0.1 in the root cgroup. Rules, chains and cgroups
-are this file's own and are removed when a test ends, passed or not.
+are this file's own and are removed when a test ends, passed or not; those
+a killed run left (a session that ended mid-test) are removed before a
+test starts.
 
 Every test asserts the exact history: the action records on every
 coordinator, the events each coordinator kept, the commands the agents
@@ -79,6 +81,11 @@ def why_not():
 pytestmark = pytest.mark.skipif(why_not() is not None, reason=str(why_not()))
 
 
+def cgroup_pids(d):
+    with open(os.path.join(d, "cgroup.procs")) as f:
+        return [int(p) for p in f.read().split()]
+
+
 class Net:
     """The cgroups tk/n1-3, the SNAT that gives each node's connections its
     own source address, and the cuts. Only what this object created is
@@ -96,17 +103,42 @@ class Net:
             assert r.returncode == 0, f"iptables {' '.join(args)}: {r.stderr}"
         return r
 
+    def remove_leftovers(self):
+        """Remove the chains and cgroups a run of this file left when it was
+        killed before its cleanup (a session that ended mid-test). The
+        caller holds the etcd port lock, and nothing makes these chains or
+        cgroups without it, so what exists now belongs to no live run.
+        Returns what was removed, for the log."""
+        removed = []
+        for table, hook, chain in (("nat", "POSTROUTING", SNAT_CHAIN),
+                                   ("mangle", "OUTPUT", MARK_CHAIN),
+                                   ("filter", "INPUT", CUT_CHAIN)):
+            if self.ipt("-t", table, "-n", "-L", chain, check=False).returncode != 0:
+                continue
+            while self.ipt("-t", table, "-D", hook, "-j", chain, check=False).returncode == 0:
+                pass
+            self.ipt("-t", table, "-F", chain)
+            self.ipt("-t", table, "-X", chain)
+            removed.append(f"iptables {table}/{chain}")
+        if os.path.exists(self.cg):
+            for d in [self.node_cgroup(n) for n in (1, 2, 3)] + [self.cg]:
+                if not os.path.exists(d):
+                    continue
+                for pid in cgroup_pids(d):
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                wait_for(lambda: cgroup_pids(d) == [], 10, interval=0.1,
+                         what=f"{d} empty")
+                os.rmdir(d)
+                removed.append(f"cgroup {d}")
+        return removed
+
     def setup(self):
-        for table, chain in (("nat", SNAT_CHAIN), ("mangle", MARK_CHAIN),
-                             ("filter", CUT_CHAIN)):
-            if self.ipt("-t", table, "-n", "-L", chain, check=False).returncode == 0:
-                raise AssertionError(
-                    f"iptables chain {table}/{chain} exists already: left by a run of "
-                    f"this test that was killed before its cleanup, or someone else's. "
-                    f"Remove it by hand if it is a leftover (iptables -t {table} -D "
-                    f"... -j {chain}; -F {chain}; -X {chain})")
-        assert not os.path.exists(self.cg), \
-            f"cgroup {self.cg} exists already (a leftover? rmdir its n1-3, then it)"
+        removed = self.remove_leftovers()
+        if removed:
+            print(f"removed what a killed run left: {', '.join(removed)}")
         os.mkdir(self.cg)
         self.cgroups.append(self.cg)
         for n in (1, 2, 3):
@@ -183,25 +215,22 @@ class Net:
                 errors.append(f"iptables {' '.join(args)}: {r.stderr.strip()}")
         self.undo = []
         for d in reversed(self.cgroups):
-            procs = os.path.join(d, "cgroup.procs")
             try:
                 # Only processes this test started ever join these cgroups;
                 # give them time to go, then end what is left by its PID.
-                def empty():
-                    with open(procs) as f:
-                        return f.read().split() == []
                 try:
-                    wait_for(empty, 10, interval=0.1, what=f"{d} empty")
+                    wait_for(lambda: cgroup_pids(d) == [], 10, interval=0.1,
+                             what=f"{d} empty")
                 except AssertionError:
-                    with open(procs) as f:
-                        left = [int(p) for p in f.read().split()]
+                    left = cgroup_pids(d)
                     errors.append(f"{d}: processes still in it: {left}; killed")
                     for pid in left:
                         try:
                             os.kill(pid, signal.SIGKILL)
                         except ProcessLookupError:
                             pass
-                    wait_for(empty, 10, interval=0.1, what=f"{d} empty")
+                    wait_for(lambda: cgroup_pids(d) == [], 10, interval=0.1,
+                             what=f"{d} empty")
                 os.rmdir(d)
             except OSError as e:
                 errors.append(f"rmdir {d}: {e}")
