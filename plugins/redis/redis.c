@@ -1,8 +1,9 @@
 /*
  * redis: health, replication and persistence of one Redis server, and the
- * actions a failover or a backup needs (promote, replicate, bgsave, role,
- * start/stop/restart). Async: hiredis on the host's event base
- * (redis_link.c); INFO is parsed by redis_info.c.
+ * actions a failover or a backup needs (promote, replicate, bgsave, backup,
+ * role, start/stop/restart). Async: hiredis on the host's event base
+ * (redis_link.c); INFO is parsed by redis_info.c. A backup's copying and
+ * hashing run in troika-backup, a process of its own.
  *
  * One connection per check, kept open across runs and actions and made
  * again when it breaks. A health check every second costs a PING and an
@@ -57,6 +58,7 @@ enum redis_job {
 	REDIS_JOB_REPLICATE,
 	REDIS_JOB_HANDOVER,
 	REDIS_JOB_BGSAVE,
+	REDIS_JOB_BACKUP, /* BGSAVE, the RDB's path, then troika-backup */
 	REDIS_JOB_SERVICE,
 	REDIS_JOB_WAKE, /* after start/restart: until Redis answers PING */
 };
@@ -71,6 +73,8 @@ enum redis_step {
 	REDIS_STEP_REPLICAOF,
 	REDIS_STEP_FAILOVER,
 	REDIS_STEP_BGSAVE,
+	REDIS_STEP_CONFIG,  /* CONFIG GET dir, then dbfilename */
+	REDIS_STEP_STORE,   /* troika-backup store runs */
 	REDIS_STEP_PAUSE,   /* the poll timer, between two INFOs */
 	REDIS_STEP_SERVICE, /* host->service_control() */
 };
@@ -84,6 +88,8 @@ static const char *const redis_step_names[] = {
 	[REDIS_STEP_REPLICAOF] = "REPLICAOF",
 	[REDIS_STEP_FAILOVER] = "FAILOVER",
 	[REDIS_STEP_BGSAVE] = "BGSAVE",
+	[REDIS_STEP_CONFIG] = "CONFIG GET",
+	[REDIS_STEP_STORE] = "troika-backup",
 	[REDIS_STEP_PAUSE] = "INFO",
 	[REDIS_STEP_SERVICE] = "the service manager",
 };
@@ -140,6 +146,16 @@ struct redis_check {
 	int target_port;
 	int64_t handover_ms;   /* handover: FAILOVER's TIMEOUT at most */
 	int already_running; /* bgsave: one was in progress already */
+	/* backup: the options, and the current run's RDB and set */
+	char *backup_dir;
+	int64_t backup_keep;
+	char *backup_program;
+	char *rdb_check;     /* NULL: no check of the copy */
+	char *rdb_file;      /* NULL: ask CONFIG GET */
+	char rdb_dir[2048];  /* CONFIG GET dir's answer */
+	char rdb_path[4096];
+	char backup_set[4096]; /* "DIR/NAME" once stored */
+	void *spawn;           /* troika-backup, while it runs */
 	char op[16];         /* start, stop, restart */
 	struct redis_service_call *svc;   /* the task's, or NULL */
 	struct redis_service_call *calls; /* all still out */
@@ -180,6 +196,22 @@ static const struct troika_option redis_options[] = {
 	{ .name = "max_reply", .type = TROIKA_OPT_SIZE,
 	    .default_value = "1MiB", .min = 4096, .max = REDIS_MAX_REPLY_MAX,
 	    .help = "largest reply read; a larger one is CRITICAL" },
+	{ .name = "backup_dir", .type = TROIKA_OPT_STRING,
+	    .help = "absolute path: where the backup action stores its sets; "
+	    "without it, backup is refused" },
+	{ .name = "backup_keep", .type = TROIKA_OPT_INT, .default_value = "4",
+	    .min = 1, .max = 10000,
+	    .help = "sets kept after a verified backup (the newest)" },
+	{ .name = "backup_program", .type = TROIKA_OPT_STRING,
+	    .default_value = TROIKA_BACKUP_PROGRAM,
+	    .help = "the troika-backup program" },
+	{ .name = "rdb_check_program", .type = TROIKA_OPT_STRING,
+	    .default_value = "/usr/bin/redis-check-rdb",
+	    .help = "run on the stored copy of the RDB, must exit 0; none: "
+	    "no check" },
+	{ .name = "rdb_file", .type = TROIKA_OPT_STRING,
+	    .help = "absolute path of the RDB file; by default CONFIG GET dir "
+	    "and dbfilename" },
 	{ .name = NULL },
 };
 
@@ -197,6 +229,9 @@ static const struct troika_action redis_actions[] = {
 	    "until this master is a replica of host:port" },
 	{ .name = "bgsave", .min_args = 0, .max_args = 0,
 	    .help = "BGSAVE, then wait for it to end; reports its status" },
+	{ .name = "backup", .min_args = 0, .max_args = 0,
+	    .help = "BGSAVE, then troika-backup stores the RDB in backup_dir "
+	    "(verified, then the newest backup_keep sets kept)" },
 	{ .name = "start", .min_args = 0, .max_args = 0,
 	    .help = "start the service through the service manager" },
 	{ .name = "stop", .min_args = 0, .max_args = 0,
@@ -211,6 +246,7 @@ static void redis_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void redis_poll_cb(evutil_socket_t fd, short what, void *arg);
 static void redis_defer_cb(evutil_socket_t fd, short what, void *arg);
 static void redis_go(struct redis_check *r);
+static int64_t redis_budget_ms(int64_t remaining);
 
 /* ---- configuration ---- */
 
@@ -251,6 +287,31 @@ redis_parse_addr(struct redis_check *r, const char *host, int64_t port)
 	    "[%s]:%lld" : "%s:%lld", r->ip, (long long)port);
 	r->port = (int)port;
 	freeaddrinfo(ai);
+	return 0;
+}
+
+/*
+ * A path option, copied if set: it must be absolute (the agent's working
+ * directory is nobody's business); rdb_check_program may also be "none".
+ */
+static int
+redis_opt_path(struct redis_check *r, const char *name, char **ret)
+{
+	const char *v;
+
+	*ret = NULL;
+	/* NULL: not set, and no default. */
+	if ((v = r->host->opt_string(r->inst, name)) == NULL)
+		return 0;
+	if (strcmp(name, "rdb_check_program") == 0 && strcmp(v, "none") == 0)
+		return 0;
+	if (v[0] != '/') {
+		r->host->log(r->inst, TROIKA_LOG_ERR, "%s \"%s\": expected an "
+		    "absolute path", name, v);
+		return -EINVAL;
+	}
+	if ((*ret = strdup(v)) == NULL)
+		return -ENOMEM;
 	return 0;
 }
 
@@ -306,6 +367,13 @@ redis_instance_new(const struct troika_host *host, struct troika_instance *inst,
 	r->min_replicas = host->opt_int(inst, "min_replicas");
 	r->memory_pct = host->opt_int(inst, "memory_warning");
 	r->max_reply = (size_t)host->opt_size(inst, "max_reply");
+	r->backup_keep = host->opt_int(inst, "backup_keep");
+	if ((rc = redis_opt_path(r, "backup_dir", &r->backup_dir)) < 0 ||
+	    (rc = redis_opt_path(r, "backup_program",
+	    &r->backup_program)) < 0 ||
+	    (rc = redis_opt_path(r, "rdb_check_program", &r->rdb_check)) < 0 ||
+	    (rc = redis_opt_path(r, "rdb_file", &r->rdb_file)) < 0)
+		goto fail;
 	r->timer = evtimer_new(r->base, redis_timer_cb, r);
 	r->poll = evtimer_new(r->base, redis_poll_cb, r);
 	r->defer = event_new(r->base, -1, 0, redis_defer_cb, r);
@@ -356,6 +424,11 @@ redis_task_clear(struct redis_check *r)
 	if (r->svc != NULL) {
 		r->svc->abandoned = 1; /* its done callback frees it */
 		r->svc = NULL;
+	}
+	if (r->spawn != NULL) {
+		/* TERM, then KILL: a .partial it leaves goes at the next. */
+		r->host->spawn_cancel(r->spawn);
+		r->spawn = NULL;
 	}
 	redis_info_clear(&r->info);
 	r->have_info = 0;
@@ -728,6 +801,8 @@ redis_defer_cb(evutil_socket_t fd, short what, void *arg)
 		redis_info_fields(&info, job, &o);
 	/* Always, up or down: a failover repoints replicas to it. */
 	redis_field(&o, "address", r->peer);
+	if (job == REDIS_JOB_BACKUP && r->backup_set[0] != '\0')
+		redis_field(&o, "backup_set", r->backup_set);
 	res.message = msg;
 	res.samples = o.samples;
 	res.nsamples = o.nsamples;
@@ -971,6 +1046,13 @@ redis_send_info(struct redis_check *r, const char *section)
 	redis_send(r, REDIS_STEP_INFO, section != NULL ? 2 : 1, argv);
 }
 
+/* Does the task wait for a BGSAVE (INFO persistence, not replication)? */
+static int
+redis_saves(const struct redis_check *r)
+{
+	return r->job == REDIS_JOB_BGSAVE || r->job == REDIS_JOB_BACKUP;
+}
+
 /* Look at INFO again after ms (actions waiting for their effect). */
 static void
 redis_pause(struct redis_check *r, int64_t ms)
@@ -1009,8 +1091,7 @@ redis_poll_cb(evutil_socket_t fd, short what, void *arg)
 		redis_connect(r);
 		return;
 	}
-	redis_send_info(r, r->job == REDIS_JOB_BGSAVE ? "persistence" :
-	    "replication");
+	redis_send_info(r, redis_saves(r) ? "persistence" : "replication");
 }
 
 /* A reply other than the expected one: the stream is not trusted. */
@@ -1202,6 +1283,137 @@ redis_handover_info(struct redis_check *r)
 	    (long long)mp);
 }
 
+/* ---- backup: after the BGSAVE ---- */
+
+/* The last non-empty line of text, at most len - 1 bytes of it. */
+static void
+redis_last_line(const char *text, char *out, size_t len)
+{
+	const char *end = text + strlen(text), *start;
+
+	while (end > text && (end[-1] == '\n' || end[-1] == '\r'))
+		end--;
+	for (start = end; start > text && start[-1] != '\n'; start--)
+		;
+	snprintf(out, len, "%.*s", (int)(end - start), start);
+}
+
+static void
+redis_backup_done(const struct troika_spawn_result *res, void *arg)
+{
+	struct redis_check *r = arg;
+	char line[768];
+	const char *colon;
+
+	r->spawn = NULL;
+	if (r->task == NULL || r->finished)
+		return;
+	redis_last_line(res->output != NULL ? res->output : "", line,
+	    sizeof(line));
+	if (res->spawn_errno != 0)
+		redis_finish(r, TROIKA_STATUS_CRITICAL, TROIKA_EVIDENCE_NONE,
+		    "cannot run %s: %s", r->backup_program,
+		    strerror(res->spawn_errno));
+	else if ((!res->exited || res->exit_code != 0) && line[0] != '\0')
+		redis_finish(r, TROIKA_STATUS_CRITICAL, TROIKA_EVIDENCE_NONE,
+		    "backup of %s failed: %s", r->rdb_path, line);
+	else if (!res->exited || res->exit_code != 0)
+		redis_finish(r, TROIKA_STATUS_CRITICAL, TROIKA_EVIDENCE_NONE,
+		    "backup of %s failed: %s %s %d, and said nothing",
+		    r->rdb_path, r->backup_program, res->exited ? "exit" :
+		    "killed by signal", res->exited ? res->exit_code :
+		    res->signal);
+	else {
+		/* "stored DIR/NAME: 1 file, ..." */
+		if (strncmp(line, "stored ", 7) == 0 &&
+		    (colon = strstr(line, ": ")) != NULL)
+			snprintf(r->backup_set, sizeof(r->backup_set), "%.*s",
+			    (int)(colon - line - 7), line + 7);
+		redis_finish(r, TROIKA_STATUS_OK, TROIKA_EVIDENCE_NONE,
+		    "%s: backup done after %.0f ms; %s", r->peer,
+		    redis_elapsed_ms(r), line);
+	}
+}
+
+/* The RDB is written: hand it to troika-backup. */
+static void
+redis_backup_store(struct redis_check *r)
+{
+	char keep[24];
+	const char *argv[10];
+	int n = 0;
+
+	snprintf(keep, sizeof(keep), "%lld", (long long)r->backup_keep);
+	argv[n++] = r->backup_program;
+	argv[n++] = "store";
+	argv[n++] = "--keep";
+	argv[n++] = keep;
+	if (r->rdb_check != NULL) {
+		argv[n++] = "--check";
+		argv[n++] = r->rdb_check;
+	}
+	argv[n++] = r->backup_dir;
+	argv[n++] = r->rdb_path;
+	argv[n] = NULL;
+	r->step = REDIS_STEP_STORE;
+	/* The task's timer ends it first (and cancels the spawn), with a
+	 * message that says what it waited for. */
+	r->spawn = r->host->spawn(r->inst, argv,
+	    r->host->task_remaining_ms(r->task), 16384, redis_backup_done, r);
+	if (r->spawn == NULL)
+		redis_finish(r, TROIKA_STATUS_CRITICAL, TROIKA_EVIDENCE_NONE,
+		    "cannot run %s: %s", r->backup_program, strerror(errno));
+}
+
+static void
+redis_backup_saved(struct redis_check *r)
+{
+	const char *argv[] = { "CONFIG", "GET", "dir" };
+
+	if (r->rdb_file != NULL) {
+		snprintf(r->rdb_path, sizeof(r->rdb_path), "%s", r->rdb_file);
+		redis_backup_store(r);
+		return;
+	}
+	r->rdb_dir[0] = '\0';
+	redis_send(r, REDIS_STEP_CONFIG, 3, argv);
+}
+
+/* A reply to CONFIG GET dir, then to CONFIG GET dbfilename. */
+static void
+redis_backup_config(struct redis_check *r, const redisReply *reply)
+{
+	const char *argv[] = { "CONFIG", "GET", "dbfilename" };
+	const redisReply *v;
+
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+	    (v = reply->element[1])->type != REDIS_REPLY_STRING ||
+	    v->len == 0 || memchr(v->str, '\0', v->len) != NULL) {
+		redis_unexpected(r, reply);
+		return;
+	}
+	if (r->rdb_dir[0] == '\0') {
+		if (v->str[0] != '/' || v->len >= sizeof(r->rdb_dir)) {
+			redis_finish(r, TROIKA_STATUS_CRITICAL,
+			    TROIKA_EVIDENCE_NONE, "%s: CONFIG GET dir is not "
+			    "an absolute path; set rdb_file", r->peer);
+			return;
+		}
+		memcpy(r->rdb_dir, v->str, v->len + 1);
+		redis_send(r, REDIS_STEP_CONFIG, 3, argv);
+		return;
+	}
+	if (strchr(v->str, '/') != NULL || (size_t)snprintf(r->rdb_path,
+	    sizeof(r->rdb_path), "%s/%s", r->rdb_dir, v->str) >=
+	    sizeof(r->rdb_path)) {
+		redis_finish(r, TROIKA_STATUS_CRITICAL, TROIKA_EVIDENCE_NONE,
+		    "%s: CONFIG GET dbfilename is not a plain file name; set "
+		    "rdb_file", r->peer);
+		return;
+	}
+	redis_backup_store(r);
+}
+
 static void
 redis_bgsave_info(struct redis_check *r)
 {
@@ -1218,7 +1430,9 @@ redis_bgsave_info(struct redis_check *r)
 		redis_pause(r, REDIS_BGSAVE_POLL_MS);
 		return;
 	}
-	if (st != NULL && strcmp(st, "ok") == 0)
+	if (st != NULL && strcmp(st, "ok") == 0 && r->job == REDIS_JOB_BACKUP)
+		redis_backup_saved(r);
+	else if (st != NULL && strcmp(st, "ok") == 0)
 		redis_finish(r, TROIKA_STATUS_OK, TROIKA_EVIDENCE_NONE,
 		    "%sbgsave done after %.0f ms, lastsave %lld",
 		    r->already_running ? "a running " : "",
@@ -1258,6 +1472,7 @@ redis_got_info(struct redis_check *r)
 		redis_handover_info(r);
 		break;
 	case REDIS_JOB_BGSAVE:
+	case REDIS_JOB_BACKUP:
 		redis_bgsave_info(r);
 		break;
 	default:
@@ -1301,6 +1516,18 @@ redis_reply(void *arg, const struct redisReply *reply)
 		    strstr(reply->str, "already in progress") != NULL) {
 			r->already_running = 1;
 			redis_pause(r, REDIS_BGSAVE_POLL_MS);
+			return;
+		}
+		if (r->step == REDIS_STEP_CONFIG) {
+			char shown[REDIS_SHOWN_MAX + 8];
+
+			/* The RDB is saved; only its path is not known (a
+			 * renamed CONFIG, NOPERM): the backup failed. */
+			redis_shown(reply, shown, sizeof(shown));
+			redis_finish(r, TROIKA_STATUS_CRITICAL,
+			    TROIKA_EVIDENCE_NONE, "%s: CONFIG GET %s refused: "
+			    "%s; set rdb_file", r->peer, r->rdb_dir[0] != '\0' ?
+			    "dbfilename" : "dir", shown);
 			return;
 		}
 		if (r->step == REDIS_STEP_FAILOVER) {
@@ -1353,8 +1580,11 @@ redis_reply(void *arg, const struct redisReply *reply)
 			redis_unexpected(r, reply);
 			return;
 		}
-		redis_send_info(r, r->job == REDIS_JOB_BGSAVE ? "persistence" :
+		redis_send_info(r, redis_saves(r) ? "persistence" :
 		    "replication");
+		break;
+	case REDIS_STEP_CONFIG:
+		redis_backup_config(r, reply);
 		break;
 	default:
 		redis_unexpected(r, reply);
@@ -1440,6 +1670,7 @@ redis_go(struct redis_check *r)
 		redis_send_info(r, "replication");
 		break;
 	case REDIS_JOB_BGSAVE:
+	case REDIS_JOB_BACKUP:
 		redis_send_info(r, "persistence");
 		break;
 	case REDIS_JOB_REPLICATE: {
@@ -1519,6 +1750,7 @@ redis_task_begin(struct redis_check *r, struct troika_task *task,
 	r->loading = 0;
 	r->already_running = 0;
 	r->have_info = 0;
+	r->backup_set[0] = '\0';
 	clock_gettime(CLOCK_MONOTONIC, &r->start);
 	r->budget_ms = redis_budget_ms(r->host->task_remaining_ms(task));
 	tv.tv_sec = r->budget_ms / 1000;
@@ -1543,7 +1775,8 @@ redis_timer_cb(evutil_socket_t fd, short what, void *arg)
 	if (r->task == NULL || r->finished)
 		return;
 	/* A reply may still come: this connection is out of step. */
-	if (step != REDIS_STEP_PAUSE && step != REDIS_STEP_SERVICE)
+	if (step != REDIS_STEP_PAUSE && step != REDIS_STEP_SERVICE &&
+	    step != REDIS_STEP_STORE)
 		redis_link_close(r);
 	if (step == REDIS_STEP_CONNECT)
 		redis_finish(r, TROIKA_STATUS_CRITICAL,
@@ -1561,7 +1794,12 @@ redis_timer_cb(evutil_socket_t fd, short what, void *arg)
 		redis_finish(r, TROIKA_STATUS_UNKNOWN, TROIKA_EVIDENCE_NONE,
 		    "%s: FAILOVER TO %s %d sent, but it had not ended within "
 		    "%lld ms", r->peer, r->target_host, r->target_port, ms);
-	else if (r->job == REDIS_JOB_BGSAVE && r->effect_sent)
+	else if (r->job == REDIS_JOB_BACKUP && step == REDIS_STEP_STORE)
+		redis_finish(r, TROIKA_STATUS_UNKNOWN, TROIKA_EVIDENCE_NONE,
+		    "%s had not ended after %lld ms; stopped",
+		    r->backup_program, ms);
+	else if (redis_saves(r) && r->effect_sent &&
+	    step != REDIS_STEP_CONFIG)
 		redis_finish(r, TROIKA_STATUS_UNKNOWN, TROIKA_EVIDENCE_NONE,
 		    "%s: bgsave still running after %lld ms", r->peer, ms);
 	else if (r->job == REDIS_JOB_WAKE)
@@ -1727,6 +1965,8 @@ redis_action(void *state, struct troika_task *task, const char *name,
 		job = REDIS_JOB_HANDOVER;
 	else if (strcmp(name, "bgsave") == 0)
 		job = REDIS_JOB_BGSAVE;
+	else if (strcmp(name, "backup") == 0)
+		job = REDIS_JOB_BACKUP;
 	else
 		job = REDIS_JOB_SERVICE;
 	if (redis_task_begin(r, task, job) < 0)
@@ -1739,6 +1979,11 @@ redis_action(void *state, struct troika_task *task, const char *name,
 			return;
 		}
 		redis_service(r, name);
+		return;
+	}
+	if (job == REDIS_JOB_BACKUP && r->backup_dir == NULL) {
+		redis_finish(r, TROIKA_STATUS_CRITICAL, TROIKA_EVIDENCE_NONE,
+		    "backup: no backup_dir configured for this check");
 		return;
 	}
 	if (job == REDIS_JOB_REPLICATE && (argc != 2 ||
@@ -1798,6 +2043,10 @@ redis_instance_free(void *state)
 		event_free(r->defer);
 	free(r->username);
 	free(r->password);
+	free(r->backup_dir);
+	free(r->backup_program);
+	free(r->rdb_check);
+	free(r->rdb_file);
 	free(r);
 }
 

@@ -177,6 +177,18 @@ class RedisServer:
     def info(self, section=None):
         return parse_info(self.cmd("INFO", *([section] if section else [])))
 
+    def fail_saves(self):
+        """Make every BGSAVE fail until restore_saves(): the server's dir
+        is a directory that vanished under it. Needs the server started
+        with "enable-protected-configs yes"."""
+        gone = os.path.join(self.dir, "gone")
+        os.mkdir(gone)
+        self.cmd("CONFIG", "SET", "dir", gone)
+        os.rmdir(gone)
+
+    def restore_saves(self):
+        self.cmd("CONFIG", "SET", "dir", self.dir)
+
 
 class Topology:
     """A master on 127.0.1.1:6379 and replicas on 127.0.1.2 and .3."""

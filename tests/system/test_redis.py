@@ -2,7 +2,6 @@
 and replicas on 127.0.1.2 and 127.0.1.3 (started once for this module,
 their roles restored before every test), standalone servers for AUTH,
 BGSAVE and the service manager, and fake servers that misbehave."""
-import os
 import signal
 import subprocess
 import time
@@ -346,10 +345,7 @@ def test_bgsave(agent, procs, tmp_path):
     assert int(reply["field.lastsave"]) >= before
     assert (data / "dump.rdb").stat().st_size > 0
     # A save that fails: the server's directory vanishes under it.
-    gone = data / "gone"
-    gone.mkdir()
-    srv.cmd("CONFIG", "SET", "dir", str(gone))
-    gone.rmdir()
+    srv.fail_saves()
     rc, reply = agent.action("s", "bgsave")
     assert (rc, reply["result"], reply["message"]) == (
         1, "failed", "bgsave failed (rdb_last_bgsave_status:err)"), reply
@@ -357,7 +353,7 @@ def test_bgsave(agent, procs, tmp_path):
     assert status_line(agent, "s")[1].startswith(
         "last bgsave failed (rdb_last_bgsave_status:err) (master, 0 replicas online")
     assert agent.find("redis_rdb_last_bgsave_status", check="s") == 0
-    srv.cmd("CONFIG", "SET", "dir", str(data))
+    srv.restore_saves()
     rc, reply = agent.action("s", "bgsave")
     assert rc == 0, reply
     wait_status(agent, "s", 0)

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,6 +28,7 @@
 #include <event2/event.h>
 
 #include "fake_host.h"
+#include "spawn.h"
 
 #define REDIS_PLUGIN TEST_BUILD_PLUGIN_DIR "/troika-redis.so"
 
@@ -85,6 +87,8 @@ struct srv {
 	int bgsave_running; /* BGSAVE answers "already in progress" */
 	const char *bgsave_result;
 	long long lastsave;
+	const char *config_dir;        /* CONFIG GET dir; NULL: refused */
+	const char *config_dbfilename; /* CONFIG GET dbfilename */
 	int pending_polls;
 	/* FAILOVER: INFOs until it ends, and whether it gives up then. */
 	const char *failover_state;
@@ -396,6 +400,13 @@ srv_command(struct srv *s, int argc, char **argv)
 		s->failover_port = atoi(argv[3]);
 		s->failover_state = "waiting-for-sync";
 		srv_puts(s, "+OK\r\n");
+	} else if (strcmp(cmd, "CONFIG") == 0 && argc == 3 &&
+	    s->config_dir != NULL) {
+		const char *v = strcmp(argv[2], "dir") == 0 ? s->config_dir :
+		    s->config_dbfilename;
+
+		srv_printf(s, "*2\r\n$%zu\r\n%s\r\n$%zu\r\n%s\r\n",
+		    strlen(argv[2]), argv[2], strlen(v), v);
 	} else if (strcmp(cmd, "BGSAVE") == 0) {
 		if (s->bgsave_running) {
 			srv_puts(s, "-ERR Background save already in "
@@ -759,8 +770,7 @@ test_descriptor(void **state)
 {
 	struct fixture *f = *state;
 	const char *names[] = { "role", "promote", "replicate", "handover",
-	    "bgsave",
-		"start", "stop", "restart" };
+	    "bgsave", "backup", "start", "stop", "restart" };
 	size_t n = 0;
 
 	assert_string_equal(f->p->name, "redis");
@@ -1886,6 +1896,153 @@ test_action_bgsave_already_running(void **state)
 	assert_contains(r->message, "bgsave still running after 450 ms");
 }
 
+/*
+ * backup: the BGSAVE, the RDB's path, then backup_program. /bin/echo as the
+ * program shows the argv the plugin built.
+ */
+static void
+test_action_backup(void **state)
+{
+	struct fixture *f = *state;
+	const struct fake_result *r;
+	char script[] = "/tmp/troika-redis-backup-test.XXXXXX";
+	int fd;
+
+	srv_start(f, SRV_NORMAL);
+	f->srv.config_dir = "/var/lib/redis";
+	f->srv.config_dbfilename = "dump.rdb";
+	fake_host_set_string(f->fh, "backup_dir", "/srv/backups");
+	fake_host_set_string(f->fh, "backup_program", "/bin/echo");
+	new_instance(f);
+	r = run_action(f, 3000, "backup", NULL, NULL);
+	assert_int_equal(r->status, TROIKA_STATUS_OK);
+	assert_contains(r->message, ": backup done after ");
+	assert_contains(r->message, " ms; store --keep 4 --check "
+	    "/usr/bin/redis-check-rdb /srv/backups /var/lib/redis/dump.rdb");
+	/* Only a "stored DIR/NAME: ..." line names a set. */
+	assert_null(fake_result_field(r, "backup_set"));
+	assert_string_equal(f->srv.cmds[0], "INFO persistence");
+	assert_string_equal(f->srv.cmds[1], "BGSAVE");
+	assert_string_equal(f->srv.cmds[f->srv.ncmds - 2], "CONFIG GET dir");
+	assert_string_equal(f->srv.cmds[f->srv.ncmds - 1],
+	    "CONFIG GET dbfilename");
+	assert_int_equal(fake_host_spawns(f->fh), 1);
+	f->p->instance_free(f->state);
+
+	/* rdb_file: no CONFIG; no check program; the set's name. */
+	fd = mkstemp(script);
+	assert_true(fd >= 0);
+	assert_true(dprintf(fd, "#!/bin/sh\necho some check output\n"
+	    "echo \"stored $4/20261127T031500Z: 1 file, 3 bytes, sha256 x, "
+	    "0 older removed\"\n") > 0);
+	close(fd);
+	assert_int_equal(chmod(script, 0700), 0);
+	fake_host_set_string(f->fh, "backup_program", script);
+	fake_host_set_string(f->fh, "rdb_file", "/data/x.rdb");
+	fake_host_set_string(f->fh, "rdb_check_program", "none");
+	fake_host_set_int(f->fh, "backup_keep", 9);
+	f->srv.ncmds = 0;
+	new_instance(f);
+	r = run_action(f, 3000, "backup", NULL, NULL);
+	assert_int_equal(r->status, TROIKA_STATUS_OK);
+	assert_contains(r->message, " ms; stored /srv/backups/20261127T031500Z: "
+	    "1 file, 3 bytes");
+	assert_field(r, "backup_set", "/srv/backups/20261127T031500Z");
+	for (int i = 0; i < f->srv.ncmds; i++)
+		assert_true(strncmp(f->srv.cmds[i], "CONFIG", 6) != 0);
+	f->p->instance_free(f->state);
+
+	/* Still running at the deadline: stopped, and UNKNOWN. */
+	fd = open(script, O_WRONLY | O_TRUNC);
+	assert_true(fd >= 0);
+	assert_true(dprintf(fd, "#!/bin/sh\nexec sleep 30\n") > 0);
+	close(fd);
+	new_instance(f);
+	r = run_action(f, 1000, "backup", NULL, NULL);
+	assert_int_equal(r->status, TROIKA_STATUS_UNKNOWN);
+	assert_contains(r->message, script);
+	assert_contains(r->message, " had not ended after 900 ms; stopped");
+	assert_int_equal(fake_host_spawn_cancels(f->fh), 1);
+	/* TERM, then reaped: the sleep is gone before the test ends. */
+	for (int i = 0; i < 300 && spawn_active() > 0; i++)
+		fake_host_run_for(f->fh, 10);
+	assert_int_equal(spawn_active(), 0);
+	unlink(script);
+}
+
+static void
+test_action_backup_refused_or_failed(void **state)
+{
+	struct fixture *f = *state;
+	const struct fake_result *r;
+
+	srv_start(f, SRV_NORMAL);
+	f->srv.config_dir = "/var/lib/redis";
+	f->srv.config_dbfilename = "dump.rdb";
+	/* No backup_dir: nothing is sent. */
+	new_instance(f);
+	r = run_action(f, 3000, "backup", NULL, NULL);
+	assert_int_equal(r->status, TROIKA_STATUS_CRITICAL);
+	assert_string_equal(r->message,
+	    "backup: no backup_dir configured for this check");
+	assert_int_equal(f->srv.ncmds, 0);
+	f->p->instance_free(f->state);
+	f->state = NULL;
+
+	/* Relative paths are refused when the check is made. */
+	fake_host_set_string(f->fh, "backup_dir", "backups");
+	assert_int_equal(fake_host_instance_new(f->fh, f->p, &f->state),
+	    -EINVAL);
+	fake_host_set_string(f->fh, "backup_dir", "/srv/backups");
+	fake_host_set_string(f->fh, "rdb_check_program", "redis-check-rdb");
+	assert_int_equal(fake_host_instance_new(f->fh, f->p, &f->state),
+	    -EINVAL);
+	fake_host_set_string(f->fh, "rdb_check_program", "none");
+	fake_host_set_string(f->fh, "backup_program", "/bin/false");
+	new_instance(f);
+
+	/* The program fails. */
+	r = run_action(f, 3000, "backup", NULL, NULL);
+	assert_int_equal(r->status, TROIKA_STATUS_CRITICAL);
+	assert_string_equal(r->message, "backup of /var/lib/redis/dump.rdb "
+	    "failed: /bin/false exit 1, and said nothing");
+	/* It cannot be started. */
+	fake_host_fail_next_spawn(f->fh, EAGAIN);
+	r = run_action(f, 3000, "backup", NULL, NULL);
+	assert_int_equal(r->status, TROIKA_STATUS_CRITICAL);
+	assert_string_equal(r->message, "cannot run /bin/false: Resource "
+	    "temporarily unavailable");
+	/* CONFIG answers what no RDB path is made of. */
+	f->srv.config_dir = "relative";
+	r = run_action(f, 3000, "backup", NULL, NULL);
+	assert_int_equal(r->status, TROIKA_STATUS_CRITICAL);
+	assert_contains(r->message, ": CONFIG GET dir is not an absolute path; "
+	    "set rdb_file");
+	f->srv.config_dir = "/var/lib/redis";
+	f->srv.config_dbfilename = "../etc/x";
+	r = run_action(f, 3000, "backup", NULL, NULL);
+	assert_int_equal(r->status, TROIKA_STATUS_CRITICAL);
+	assert_contains(r->message, ": CONFIG GET dbfilename is not a plain "
+	    "file name; set rdb_file");
+	/* CONFIG renamed away. */
+	f->srv.config_dir = NULL;
+	r = run_action(f, 3000, "backup", NULL, NULL);
+	assert_int_equal(r->status, TROIKA_STATUS_CRITICAL);
+	assert_contains(r->message, ": CONFIG GET dir refused: ERR unknown "
+	    "command 'CONFIG'; set rdb_file");
+	/* The BGSAVE fails: no CONFIG, no program. */
+	f->srv.config_dir = "/var/lib/redis";
+	f->srv.bgsave_result = "err";
+	f->srv.ncmds = 0;
+	r = run_action(f, 3000, "backup", NULL, NULL);
+	assert_int_equal(r->status, TROIKA_STATUS_CRITICAL);
+	assert_string_equal(r->message,
+	    "bgsave failed (rdb_last_bgsave_status:err)");
+	for (int i = 0; i < f->srv.ncmds; i++)
+		assert_true(strncmp(f->srv.cmds[i], "CONFIG", 6) != 0);
+	assert_int_equal(fake_host_spawns(f->fh), 1);
+}
+
 static void
 test_action_on_a_dead_server(void **state)
 {
@@ -2181,6 +2338,10 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_action_bgsave_already_running, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_action_backup, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_action_backup_refused_or_failed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_action_on_a_dead_server,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(
