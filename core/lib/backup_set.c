@@ -41,6 +41,15 @@ backup_err(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* What follows the last '/' of path (all of it when there is none). */
+static const char *
+backup_base(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	return slash != NULL ? slash + 1 : path;
+}
+
 /* A file's name inside a set: one printable word, not hidden. */
 static int
 backup_file_name_ok(const char *name)
@@ -101,11 +110,51 @@ backup_name_cmp(const void *a, const void *b)
 	return sx < sy ? -1 : sx > sy;
 }
 
+/*
+ * A directory stream over dir_fd, from its start, that leaves dir_fd open:
+ * closedir() closes only its own duplicate. NULL with errno set.
+ */
+static DIR *
+backup_dir_stream(int dir_fd)
+{
+	int fd = dup(dir_fd);
+	DIR *d;
+
+	if (fd < 0)
+		return NULL;
+	if ((d = fdopendir(fd)) == NULL) {
+		int saved = errno;
+
+		close(fd);
+		errno = saved;
+		return NULL;
+	}
+	/* The duplicate shares the offset an earlier stream moved. */
+	rewinddir(d);
+	return d;
+}
+
 static void
 backup_hex(const unsigned char *md, char *hex)
 {
 	for (int i = 0; i < 32; i++)
 		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+}
+
+static int
+backup_write_all(int fd, const char *s, size_t n)
+{
+	while (n > 0) {
+		ssize_t put = write(fd, s, n);
+
+		if (put < 0 && errno == EINTR)
+			continue;
+		if (put < 0)
+			return -1;
+		s += put;
+		n -= (size_t)put;
+	}
+	return 0;
 }
 
 /*
@@ -148,18 +197,11 @@ backup_pump(int in_fd, int out_fd, uint64_t *size, char *hex,
 			goto out;
 		}
 		*size += (uint64_t)got;
-		for (ssize_t off = 0; out_fd >= 0 && off < got;) {
-			ssize_t put = write(out_fd, buf + off,
-			    (size_t)(got - off));
-
-			if (put < 0 && errno == EINTR)
-				continue;
-			if (put < 0) {
-				rc = -errno;
-				*where = "write";
-				goto out;
-			}
-			off += put;
+		if (out_fd >= 0 && backup_write_all(out_fd, buf,
+		    (size_t)got) < 0) {
+			rc = -errno;
+			*where = "write";
+			goto out;
 		}
 	}
 	if (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 32) {
@@ -212,13 +254,11 @@ backup_remove_set(int dir_fd, const char *name, char *err, size_t errlen)
 	return rc;
 }
 
-/* Copy path into set_fd under its base name; hash and size into *f. */
+/* Copy path into set_fd as name; its SHA-256 (hex) and size out. */
 static int
-backup_copy_in(int set_fd, const char *path, char *hex, uint64_t *size,
-    char *err, size_t errlen)
+backup_copy_in(int set_fd, const char *path, const char *name, char *hex,
+    uint64_t *size, char *err, size_t errlen)
 {
-	const char *base = strrchr(path, '/') != NULL ?
-	    strrchr(path, '/') + 1 : path;
 	const char *where = "read";
 	struct stat st;
 	int in_fd, out_fd, rc;
@@ -232,7 +272,7 @@ backup_copy_in(int set_fd, const char *path, char *hex, uint64_t *size,
 		close(in_fd);
 		return -1;
 	}
-	if ((out_fd = openat(set_fd, base, O_WRONLY | O_CREAT | O_EXCL |
+	if ((out_fd = openat(set_fd, name, O_WRONLY | O_CREAT | O_EXCL |
 	    O_CLOEXEC, 0600)) < 0) {
 		backup_err(err, errlen, "create the copy of %s: %s", path,
 		    strerror(errno));
@@ -301,22 +341,6 @@ backup_run_check(const char *check_program, const char *path, char *err,
 		backup_err(err, errlen, "%s %s: killed by signal %d",
 		    check_program, path, WTERMSIG(status));
 	return -1;
-}
-
-static int
-backup_write_all(int fd, const char *s, size_t n)
-{
-	while (n > 0) {
-		ssize_t put = write(fd, s, n);
-
-		if (put < 0 && errno == EINTR)
-			continue;
-		if (put < 0)
-			return -1;
-		s += put;
-		n -= (size_t)put;
-	}
-	return 0;
 }
 
 int
@@ -422,7 +446,7 @@ backup_verify_fd(int set_fd, const char *label, struct backup_summary *out,
 	size_t n = 0, lineno = 0;
 	DIR *d = NULL;
 	struct dirent *de;
-	int rc = -1, dup_fd;
+	int rc = -1;
 
 	out->files = 0;
 	out->bytes = 0;
@@ -490,13 +514,10 @@ backup_verify_fd(int set_fd, const char *label, struct backup_summary *out,
 		goto out;
 	}
 	/* Nothing beside the listed files and the manifest. */
-	if ((dup_fd = dup(set_fd)) < 0 || (d = fdopendir(dup_fd)) == NULL) {
+	if ((d = backup_dir_stream(set_fd)) == NULL) {
 		backup_err(err, errlen, "%s: %s", label, strerror(errno));
-		if (dup_fd >= 0)
-			close(dup_fd);
 		goto out;
 	}
-	rewinddir(d);
 	while ((de = readdir(d)) != NULL) {
 		if (strcmp(de->d_name, ".") == 0 ||
 		    strcmp(de->d_name, "..") == 0 ||
@@ -521,12 +542,10 @@ int
 backup_verify(const char *setdir, struct backup_summary *out, char *err,
     size_t errlen)
 {
-	const char *base = strrchr(setdir, '/') != NULL ?
-	    strrchr(setdir, '/') + 1 : setdir;
 	int fd, rc;
 
 	memset(out, 0, sizeof(*out));
-	snprintf(out->name, sizeof(out->name), "%s", base);
+	snprintf(out->name, sizeof(out->name), "%s", backup_base(setdir));
 	if ((fd = open(setdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
 		backup_err(err, errlen, "open %s: %s", setdir,
 		    strerror(errno));
@@ -543,17 +562,13 @@ backup_list_fd(int dir_fd, ssize_t *ret_n, char *err, size_t errlen)
 {
 	char **names = NULL;
 	size_t n = 0, cap = 0;
-	int fd;
 	DIR *d;
 	struct dirent *de;
 
-	if ((fd = dup(dir_fd)) < 0 || (d = fdopendir(fd)) == NULL) {
+	if ((d = backup_dir_stream(dir_fd)) == NULL) {
 		backup_err(err, errlen, "%s", strerror(errno));
-		if (fd >= 0)
-			close(fd);
 		return NULL;
 	}
-	rewinddir(d);
 	while ((de = readdir(d)) != NULL) {
 		unsigned suffix;
 		struct stat st;
@@ -634,15 +649,13 @@ backup_list(const char *dir, char ***ret_names, char *err, size_t errlen)
 static int
 backup_remove_partials(int dir_fd, char *err, size_t errlen)
 {
-	int fd, rc = 0;
+	int rc = 0;
 	DIR *d;
 	struct dirent *de;
 	size_t sl = strlen(BACKUP_PARTIAL_SUFFIX);
 
-	if ((fd = dup(dir_fd)) < 0 || (d = fdopendir(fd)) == NULL) {
+	if ((d = backup_dir_stream(dir_fd)) == NULL) {
 		backup_err(err, errlen, "%s", strerror(errno));
-		if (fd >= 0)
-			close(fd);
 		return -1;
 	}
 	while (rc == 0 && (de = readdir(d)) != NULL) {
@@ -657,7 +670,8 @@ backup_remove_partials(int dir_fd, char *err, size_t errlen)
 	return rc;
 }
 
-/* The first free set name for now in dir_fd. */
+/* The first free set name for now in dir_fd (its partials are gone:
+ * backup_remove_partials() ran under the lock). */
 static int
 backup_new_name(int dir_fd, time_t now, char *name, size_t len)
 {
@@ -670,17 +684,11 @@ backup_new_name(int dir_fd, time_t now, char *name, size_t len)
 	    BACKUP_STAMP_LEN)
 		return -1;
 	for (unsigned i = 1; i <= BACKUP_SUFFIX_MAX; i++) {
-		char partial[BACKUP_NAME_MAX + 16];
-
 		if (i == 1)
 			snprintf(name, len, "%s", stamp);
 		else
 			snprintf(name, len, "%s.%u", stamp, i);
-		snprintf(partial, sizeof(partial), ".%s%s", name,
-		    BACKUP_PARTIAL_SUFFIX);
 		if (fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 &&
-		    errno == ENOENT &&
-		    fstatat(dir_fd, partial, &st, AT_SYMLINK_NOFOLLOW) < 0 &&
 		    errno == ENOENT)
 			return 0;
 	}
@@ -776,8 +784,7 @@ backup_store(const char *dir, const char *const *files, size_t nfiles,
 		goto out;
 	}
 	for (size_t i = 0; i < nfiles; i++) {
-		const char *base = strrchr(files[i], '/') != NULL ?
-		    strrchr(files[i], '/') + 1 : files[i];
+		const char *base = backup_base(files[i]);
 
 		if (!backup_file_name_ok(base) ||
 		    backup_listed((const char (*)[256])names, i, base)) {
@@ -827,8 +834,8 @@ backup_store(const char *dir, const char *const *files, size_t nfiles,
 		goto out;
 	}
 	for (size_t i = 0; i < nfiles; i++)
-		if (backup_copy_in(set_fd, files[i], hex[i], &sizes[i], err,
-		    errlen) < 0)
+		if (backup_copy_in(set_fd, files[i], names[i], hex[i],
+		    &sizes[i], err, errlen) < 0)
 			goto out;
 	if (backup_write_manifest(set_fd, now, (const char (*)[256])names,
 	    (const char (*)[65])hex, sizes, nfiles, err, errlen) < 0)
