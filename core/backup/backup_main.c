@@ -8,7 +8,6 @@
  *
  * Exit status: 0 done, 1 failed (one line on stderr says why), 2 usage.
  */
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +15,7 @@
 #include <time.h>
 
 #include "backup_set.h"
+#include "parse.h"
 
 static void
 usage(void)
@@ -36,13 +36,9 @@ usage(void)
 static int
 parse_keep(const char *s, size_t *keep)
 {
-	char *end;
-	unsigned long long v;
+	int64_t v;
 
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno != 0 || *s == '\0' || *end != '\0' || *s == '-' || v < 1 ||
-	    v > BACKUP_KEEP_MAX)
+	if (parse_int64(s, &v) < 0 || v < 1 || v > BACKUP_KEEP_MAX)
 		return -1;
 	*keep = (size_t)v;
 	return 0;
