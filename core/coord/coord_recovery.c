@@ -1381,20 +1381,6 @@ coord_recovery_node_settled(struct coord_recovery *r, const char *node)
 	return 1;
 }
 
-int
-coord_recovery_busy(const struct coord_recovery *r, const char *node,
-    const char *check)
-{
-	struct recovery_history h;
-
-	for (size_t i = 0; i < r->nkeys; i++)
-		if (r->keys[i]->starting && strcmp(r->keys[i]->node, node) == 0 &&
-		    recovery_str_eq(r->keys[i]->check, check))
-			return 1;
-	recovery_history(r, node, check, 0, recovery_now(), &h);
-	return h.open != NULL;
-}
-
 const Troika__V1__ActionRecord *
 coord_recovery_open_own(const struct coord_recovery *r, const char *node,
     const char *check)
@@ -1403,6 +1389,17 @@ coord_recovery_open_own(const struct coord_recovery *r, const char *node,
 
 	recovery_history(r, node, check, 0, recovery_now(), &h);
 	return h.open;
+}
+
+int
+coord_recovery_busy(const struct coord_recovery *r, const char *node,
+    const char *check)
+{
+	for (size_t i = 0; i < r->nkeys; i++)
+		if (r->keys[i]->starting && strcmp(r->keys[i]->node, node) == 0 &&
+		    recovery_str_eq(r->keys[i]->check, check))
+			return 1;
+	return coord_recovery_open_own(r, node, check) != NULL;
 }
 
 struct coord_redis *
