@@ -246,7 +246,6 @@ static void redis_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void redis_poll_cb(evutil_socket_t fd, short what, void *arg);
 static void redis_defer_cb(evutil_socket_t fd, short what, void *arg);
 static void redis_go(struct redis_check *r);
-static int64_t redis_budget_ms(int64_t remaining);
 
 /* ---- configuration ---- */
 
