@@ -29,13 +29,13 @@ from conftest import SANITIZED, wait_for
 from test_etcd import ETCD
 from test_galera_outage import POLICY, OutageCluster, history, procedure_done
 from test_galera_partition import Poller, second_primaries
+from test_galera_survivor import NIL
 from test_recovery_galera import count_rows, insert_rows
 from test_recovery_galera import pb  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.skipif(not os.path.exists(ETCD),
                                 reason="etcd-server is not installed")
 SLOW = 3 if SANITIZED else 1
-NIL = "00000000-0000-0000-0000-000000000000"
 
 
 def test_second_member_fails_while_the_first_is_started(procs, tmp_path, pb):  # noqa: F811
