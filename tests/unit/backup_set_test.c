@@ -321,26 +321,35 @@ test_refused_arguments(void **state)
 {
 	struct scratch *s = *state;
 	const char *dup[] = { s->a, s->a };
-	const char *hidden[] = { "/etc/.hidden" };
-	const char *manifest[] = { "/tmp/MANIFEST" };
+	char hidden_path[160], manifest_path[160];
+	const char *hidden[] = { hidden_path };
+	const char *manifest[] = { manifest_path };
 	const char *missing[] = { "/nonexistent/file" };
 	const char *dir[] = { "/etc" };
 	const char *files[] = { s->a };
 	struct backup_summary sum;
 	char err[1024], list[256];
 
+	/* Files that exist: only their names can be what is refused. */
+	snprintf(hidden_path, sizeof(hidden_path), "%s/.hidden", s->root);
+	snprintf(manifest_path, sizeof(manifest_path), "%s/MANIFEST", s->root);
+	write_file(hidden_path, "x", 1);
+	write_file(manifest_path, "x", 1);
 	assert_int_equal(backup_store(s->dir, dup, 2, NULL, 4, NOW, &sum, err,
 	    sizeof(err)), -1);
 	assert_non_null(strstr(err, "differ from the other files'"));
 	assert_int_equal(backup_store(s->dir, hidden, 1, NULL, 4, NOW, &sum,
 	    err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "the base name must be one printable"));
 	assert_int_equal(backup_store(s->dir, manifest, 1, NULL, 4, NOW, &sum,
 	    err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "the base name must be one printable"));
 	assert_int_equal(backup_store(s->dir, files, 1, NULL, 0, NOW, &sum,
 	    err, sizeof(err)), -1);
 	assert_string_equal(err, "keep is 1..10000, not 0");
 	assert_int_equal(backup_store(s->dir, files, 0, NULL, 4, NOW, &sum,
 	    err, sizeof(err)), -1);
+	assert_string_equal(err, "between 1 and 64 files, not 0");
 	assert_int_equal(backup_store(s->dir, missing, 1, NULL, 4, NOW, &sum,
 	    err, sizeof(err)), -1);
 	assert_string_equal(err, "open /nonexistent/file: No such file or "
