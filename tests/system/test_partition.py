@@ -87,6 +87,19 @@ def cgroup_pids(d):
         return [int(p) for p in f.read().split()]
 
 
+def cgroup_kill(d):
+    """SIGKILL every process in cgroup d by its PID, and wait until it is
+    empty. Returns the PIDs it found."""
+    left = cgroup_pids(d)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    wait_for(lambda: cgroup_pids(d) == [], 10, interval=0.1, what=f"{d} empty")
+    return left
+
+
 class Net:
     """The cgroups tk/n1-3, the SNAT that gives each node's connections its
     own source address, and the cuts. Only what this object created is
@@ -125,13 +138,7 @@ class Net:
             for d in [self.node_cgroup(n) for n in (1, 2, 3)] + [self.cg]:
                 if not os.path.exists(d):
                     continue
-                for pid in cgroup_pids(d):
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                wait_for(lambda: cgroup_pids(d) == [], 10, interval=0.1,
-                         what=f"{d} empty")
+                cgroup_kill(d)
                 os.rmdir(d)
                 removed.append(f"cgroup {d}")
         return removed
@@ -223,15 +230,8 @@ class Net:
                     wait_for(lambda: cgroup_pids(d) == [], 10, interval=0.1,
                              what=f"{d} empty")
                 except AssertionError:
-                    left = cgroup_pids(d)
+                    left = cgroup_kill(d)
                     errors.append(f"{d}: processes still in it: {left}; killed")
-                    for pid in left:
-                        try:
-                            os.kill(pid, signal.SIGKILL)
-                        except ProcessLookupError:
-                            pass
-                    wait_for(lambda: cgroup_pids(d) == [], 10, interval=0.1,
-                             what=f"{d} empty")
                 os.rmdir(d)
             except OSError as e:
                 errors.append(f"rmdir {d}: {e}")
